@@ -1,0 +1,118 @@
+"""Load a `Config` from YAML plus `key.sub=value` command-line overrides, validated on load."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import dacite
+import yaml
+
+from mergemix_jax.config.schema import Config
+from mergemix_jax.config.validation import validate
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names the key, the file and the fix."""
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """Turn `["train.steps=10", "model.d_model=64"]` into a nested dict (values parsed as YAML)."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+        dotted, raw = item.split("=", 1)
+        keys = dotted.strip().split(".")
+        if not all(keys):
+            raise ConfigError(f"override {item!r} has an empty key")
+        node = nested
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with an earlier override")
+        node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    return nested
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Recursively merge `update` into a copy of `base`; dicts merge, everything else replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
+    """Build and validate a `Config`; `source` names the file in error messages."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(raw).__name__}")
+    try:
+        config = dacite.from_dict(Config, raw, config=dacite.Config(strict=True, cast=[tuple]))
+    except dacite.UnexpectedDataError as err:
+        keys = ", ".join(sorted(err.keys))
+        raise ConfigError(f"{source}: unknown key(s) {keys}; check the spelling against mergemix_jax/config/schema.py") from None
+    except dacite.WrongTypeError as err:
+        raise ConfigError(
+            f"{source}: key '{err.field_path}' should be {_type_name(err.field_type)}, got {err.value!r}"
+        ) from None
+    except dacite.MissingValueError as err:
+        raise ConfigError(f"{source}: key '{err.field_path}' is required") from None
+    except dacite.DaciteError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    problems = validate(config)
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems))
+    return config
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or start from defaults when `path` is None) and apply overrides.
+
+    Relative data paths in the file are resolved against the file's folder, so a config can be
+    run from anywhere.
+    """
+    raw: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        raw = _resolve_relative_paths(raw, path.parent.resolve())
+    if overrides:
+        source = f"{source} with overrides {' '.join(overrides)}"
+        raw = deep_merge(raw, parse_overrides(overrides))
+    return config_from_dict(raw, source)
+
+
+def save_config(config: Config, path: str | os.PathLike) -> None:
+    """Write a config as YAML that `load_config` reads back to an equal `Config`."""
+    Path(path).write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
+
+
+def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    raw = copy.deepcopy(raw)
+    data = raw.get("data")
+    if isinstance(data, dict):
+        for domain in data.get("domains") or []:
+            if isinstance(domain, dict) and isinstance(domain.get("paths"), list):
+                domain["paths"] = [p if os.path.isabs(str(p)) else str(base / str(p)) for p in domain["paths"]]
+        tokenizer = data.get("tokenizer")
+        if isinstance(tokenizer, str) and tokenizer not in ("byte", "") and not os.path.isabs(tokenizer):
+            data["tokenizer"] = str(base / tokenizer)
+    return raw
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))

@@ -1,0 +1,114 @@
+"""Typed configuration: one dataclass per stage, composed into `Config`.
+
+Every field has a default so a YAML file only states what differs. Field comments say what a
+value means; `validate` (in `validation.py`) says which combinations are impossible.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A Llama-style decoder-only transformer (frozen: hashable, so usable as a jit static)."""
+
+    vocab_size: int = 320  # >= the tokenizer's vocabulary; a multiple of the tensor axis size
+    d_model: int = 128  # residual width
+    n_layers: int = 2
+    n_heads: int = 4  # query heads
+    n_kv_heads: int = 4  # key/value heads (grouped-query attention when < n_heads)
+    head_dim: int = 0  # 0 means d_model // n_heads
+    d_ff: int = 384  # SwiGLU hidden width
+    max_seq_len: int = 2048
+    rope_theta: float = 10_000.0
+    norm_eps: float = 1e-5
+    tie_embeddings: bool = True  # share the input embedding with the output projection
+    compute_dtype: str = "float32"  # float32 | bfloat16 (parameters stay float32)
+    remat: bool = False  # rematerialise each block in the backward pass (saves memory)
+    init_std: float = 0.02
+
+    @property
+    def resolved_head_dim(self) -> int:
+        return self.head_dim or self.d_model // self.n_heads
+
+
+@dataclass
+class MeshConfig:
+    """Device mesh shape; -1 on one axis means "all remaining devices"."""
+
+    data: int = 1
+    fsdp: int = -1
+    tensor: int = 1
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with a learning-rate schedule and global-norm clipping."""
+
+    learning_rate: float = 3e-3
+    schedule: str = "constant"  # constant | cosine | wsd (warmup-stable-decay)
+    warmup_steps: int = 0
+    decay_fraction: float = 0.2  # wsd: share of steps spent decaying at the end
+    min_lr_ratio: float = 0.1  # cosine / wsd: final LR as a fraction of the peak
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip_norm: float = 1.0  # 0 disables clipping
+
+
+@dataclass
+class DomainConfig:
+    """A named set of local files forming one candidate data domain."""
+
+    name: str = ""
+    paths: list[str] = field(default_factory=list)  # files or globs, relative to the config file
+    format: str = "text"  # text | jsonl | source (one document per file)
+    text_field: str = "text"  # jsonl: which field holds the document
+    split_by: str = "file"  # text: file (one doc per file) | blank_line (paragraph blocks)
+
+
+@dataclass
+class DataConfig:
+    """Where documents come from and how they become token sequences."""
+
+    domains: list[DomainConfig] = field(default_factory=list)
+    tokenizer: str = "byte"  # byte | path to a sentencepiece .model or tokenizers .json
+    heldout_fraction: float = 0.1  # share of documents held out per domain
+    split_seed: int = 0
+    max_epochs: float = 4.0  # a mixture repeating a domain more often is flagged
+    shuffle_buffer: int = 1024
+
+
+@dataclass
+class TrainConfig:
+    """One training run: a base, a domain expert or a reference model on a mixture."""
+
+    steps: int = 100
+    batch_size: int = 16  # global batch, sequences
+    seq_len: int = 128
+    seed: int = 0  # parameter init
+    data_seed: int = 0  # data order
+    mixture: dict[str, float] = field(default_factory=dict)  # domain -> weight; {} = uniform
+    init_from: str = ""  # checkpoint directory of a base model; "" trains from scratch
+    output_dir: str = "runs/train"
+    log_every: int = 10
+    checkpoint_every: int = 50
+    keep_checkpoints: int = 2
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    """Everything one `mergemix` job needs."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

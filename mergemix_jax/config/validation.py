@@ -1,0 +1,106 @@
+"""Checks that a config can run; each problem names the key and says what would fix it."""
+
+from __future__ import annotations
+
+import math
+
+from mergemix_jax.config.schema import Config
+
+SCHEDULES = ("constant", "cosine", "wsd")
+DTYPES = ("float32", "bfloat16")
+DOMAIN_FORMATS = ("text", "jsonl", "source")
+SPLIT_MODES = ("file", "blank_line")
+
+
+def validate(config: Config) -> list[str]:
+    """Return every problem found in `config` (empty when it is valid)."""
+    return [*_model_problems(config), *_mesh_problems(config), *_optim_problems(config), *_data_problems(config), *_train_problems(config)]
+
+
+def _positive(values: dict[str, float]) -> list[str]:
+    return [f"key '{key}' must be > 0, got {value}" for key, value in values.items() if not value > 0]
+
+
+def _model_problems(config: Config) -> list[str]:
+    m = config.model
+    problems = _positive({f"model.{k}": getattr(m, k) for k in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "max_seq_len", "rope_theta", "norm_eps", "init_std")})
+    if m.n_heads > 0 and m.n_kv_heads > 0 and m.n_heads % m.n_kv_heads:
+        problems.append(f"key 'model.n_heads' ({m.n_heads}) must be a multiple of 'model.n_kv_heads' ({m.n_kv_heads})")
+    if m.head_dim == 0 and m.n_heads > 0 and m.d_model % m.n_heads:
+        problems.append(f"key 'model.d_model' ({m.d_model}) must be divisible by 'model.n_heads' ({m.n_heads}), or set 'model.head_dim'")
+    if m.head_dim < 0 or m.head_dim % 2:
+        problems.append(f"key 'model.head_dim' must be 0 (auto) or a positive even number, got {m.head_dim}")
+    elif m.n_heads > 0 and m.resolved_head_dim % 2:
+        problems.append(f"rotary embeddings need an even head size; d_model/n_heads = {m.resolved_head_dim}")
+    if m.compute_dtype not in DTYPES:
+        problems.append(f"key 'model.compute_dtype' must be one of {DTYPES}, got {m.compute_dtype!r}")
+    return problems
+
+
+def _mesh_problems(config: Config) -> list[str]:
+    sizes = {"mesh.data": config.mesh.data, "mesh.fsdp": config.mesh.fsdp, "mesh.tensor": config.mesh.tensor}
+    problems = [f"key '{k}' must be a positive integer or -1 (fill), got {v}" for k, v in sizes.items() if v == 0 or v < -1]
+    if sum(v == -1 for v in sizes.values()) > 1:
+        problems.append("at most one of mesh.data, mesh.fsdp, mesh.tensor may be -1")
+    m, tensor = config.model, config.mesh.tensor
+    if tensor > 1:
+        for key in ("n_heads", "n_kv_heads", "d_ff", "vocab_size"):
+            if getattr(m, key) % tensor:
+                problems.append(f"key 'model.{key}' ({getattr(m, key)}) must be divisible by 'mesh.tensor' ({tensor})")
+    if config.mesh.fsdp > 1 and m.d_model % config.mesh.fsdp:
+        problems.append(f"key 'model.d_model' ({m.d_model}) must be divisible by 'mesh.fsdp' ({config.mesh.fsdp})")
+    return problems
+
+
+def _optim_problems(config: Config) -> list[str]:
+    o = config.optim
+    problems = _positive({"optim.learning_rate": o.learning_rate})
+    if o.schedule not in SCHEDULES:
+        problems.append(f"key 'optim.schedule' must be one of {SCHEDULES}, got {o.schedule!r}")
+    if not 0 <= o.decay_fraction <= 1:
+        problems.append(f"key 'optim.decay_fraction' must be in [0, 1], got {o.decay_fraction}")
+    if not 0 <= o.min_lr_ratio <= 1:
+        problems.append(f"key 'optim.min_lr_ratio' must be in [0, 1], got {o.min_lr_ratio}")
+    if o.warmup_steps < 0 or o.warmup_steps > config.train.steps:
+        problems.append(f"key 'optim.warmup_steps' must be in [0, train.steps={config.train.steps}], got {o.warmup_steps}")
+    if o.grad_clip_norm < 0 or o.weight_decay < 0:
+        problems.append("keys 'optim.grad_clip_norm' and 'optim.weight_decay' must be >= 0")
+    return problems
+
+
+def _data_problems(config: Config) -> list[str]:
+    d = config.data
+    problems = []
+    names = [dom.name for dom in d.domains]
+    for i, dom in enumerate(d.domains):
+        where = f"data.domains[{i}]"
+        if not dom.name:
+            problems.append(f"key '{where}.name' is empty; give every domain a name")
+        if not dom.paths:
+            problems.append(f"key '{where}.paths' of domain '{dom.name}' lists no files")
+        if dom.format not in DOMAIN_FORMATS:
+            problems.append(f"key '{where}.format' must be one of {DOMAIN_FORMATS}, got {dom.format!r}")
+        if dom.split_by not in SPLIT_MODES:
+            problems.append(f"key '{where}.split_by' must be one of {SPLIT_MODES}, got {dom.split_by!r}")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        problems.append(f"key 'data.domains' names {duplicates} more than once")
+    if not 0 <= d.heldout_fraction < 1:
+        problems.append(f"key 'data.heldout_fraction' must be in [0, 1), got {d.heldout_fraction}")
+    problems += _positive({"data.max_epochs": d.max_epochs})
+    for name, weight in config.train.mixture.items():
+        if name not in names:
+            problems.append(f"key 'train.mixture.{name}' names no domain in data.domains (known: {names})")
+        if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
+            problems.append(f"key 'train.mixture.{name}' must be a finite weight >= 0, got {weight}")
+    if config.train.mixture and not sum(config.train.mixture.values()) > 0:
+        problems.append("key 'train.mixture' has weights that sum to 0; give at least one domain a positive weight")
+    return problems
+
+
+def _train_problems(config: Config) -> list[str]:
+    t = config.train
+    problems = _positive({f"train.{k}": getattr(t, k) for k in ("steps", "batch_size", "seq_len", "log_every", "checkpoint_every", "keep_checkpoints")})
+    if t.seq_len > config.model.max_seq_len:
+        problems.append(f"key 'train.seq_len' ({t.seq_len}) exceeds 'model.max_seq_len' ({config.model.max_seq_len})")
+    return problems

@@ -1,0 +1,1 @@
+"""Meshes, multi-host start-up and the logical-axis sharding table."""

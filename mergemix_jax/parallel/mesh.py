@@ -1,0 +1,63 @@
+"""Device meshes from config, and multi-host start-up."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import jax
+
+from mergemix_jax.config import ConfigError, MeshConfig
+from mergemix_jax.parallel.partitioning import MESH_AXES
+
+log = logging.getLogger(__name__)
+
+def maybe_initialize_distributed() -> None:
+    """Call `jax.distributed.initialize()` when the environment describes a multi-host job.
+
+    Cloud TPU pod slices set TPU_WORKER_HOSTNAMES; explicit launches set JAX_COORDINATOR_ADDRESS
+    (with JAX_NUM_PROCESSES and JAX_PROCESS_ID). A single machine does nothing.
+    """
+    if jax.distributed.is_initialized():
+        return
+    coordinator = os.environ.get("JAX_COORDINATOR_ADDRESS")
+    if coordinator:
+        jax.distributed.initialize(
+            coordinator_address=coordinator,
+            num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
+            process_id=int(os.environ["JAX_PROCESS_ID"]),
+        )
+    elif "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
+        jax.distributed.initialize()  # a multi-worker TPU slice describes itself
+    else:
+        return
+    log.info("jax.distributed: process %d of %d", jax.process_index(), jax.process_count())
+
+
+def resolve_mesh_shape(mesh: MeshConfig, device_count: int, source: str = "config") -> tuple[int, int, int]:
+    """Resolve a -1 axis and check the product equals the device count."""
+    sizes = [mesh.data, mesh.fsdp, mesh.tensor]
+    fixed = 1
+    for size in sizes:
+        if size != -1:
+            fixed *= size
+    if -1 in sizes:
+        if device_count % fixed:
+            raise ConfigError(
+                f"{source}: mesh data={mesh.data} fsdp={mesh.fsdp} tensor={mesh.tensor} does not divide "
+                f"the {device_count} devices; choose sizes whose product divides {device_count}"
+            )
+        sizes[sizes.index(-1)] = device_count // fixed
+    elif fixed != device_count:
+        raise ConfigError(
+            f"{source}: mesh data*fsdp*tensor = {fixed} but there are {device_count} devices; "
+            f"set one of mesh.data/fsdp/tensor to -1 or make the product {device_count}"
+        )
+    return tuple(sizes)  # type: ignore[return-value]
+
+
+def build_mesh(mesh: MeshConfig, source: str = "config", devices=None) -> jax.sharding.Mesh:
+    """A `(data, fsdp, tensor)` mesh with Auto axis types, so GSPMD propagates shardings."""
+    devices = devices if devices is not None else jax.devices()
+    shape = resolve_mesh_shape(mesh, len(devices), source)
+    return jax.make_mesh(shape, MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * 3, devices=devices)
