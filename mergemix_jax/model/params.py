@@ -11,10 +11,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from flax.core import spmd as core_spmd
 
 from mergemix_jax.config import ModelConfig
 from mergemix_jax.model.transformer import Transformer
-from mergemix_jax.parallel.partitioning import named_shardings, param_specs
+from mergemix_jax.parallel.partitioning import LOGICAL_AXIS_RULES, named_shardings, param_specs
 
 Params = dict  # nested dict of arrays, the tree `nnx.split(model, nnx.Param)` gives as a pure dict
 
@@ -27,7 +28,8 @@ def _build(cfg: ModelConfig, seed: int) -> Transformer:
 
 @functools.lru_cache(maxsize=32)
 def _graphdef_and_abstract(cfg: ModelConfig):
-    with nnx.use_eager_sharding(False):
+    # Under an active mesh, eval_shape resolves logical names through the rules table.
+    with nnx.use_eager_sharding(False), core_spmd.logical_axis_rules(LOGICAL_AXIS_RULES):
         abstract_model = nnx.eval_shape(lambda: _build(cfg, 0))
     graphdef, abstract_state = nnx.split(abstract_model, nnx.Param)
     return graphdef, abstract_state

@@ -1,0 +1,139 @@
+"""Orbax checkpoints of a training run: params, optimizer state, data-iterator state, metadata.
+
+Layout of a run directory::
+
+    <run>/config.yaml            the config that produced it
+    <run>/metrics.jsonl          one JSON line per logged step
+    <run>/checkpoints/<step>/    params | opt_state | data | meta   (orbax items, atomic commits)
+
+Params are their own item, so the merge engine reads an expert without its optimizer state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from mergemix_jax.config import ModelConfig
+from mergemix_jax.model.params import Params, param_shapes
+
+CHECKPOINTS = "checkpoints"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, incomplete or does not fit the model; says the way out."""
+
+
+def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
+    """`<run>/checkpoints` as an absolute path (orbax wants absolute paths)."""
+    return Path(run_dir).resolve() / CHECKPOINTS
+
+
+def make_manager(run_dir: str | os.PathLike, keep: int = 2) -> ocp.CheckpointManager:
+    """A CheckpointManager for `<run>/checkpoints` keeping the newest `keep` steps."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=True)
+    return ocp.CheckpointManager(checkpoint_dir(run_dir), options=options)
+
+
+def save_checkpoint(
+    manager: ocp.CheckpointManager,
+    step: int,
+    params: Params,
+    opt_state: Any,
+    data_iterator: Any | None,
+    metadata: dict,
+) -> None:
+    """Save everything needed to resume at `step` (async; orbax commits it atomically)."""
+    items = {
+        "params": ocp.args.StandardSave(params),
+        "opt_state": ocp.args.StandardSave(opt_state),
+        "meta": ocp.args.JsonSave({**metadata, "step": int(step)}),
+    }
+    if data_iterator is not None:
+        import grain
+
+        items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
+    manager.save(int(step), args=ocp.args.Composite(**items), force=True)
+
+
+def restore_checkpoint(
+    manager: ocp.CheckpointManager,
+    step: int,
+    abstract_params: Any,
+    abstract_opt_state: Any,
+    data_iterator: Any | None,
+) -> tuple[Params, Any, dict]:
+    """Restore (params, opt_state, metadata) into the given abstract targets (any mesh).
+
+    The data iterator, when given, is restored in place to continue the identical stream.
+    """
+    items = {
+        "params": ocp.args.StandardRestore(abstract_params),
+        "opt_state": ocp.args.StandardRestore(abstract_opt_state),
+        "meta": ocp.args.JsonRestore(),
+    }
+    if data_iterator is not None:
+        import grain
+
+        items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+    try:
+        restored = manager.restore(int(step), args=ocp.args.Composite(**items))
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        raise CheckpointError(
+            f"checkpoint step {step} in {manager.directory} cannot be restored ({err}); "
+            f"delete that step's folder to fall back to the previous checkpoint"
+        ) from err
+    return restored["params"], restored["opt_state"], dict(restored["meta"])
+
+
+def latest_step(run_dir: str | os.PathLike) -> int | None:
+    """The newest committed checkpoint step of a run, or None."""
+    directory = checkpoint_dir(run_dir)
+    if not directory.is_dir():
+        return None
+    steps = ocp.utils.checkpoint_steps(directory)
+    return max(steps) if steps else None
+
+
+def load_params(
+    run_dir: str | os.PathLike,
+    model_cfg: ModelConfig | None = None,
+    mesh: jax.sharding.Mesh | None = None,
+    step: int | None = None,
+) -> tuple[Params, ModelConfig]:
+    """Read only the parameters of a run's checkpoint (newest step unless `step`).
+
+    Returns (params, model config of the checkpoint). With `model_cfg` given, a checkpoint of a
+    different architecture is an error. With `mesh`, params are placed with the model's shardings.
+    """
+    run_dir = Path(run_dir)
+    found = latest_step(run_dir) if step is None else step
+    if found is None:
+        raise CheckpointError(f"{run_dir} holds no finished checkpoint under {CHECKPOINTS}/; train it first (mergemix train)")
+    step_dir = checkpoint_dir(run_dir) / str(found)
+    meta_file = step_dir / "meta" / "metadata"
+    if not meta_file.is_file():
+        raise CheckpointError(f"{step_dir} has no metadata: an incomplete checkpoint; delete it to use the previous one")
+    meta = json.loads(meta_file.read_text())
+    saved_cfg = ModelConfig(**meta["model"])
+    if model_cfg is not None and saved_cfg != model_cfg:
+        diff = {k: (v, getattr(model_cfg, k)) for k, v in meta["model"].items() if getattr(model_cfg, k) != v}
+        raise CheckpointError(f"{run_dir}: model architecture differs from the expected one (saved, expected): {diff}")
+    abstract = param_shapes(saved_cfg)
+    if mesh is not None:
+        from mergemix_jax.model.params import param_shardings
+
+        abstract = jax.tree.map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, param_shardings(saved_cfg, mesh)
+        )
+    with ocp.StandardCheckpointer() as checkpointer:
+        try:
+            params = checkpointer.restore(step_dir / "params", abstract)
+        except (FileNotFoundError, ValueError) as err:
+            raise CheckpointError(f"{step_dir}/params cannot be read ({err}); delete this step to use the previous one") from err
+    return params, saved_cfg

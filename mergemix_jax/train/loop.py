@@ -1,0 +1,198 @@
+"""Train a base model, a domain expert or a reference model on a mixture; resumable."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from mergemix_jax.config import Config, save_config
+from mergemix_jax.model import count_params, init_params
+from mergemix_jax.parallel.mesh import build_mesh, maybe_initialize_distributed
+from mergemix_jax.train.checkpoint import latest_step, load_params, make_manager, restore_checkpoint, save_checkpoint
+from mergemix_jax.train.metrics import MetricsLog
+from mergemix_jax.train.optimizer import learning_rate_schedule, make_optimizer
+from mergemix_jax.train.step import (
+    BATCH_KEYS,
+    TrainState,
+    abstract_train_state,
+    batch_sharding,
+    init_train_state,
+    make_train_step,
+    train_state_shardings,
+)
+
+log = logging.getLogger(__name__)
+
+DONE_FILE = "done.json"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    final_loss: float
+    tokens_per_second: float
+    resumed_from: int | None
+
+
+def build_dataset(config: Config):
+    """The grain dataset of training batches for this process (mixture from `train.mixture`)."""
+    from mergemix_jax.data import make_train_dataset
+
+    return make_train_dataset(
+        config.data,
+        config.train.mixture,
+        seq_len=config.train.seq_len,
+        global_batch_size=config.train.batch_size,
+        seed=config.train.data_seed,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+
+
+def is_finished(run_dir: str | os.PathLike) -> bool:
+    """True once a run wrote its final checkpoint and done marker."""
+    return (Path(run_dir) / DONE_FILE).is_file()
+
+
+def train(config: Config, *, resume: bool = True, dataset: Any = None, config_source: str = "config") -> TrainResult:
+    """Run `config.train.steps` steps and leave a final checkpoint in `train.output_dir`.
+
+    With `resume`, a run directory holding checkpoints continues from the newest one (params,
+    optimizer state, data position), giving the same result as an uninterrupted run.
+    `dataset` (a grain dataset or any iterable with get_state/set_state iterators) overrides
+    the configured data, for notebooks and tests.
+    """
+    maybe_initialize_distributed()
+    tc = config.train
+    run_dir = Path(tc.output_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    mesh = build_mesh(config.mesh, source=config_source)
+    schedule = learning_rate_schedule(config.optim, tc.steps)
+    tx = make_optimizer(config.optim, tc.steps)
+    data = dataset if dataset is not None else build_dataset(config)
+    data_iterator = iter(data)
+    manager = make_manager(run_dir, tc.keep_checkpoints)
+    _write_config(config, run_dir)
+
+    with jax.set_mesh(mesh):
+        start = latest_step(run_dir) if resume else None
+        state = _initial_state(config, tx, mesh, manager, start, data_iterator)
+        step_fn = make_train_step(config.model, tx, mesh, schedule)
+        metrics_log = MetricsLog(run_dir / "metrics.jsonl", resume_step=start if start is not None else -1)
+        try:
+            final_loss, tps = _run_steps(config, state, step_fn, data_iterator, mesh, manager, metrics_log, start or 0)
+        finally:
+            manager.wait_until_finished()
+            metrics_log.close()
+            manager.close()
+    if jax.process_index() == 0:
+        _atomic_write_json(run_dir / DONE_FILE, {"steps": tc.steps, "final_loss": final_loss})
+    return TrainResult(run_dir, tc.steps, final_loss, tps, start)
+
+
+def _initial_state(config: Config, tx, mesh, manager, start: int | None, data_iterator) -> TrainState:
+    model_cfg = config.model
+    if start is not None:
+        abstract = abstract_train_state(model_cfg, tx, mesh)
+        params, opt_state, _ = restore_checkpoint(manager, start, abstract.params, abstract.opt_state, data_iterator)
+        log.info("resumed %s from step %d", config.train.output_dir, start)
+        return TrainState(jax.device_put(np.int32(start), abstract.step.sharding), params, opt_state)
+    if config.train.init_from:
+        params, _ = load_params(config.train.init_from, model_cfg, mesh)
+        log.info("initialised from %s", config.train.init_from)
+    else:
+        params = init_params(model_cfg, config.train.seed, mesh)
+    log.info("model: %.2fM parameters", count_params(params) / 1e6)
+    init = jax.jit(lambda p: init_train_state(p, tx), out_shardings=train_state_shardings(model_cfg, tx, mesh))
+    return init(params)
+
+
+def _global_batch(local_batch: dict, sharding) -> dict:
+    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(local_batch[k])) for k in BATCH_KEYS}
+
+
+def _run_steps(config, state, step_fn, data_iterator: Iterator, mesh, manager, metrics_log, start: int):
+    tc = config.train
+    sharding = batch_sharding(mesh)
+    metadata = {"model": dataclasses.asdict(config.model), "mixture": tc.mixture, "init_from": tc.init_from}
+    bar = tqdm(total=tc.steps, initial=start, disable=not tc.progress or jax.process_index() != 0, desc="train")
+    pending: tuple[int, dict] | None = None
+    throughput = Throughput()
+    last_loss = math.nan
+    for step in range(start, tc.steps):
+        state, metrics = step_fn(state, _global_batch(next(data_iterator), sharding))
+        if pending is not None:  # fetch step t's metrics after step t+1 is dispatched
+            last_loss = _report(pending, throughput, tc, bar, metrics_log)
+        pending = (step + 1, metrics)
+        if (step + 1) % tc.checkpoint_every == 0 or step + 1 == tc.steps:
+            last_loss = _report(pending, throughput, tc, bar, metrics_log)
+            pending = None
+            save_checkpoint(manager, step + 1, state.params, state.opt_state, data_iterator, metadata)
+    if pending is not None:
+        last_loss = _report(pending, throughput, tc, bar, metrics_log)
+    bar.close()
+    return last_loss, throughput.rate
+
+
+class Throughput:
+    """Tokens per second, timed from the end of the first step so compilation is not counted."""
+
+    def __init__(self):
+        self.tokens, self.started = 0.0, None
+
+    def add(self, tokens: float) -> None:
+        if self.started is None:
+            self.started = time.perf_counter()
+        else:
+            self.tokens += tokens
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.perf_counter() - self.started if self.started is not None else 0.0
+        return self.tokens / elapsed if elapsed > 0 else 0.0
+
+
+def _report(pending, throughput: Throughput, tc, bar, metrics_log) -> float:
+    step, metrics = pending
+    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    if not math.isfinite(values["loss"]):
+        raise TrainingDiverged(
+            f"loss is {values['loss']} at step {step} (batch {step - 1} of the data stream); "
+            f"the last good checkpoint is kept in {tc.output_dir}/checkpoints; lower optim.learning_rate or check the data"
+        )
+    throughput.add(values["tokens"])
+    bar.update(step - bar.n)
+    rate = throughput.rate
+    bar.set_postfix(loss=f"{values['loss']:.4f}", tok_s=f"{rate:,.0f}")
+    if step % tc.log_every == 0 or step == tc.steps:
+        metrics_log.write({"step": step, **values, "tokens_per_second": rate, "time": time.time()})
+    return values["loss"]
+
+
+def _write_config(config: Config, run_dir: Path) -> None:
+    if jax.process_index() == 0:
+        tmp = run_dir / "config.yaml.tmp"
+        save_config(config, tmp)
+        os.replace(tmp, run_dir / "config.yaml")
+
+
+def _atomic_write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    os.replace(tmp, path)

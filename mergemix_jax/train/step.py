@@ -1,0 +1,86 @@
+"""The jitted train step over a pure train state, with explicit shardings and donated buffers."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import NamedSharding, PartitionSpec
+
+from mergemix_jax.config import ModelConfig
+from mergemix_jax.model import Params, cast_params, forward, masked_mean, token_nll
+from mergemix_jax.model.params import param_shapes, param_shardings
+from mergemix_jax.parallel.partitioning import logical_to_spec
+
+Batch = dict[str, jax.Array]  # inputs, targets, positions, segment_ids [B, L] int32; loss_mask [B, L] float32
+BATCH_KEYS = ("inputs", "targets", "positions", "segment_ids", "loss_mask")
+
+
+class TrainState(NamedTuple):
+    """Everything that changes during training: a pytree, so it jits, shards and checkpoints."""
+
+    step: jax.Array  # int32 scalar
+    params: Params
+    opt_state: Any
+
+
+def batch_loss(cfg: ModelConfig, params: Params, batch: Batch) -> tuple[jax.Array, jax.Array]:
+    """(mean next-token loss over `loss_mask`, number of scored tokens), in the compute dtype."""
+    if cfg.compute_dtype != "float32":
+        params = cast_params(params, jnp.dtype(cfg.compute_dtype))
+    logits = forward(cfg, params, batch["inputs"], batch["positions"], batch["segment_ids"])
+    return masked_mean(token_nll(logits, batch["targets"]), batch["loss_mask"])
+
+
+def init_train_state(params: Params, tx: optax.GradientTransformation) -> TrainState:
+    """Step 0 state for `params` (optimizer moments created with the parameters' shardings)."""
+    return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
+
+
+def train_state_shardings(cfg: ModelConfig, tx: optax.GradientTransformation, mesh: jax.sharding.Mesh) -> TrainState:
+    """NamedSharding per train-state leaf: optimizer moments follow their parameters."""
+    shardings = param_shardings(cfg, mesh)
+    abstract = jax.eval_shape(lambda p: init_train_state(p, tx), param_shapes(cfg))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    opt_shardings = optax.tree_map_params(
+        tx, lambda _, s: s, abstract.opt_state, shardings, transform_non_params=lambda _: replicated
+    )
+    return TrainState(replicated, shardings, opt_shardings)
+
+
+def abstract_train_state(cfg: ModelConfig, tx: optax.GradientTransformation, mesh: jax.sharding.Mesh) -> TrainState:
+    """ShapeDtypeStructs with shardings: the target orbax restores into (any mesh)."""
+    abstract = jax.eval_shape(lambda p: init_train_state(p, tx), param_shapes(cfg))
+    return jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, train_state_shardings(cfg, tx, mesh)
+    )
+
+
+def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
+    """Batches split their first axis over the data and fsdp mesh axes."""
+    return NamedSharding(mesh, logical_to_spec(("batch", "seq")))
+
+
+def make_train_step(cfg: ModelConfig, tx: optax.GradientTransformation, mesh: jax.sharding.Mesh, schedule=None):
+    """`step(state, batch) -> (state, metrics)`, jitted with explicit shardings; donates `state`."""
+
+    def step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+        (loss, tokens), grads = jax.value_and_grad(lambda p: batch_loss(cfg, p, batch), has_aux=True)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": loss, "tokens": tokens, "grad_norm": optax.global_norm(grads)}
+        if schedule is not None:
+            metrics["learning_rate"] = schedule(state.step)
+        return TrainState(state.step + 1, params, opt_state), metrics
+
+    state_shardings = train_state_shardings(cfg, tx, mesh)
+    data_sharding = batch_sharding(mesh)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    return jax.jit(
+        step,
+        in_shardings=(state_shardings, {k: data_sharding for k in BATCH_KEYS}),
+        out_shardings=(state_shardings, replicated),
+        donate_argnums=(0,),
+    )
