@@ -20,7 +20,7 @@ def learning_rate_schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule
     if cfg.schedule == "cosine":
         return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total_steps, warmup + 1), end_value=floor)
     if cfg.schedule == "wsd":
-        decay_steps = max(1, int(round(total_steps * cfg.decay_fraction)))
+        decay_steps = max(1, round(total_steps * cfg.decay_fraction))
         stable_steps = max(0, total_steps - warmup - decay_steps)
         return optax.join_schedules(
             [
