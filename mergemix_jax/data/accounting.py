@@ -1,0 +1,49 @@
+"""Token accounting: how many tokens each domain holds, and whether a mixture over-repeats one."""
+
+from __future__ import annotations
+
+from mergemix_jax.config.schema import DataConfig
+from mergemix_jax.data.pipeline import normalize_mixture
+from mergemix_jax.data.sources import SPLITS, index_all, iter_documents
+from mergemix_jax.data.tokenizer import load_tokenizer
+
+
+def token_counts(data_cfg: DataConfig) -> dict[str, dict[str, int]]:
+    """{domain: {"train": n, "heldout": n}}: tokens per split, each document counted with its eos.
+
+    Streams every document once through the configured tokenizer.
+    """
+    tokenizer = load_tokenizer(data_cfg)
+    counts = {}
+    for name, index in index_all(data_cfg).items():
+        counts[name] = {split: sum(len(tokenizer.encode_array(t)) + 1 for t in iter_documents(index, split)) for split in SPLITS}
+    return counts
+
+
+def document_counts(data_cfg: DataConfig) -> dict[str, dict[str, int]]:
+    """{domain: {"train": n, "heldout": n}}: documents per split (no tokenizing)."""
+    return {name: {split: len(index.doc_ids(split)) for split in SPLITS} for name, index in index_all(data_cfg).items()}
+
+
+def epochs_per_domain(mixture: dict[str, float], total_tokens: int, counts: dict[str, dict[str, int]]) -> dict[str, float]:
+    """How many passes over each domain's training tokens a run of `total_tokens` makes.
+
+    `mixture` must already be normalized (`normalize_mixture`).
+    """
+    return {name: weight * total_tokens / max(counts[name]["train"], 1) for name, weight in mixture.items()}
+
+
+def check_token_budget(
+    data_cfg: DataConfig, mixture: dict[str, float], total_tokens: int, counts: dict[str, dict[str, int]] | None = None
+) -> list[str]:
+    """Warnings for every domain a run of `total_tokens` on `mixture` repeats more than
+    `data.max_epochs` times (empty when the budget fits). Pass `counts` to skip recounting."""
+    weights = normalize_mixture(data_cfg, mixture)
+    counts = token_counts(data_cfg) if counts is None else counts
+    return [
+        f"domain '{name}': {total_tokens:,} tokens at weight {weights[name]:.3f} make {epochs:.1f} epochs over its "
+        f"{counts[name]['train']:,} training tokens (data.max_epochs = {data_cfg.max_epochs}); lower its weight, "
+        f"train fewer tokens or add data"
+        for name, epochs in epochs_per_domain(weights, total_tokens, counts).items()
+        if epochs > data_cfg.max_epochs
+    ]

@@ -1,0 +1,255 @@
+"""Domain sources: find a domain's files, index its documents, split them into train/held-out.
+
+A domain's documents are indexed once by byte span (file, start, end); the text itself is read
+back one document at a time, so nothing ever holds a whole corpus in memory. Indexing is also
+where bad input is caught: undecodable bytes, broken JSONL, a missing text field, no documents.
+"""
+
+from __future__ import annotations
+
+import codecs
+import glob
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from mergemix_jax.config.schema import DataConfig, DomainConfig
+from mergemix_jax.data.errors import DataError
+
+SPLITS = ("train", "heldout")
+_CHUNK_BYTES = 1 << 20
+_INDEX_CACHE: dict[tuple, DomainIndex] = {}
+
+
+@dataclass(frozen=True)
+class DomainIndex:
+    """Byte spans of every document of one domain, and which ones are held out.
+
+    Arrays have one entry per document [n_docs]; `file_idx` points into `files`.
+    """
+
+    domain: DomainConfig
+    files: tuple[str, ...]
+    file_idx: np.ndarray  # [n_docs] int32
+    start: np.ndarray  # [n_docs] int64 byte offset
+    end: np.ndarray  # [n_docs] int64 byte offset (exclusive)
+    heldout: np.ndarray  # [n_docs] bool
+
+    def doc_ids(self, split: str) -> np.ndarray:
+        """Indices (into the span arrays) of the documents in `split`, in file order."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        return np.flatnonzero(self.heldout if split == "heldout" else ~self.heldout)
+
+    def read(self, doc: int) -> str:
+        """The text of document `doc` (one small read; the file is not kept open)."""
+        with open(self.files[self.file_idx[doc]], "rb") as f:
+            f.seek(int(self.start[doc]))
+            raw = f.read(int(self.end[doc] - self.start[doc]))
+        text = raw.decode("utf-8")
+        if self.domain.format == "jsonl":
+            return json.loads(text)[self.domain.text_field]
+        return text
+
+
+class DocumentSource:
+    """Random-access view of one split of a domain: `len()` and `[i] -> str` (a grain source)."""
+
+    def __init__(self, index: DomainIndex, split: str):
+        self.index = index
+        self.split = split
+        self._docs = index.doc_ids(split)
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+    def __getitem__(self, i: int) -> str:
+        return self.index.read(int(self._docs[i]))
+
+    def __repr__(self) -> str:
+        return f"DocumentSource(domain={self.index.domain.name!r}, split={self.split!r}, n_docs={len(self)})"
+
+
+def find_domain(data_cfg: DataConfig, name: str) -> DomainConfig:
+    """The domain called `name`, or an error listing the known names."""
+    for domain in data_cfg.domains:
+        if domain.name == name:
+            return domain
+    raise DataError(f"no domain named {name!r} in data.domains (known: {[d.name for d in data_cfg.domains]})")
+
+
+def domain_files(domain: DomainConfig) -> list[str]:
+    """The files of `domain`: each path is a file or a glob (`**` recurses), in sorted order."""
+    files: list[str] = []
+    for pattern in domain.paths:
+        if glob.has_magic(pattern):
+            matches = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+            if not matches:
+                raise DataError(f"domain '{domain.name}': the glob {pattern!r} matches no files; fix data.domains paths")
+            files += matches
+        elif os.path.isdir(pattern):
+            raise DataError(f"domain '{domain.name}': {pattern} is a directory; use a glob such as '{pattern}/**/*.txt'")
+        elif not os.path.isfile(pattern):
+            raise DataError(f"domain '{domain.name}': file {pattern} does not exist; fix data.domains paths")
+        else:
+            files.append(pattern)
+    if not files:
+        raise DataError(f"domain '{domain.name}' lists no paths; give it files or globs under data.domains[].paths")
+    return list(dict.fromkeys(os.path.abspath(f) for f in files))
+
+
+def index_domain(domain: DomainConfig, heldout_fraction: float, split_seed: int) -> DomainIndex:
+    """Scan `domain`'s files once (streaming), validate them and split documents by a seeded hash.
+
+    Cached per (domain, split settings, file sizes and mtimes), so repeated calls are free.
+    """
+    files = domain_files(domain)
+    signature = tuple((f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files)
+    key = (domain.name, tuple(domain.paths), domain.format, domain.text_field, domain.split_by, signature, heldout_fraction, split_seed)
+    if key not in _INDEX_CACHE:
+        if len(_INDEX_CACHE) >= 64:
+            _INDEX_CACHE.pop(next(iter(_INDEX_CACHE)))
+        _INDEX_CACHE[key] = _build_index(domain, files, float(heldout_fraction), int(split_seed))
+    return _INDEX_CACHE[key]
+
+
+def index_all(data_cfg: DataConfig) -> dict[str, DomainIndex]:
+    """`index_domain` for every configured domain, by name."""
+    if not data_cfg.domains:
+        raise DataError("data.domains is empty; configure at least one domain")
+    return {d.name: index_domain(d, data_cfg.heldout_fraction, data_cfg.split_seed) for d in data_cfg.domains}
+
+
+def iter_documents(index: DomainIndex, split: str) -> Iterator[str]:
+    """Stream the texts of one split in file order, one document in memory at a time."""
+    for doc in index.doc_ids(split):
+        yield index.read(int(doc))
+
+
+def _build_index(domain: DomainConfig, files: list[str], heldout_fraction: float, split_seed: int) -> DomainIndex:
+    spans: list[tuple[int, int, int]] = []
+    for i, path in enumerate(files):
+        spans += [(i, s, e) for s, e in _scan_file(domain, path)]
+    if not spans:
+        raise DataError(f"domain '{domain.name}' has no documents: its {len(files)} file(s) hold only empty text")
+    span_arr = np.asarray(spans, dtype=np.int64)
+    root = os.path.commonpath([os.path.dirname(f) for f in files])
+    ordinal = _ordinal_within_file(span_arr[:, 0])
+    keys = [f"{os.path.relpath(files[i], root)}#{k}" for i, k in zip(span_arr[:, 0], ordinal, strict=True)]
+    return DomainIndex(
+        domain=domain,
+        files=tuple(files),
+        file_idx=span_arr[:, 0].astype(np.int32),
+        start=span_arr[:, 1],
+        end=span_arr[:, 2],
+        heldout=_heldout_mask(keys, heldout_fraction, split_seed),
+    )
+
+
+def _heldout_mask(keys: list[str], fraction: float, seed: int) -> np.ndarray:
+    """Hold out the round(fraction * n) documents with the smallest seeded hash of their key.
+
+    Keys are (path relative to the domain's folder, ordinal in file), so the split survives moving
+    the corpus. At least one document is held out when fraction > 0 and n >= 2, never all of them.
+    """
+    n = len(keys)
+    n_heldout = min(max(round(fraction * n), 1 if fraction > 0 else 0), max(n - 1, 0))
+    hashes = np.array([int.from_bytes(hashlib.blake2b(f"{seed}\0{k}".encode(), digest_size=8).digest(), "little") for k in keys], dtype=np.uint64)
+    mask = np.zeros(n, dtype=bool)
+    mask[np.argsort(hashes, kind="stable")[:n_heldout]] = True
+    return mask
+
+
+def _ordinal_within_file(file_idx: np.ndarray) -> np.ndarray:
+    starts = np.r_[0, np.flatnonzero(np.diff(file_idx)) + 1]
+    counts = np.diff(np.r_[starts, len(file_idx)])
+    return np.arange(len(file_idx)) - np.repeat(starts, counts)
+
+
+def _scan_file(domain: DomainConfig, path: str) -> list[tuple[int, int]]:
+    if domain.format == "jsonl":
+        return _scan_jsonl(domain, path)
+    if domain.format == "text" and domain.split_by == "blank_line":
+        return _scan_paragraphs(domain, path)
+    return _scan_whole_file(domain, path)
+
+
+def _utf8_error(domain: DomainConfig, path: str, line: int, err: UnicodeDecodeError, offset: int) -> DataError:
+    return DataError(
+        f"domain '{domain.name}': {path} line {line} (byte {offset + err.start}) is not valid UTF-8 ({err.reason}); "
+        f"re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
+    )
+
+
+def _scan_whole_file(domain: DomainConfig, path: str) -> list[tuple[int, int]]:
+    """One document per file; validated in 1 MB chunks with an incremental decoder."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    size, has_text, line = 0, False, 1
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK_BYTES):
+            try:
+                text = decoder.decode(chunk)
+            except UnicodeDecodeError as err:
+                bad_line = line + chunk[: err.start].count(b"\n")
+                raise _utf8_error(domain, path, bad_line, err, size) from None
+            has_text = has_text or bool(text.strip())
+            line += chunk.count(b"\n")
+            size += len(chunk)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as err:
+        raise _utf8_error(domain, path, line, err, size) from None
+    return [(0, size)] if has_text else []
+
+
+def _scan_paragraphs(domain: DomainConfig, path: str) -> list[tuple[int, int]]:
+    """One document per block of non-blank lines."""
+    spans: list[tuple[int, int]] = []
+    offset, block_start = 0, None
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            try:
+                blank = not raw.decode("utf-8").strip()
+            except UnicodeDecodeError as err:
+                raise _utf8_error(domain, path, line_no, err, offset) from None
+            if blank and block_start is not None:
+                spans.append((block_start, offset))
+                block_start = None
+            elif not blank and block_start is None:
+                block_start = offset
+            offset += len(raw)
+    if block_start is not None:
+        spans.append((block_start, offset))
+    return spans
+
+
+def _scan_jsonl(domain: DomainConfig, path: str) -> list[tuple[int, int]]:
+    """One document per JSON line, whose `text_field` must be a string."""
+    spans: list[tuple[int, int]] = []
+    offset = 0
+    field_name = domain.text_field
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            where = f"domain '{domain.name}': {path} line {line_no}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise _utf8_error(domain, path, line_no, err, offset) from None
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise DataError(f"{where} is not valid JSON ({err.msg}); each line must be one JSON object") from None
+                if not isinstance(record, dict) or field_name not in record:
+                    keys = sorted(record) if isinstance(record, dict) else type(record).__name__
+                    raise DataError(f"{where} has no field '{field_name}' (found {keys}); set data.domains[].text_field")
+                if not isinstance(record[field_name], str):
+                    raise DataError(f"{where}: field '{field_name}' must be a string, got {type(record[field_name]).__name__}")
+                if record[field_name].strip():
+                    spans.append((offset, offset + len(raw)))
+            offset += len(raw)
+    return spans
