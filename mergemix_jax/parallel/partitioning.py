@@ -65,6 +65,6 @@ def named_shardings(specs, mesh: jax.sharding.Mesh):
 def constrain(x: jax.Array, logical_axes: Sequence[str | None]) -> jax.Array:
     """Sharding constraint on an activation by logical names; a no-op outside a mesh context."""
     mesh = jax.sharding.get_abstract_mesh()
-    if mesh.empty or not set(MESH_AXES) <= set(mesh.axis_names):
-        return x
+    if mesh.empty or not set(MESH_AXES) <= set(mesh.axis_names) or mesh._any_axis_manual:
+        return x  # inside shard_map (manual axes) each device already holds its own slice
     return jax.lax.with_sharding_constraint(x, logical_to_spec(logical_axes))
