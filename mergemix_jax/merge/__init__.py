@@ -1,0 +1,21 @@
+"""Merging K domain experts into one model per mixture vector."""
+
+from mergemix_jax.merge.operators import MERGE_METHODS, dare_merge, linear_merge, merge, ties_merge
+from mergemix_jax.merge.stack import ExpertStack, build_expert_stack, check_same_structure, deltas_f32, num_params
+from mergemix_jax.merge.weights import sample_dirichlet, validate_weights, weights_hash
+
+__all__ = [
+    "MERGE_METHODS",
+    "ExpertStack",
+    "build_expert_stack",
+    "check_same_structure",
+    "dare_merge",
+    "deltas_f32",
+    "linear_merge",
+    "merge",
+    "num_params",
+    "sample_dirichlet",
+    "ties_merge",
+    "validate_weights",
+    "weights_hash",
+]
