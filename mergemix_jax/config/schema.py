@@ -101,6 +101,27 @@ class TrainConfig:
 
 
 @dataclass
+class EvalConfig:
+    """Scoring merged mixtures (`mergemix eval-mixtures`): the fixed evaluation suite and the merge."""
+
+    task_dir: str = ""  # folder of <task>.jsonl files, relative to the config file ("" = held-out loss only)
+    task_max_items: int = 0  # first N items of each task (0 = all)
+    task_max_len: int = 256  # tokens per context+continuation row; older context tokens are dropped
+    heldout_sequences: int = 16  # held-out sequences per domain, the same tokens for every mixture
+    seq_len: int = 128  # length of each held-out sequence
+    micro_batch: int = 16  # rows per forward pass (0 = all rows of a domain/task at once)
+    mixtures_per_device: int = 4  # mixtures each device scores per compiled chunk
+    merge: str = "linear"  # linear | ties | dare
+    merge_scale: float = 1.0  # task-arithmetic coefficient: base + scale * sum_k w_k (expert_k - base)
+    ties_density: float = 0.2  # TIES: share of each task vector kept (largest magnitudes)
+    dare_drop_rate: float = 0.9  # DARE: share of task-vector entries dropped
+    merge_seed: int = 0  # DARE drop mask seed
+    objective: str = "loss/mean"  # metric the quadratic proxy checks against exact scores
+    quadratic_tol: float = 0.01  # relative proxy-vs-exact gap on `objective` that adds a new centre
+    quadratic_max_centres: int = 4  # 1 = a single expansion, no re-centring
+
+
+@dataclass
 class Config:
     """Everything one `mergemix` job needs."""
 
@@ -109,6 +130,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

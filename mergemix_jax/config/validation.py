@@ -14,7 +14,7 @@ SPLIT_MODES = ("file", "blank_line")
 
 def validate(config: Config) -> list[str]:
     """Return every problem found in `config` (empty when it is valid)."""
-    return [*_model_problems(config), *_mesh_problems(config), *_optim_problems(config), *_data_problems(config), *_train_problems(config)]
+    return [*_model_problems(config), *_mesh_problems(config), *_optim_problems(config), *_data_problems(config), *_train_problems(config), *_eval_problems(config)]
 
 
 def _positive(values: dict[str, float]) -> list[str]:
@@ -103,4 +103,20 @@ def _train_problems(config: Config) -> list[str]:
     problems = _positive({f"train.{k}": getattr(t, k) for k in ("steps", "batch_size", "seq_len", "log_every", "checkpoint_every", "keep_checkpoints")})
     if t.seq_len > config.model.max_seq_len:
         problems.append(f"key 'train.seq_len' ({t.seq_len}) exceeds 'model.max_seq_len' ({config.model.max_seq_len})")
+    return problems
+
+
+MERGE_METHODS = ("linear", "ties", "dare")
+
+
+def _eval_problems(config: Config) -> list[str]:
+    e = config.eval
+    problems = _positive({f"eval.{k}": getattr(e, k) for k in ("task_max_len", "heldout_sequences", "seq_len", "mixtures_per_device", "quadratic_max_centres")})
+    problems += [f"key 'eval.{k}' must be >= 0, got {getattr(e, k)}" for k in ("task_max_items", "micro_batch", "quadratic_tol") if getattr(e, k) < 0]
+    if e.merge not in MERGE_METHODS:
+        problems.append(f"key 'eval.merge' must be one of {MERGE_METHODS}, got {e.merge!r}")
+    if not 0 < e.ties_density <= 1:
+        problems.append(f"key 'eval.ties_density' must be in (0, 1], got {e.ties_density}")
+    if not 0 <= e.dare_drop_rate < 1:
+        problems.append(f"key 'eval.dare_drop_rate' must be in [0, 1), got {e.dare_drop_rate}")
     return problems
