@@ -71,9 +71,21 @@ def _continuations(item: Mapping, kind: str, task: str, index: int) -> tuple[lis
     return choices, answer
 
 
-def tokenize_task(items: Sequence[Mapping], tokenizer: Tokenizer, task: str = "task", max_len: int = 0) -> TaskArrays:
+def as_mapping(item) -> Mapping:
+    """A task item as a dict: JSON dicts pass through; objects with id/context/answer/choices
+    attributes (mergemix_jax.data.TaskItem) are converted."""
+    if isinstance(item, Mapping):
+        return item
+    out = {"id": item.id, "context": item.context, "answer": item.answer}
+    if getattr(item, "choices", None) is not None:
+        out["choices"] = list(item.choices)
+    return out
+
+
+def tokenize_task(items: Sequence, tokenizer: Tokenizer, task: str = "task", max_len: int = 0) -> TaskArrays:
     """Arrays for one task's items (see module doc). `max_len` > 0 caps the row length by dropping
     the oldest context tokens; a continuation that alone does not fit is an error."""
+    items = [as_mapping(item) for item in items]
     kind = task_kind(items, task)
     bos = getattr(tokenizer, "bos_id", None)
     rows: list[tuple[list[int], int]] = []  # (tokens, number of continuation tokens)

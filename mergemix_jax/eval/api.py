@@ -1,0 +1,123 @@
+"""`evaluate_mixtures`: score a table of mixtures into one resumable results file (the CLI's engine),
+plus loaders that build the expert stack and the evaluation suite from checkpoints and a config."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+from tqdm.auto import tqdm
+
+from mergemix_jax.config import Config, EvalConfig, ModelConfig
+from mergemix_jax.eval.batched import MergeFn, iter_scores, merge_fn_for, score_one
+from mergemix_jax.eval.quadratic import quadratic_scores
+from mergemix_jax.eval.results import ResultsFileError, append_results, open_results, result_columns
+from mergemix_jax.eval.suite import EvalSuite, make_suite, metric_names, smooth_metric_names
+from mergemix_jax.eval.tasks import tokenize_task
+from mergemix_jax.merge.stack import ExpertStack, build_expert_stack
+from mergemix_jax.merge.weights import validate_weights, weights_hash
+
+log = logging.getLogger(__name__)
+PROXIES = ("exact", "quadratic")
+
+
+def merge_fn_from_config(eval_cfg: EvalConfig) -> MergeFn:
+    """The merge operator and options named by the eval config."""
+    options = {"ties": {"density": eval_cfg.ties_density}, "dare": {"drop_rate": eval_cfg.dare_drop_rate, "seed": eval_cfg.merge_seed}}
+    return merge_fn_for(eval_cfg.merge, eval_cfg.merge_scale, **options.get(eval_cfg.merge, {}))
+
+
+def load_expert_stack(base_dir: str | os.PathLike, expert_dirs: Sequence[str | os.PathLike], model_cfg: ModelConfig | None = None) -> tuple[ExpertStack, ModelConfig]:
+    """Read the base and expert checkpoints (train run folders) into an ExpertStack named by folder."""
+    from mergemix_jax.train.checkpoint import load_params  # orbax import only when checkpoints are read
+
+    base, cfg = load_params(base_dir, model_cfg)
+    experts = [load_params(d, cfg)[0] for d in expert_dirs]
+    names = [Path(d).resolve().name for d in expert_dirs]
+    if len(set(names)) != len(names):
+        names = [f"{n}_{i}" for i, n in enumerate(names)]
+    return build_expert_stack(base, experts, names), cfg
+
+
+def build_suite(config: Config, tokenizer=None) -> EvalSuite:
+    """Held-out batches of every configured domain plus the tasks in `eval.task_dir`, tokenised once."""
+    from mergemix_jax.data import heldout_batches, load_task_dir, load_tokenizer
+
+    e = config.eval
+    tokenizer = tokenizer or load_tokenizer(config.data)
+    heldout = {}
+    for domain in config.data.domains:
+        (batch,) = heldout_batches(config.data, domain.name, seq_len=e.seq_len, n_sequences=e.heldout_sequences, batch_size=e.heldout_sequences)
+        heldout[domain.name] = batch
+    tasks = {}
+    if e.task_dir:
+        for name, items in sorted(load_task_dir(e.task_dir).items()):
+            items = items[: e.task_max_items] if e.task_max_items else items
+            tasks[name] = tokenize_task(items, tokenizer, name, e.task_max_len)
+    return make_suite(heldout, tasks, micro_batch=e.micro_batch)
+
+
+def _replicated(tree, mesh):
+    return tree if mesh is None else jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+def evaluate_mixtures(
+    model_cfg: ModelConfig,
+    stack: ExpertStack,
+    weights,
+    suite: EvalSuite,
+    out: str | os.PathLike,
+    eval_cfg: EvalConfig | None = None,
+    proxy: str = "exact",
+    mesh: jax.sharding.Mesh | None = None,
+    progress: bool = True,
+) -> dict:
+    """Score every row of `weights` [B, K] into the CSV `out`, skipping rows it already holds.
+
+    proxy="exact" merges and evaluates each mixture (all metrics); "quadratic" fits the
+    second-order proxy of the smooth metrics (see eval/quadratic.py) and writes its predictions.
+    Returns {"out", "scored", "skipped", "metrics"} (plus "centres"/"checks" for the proxy).
+    """
+    eval_cfg = eval_cfg or EvalConfig()
+    if proxy not in PROXIES:
+        raise ValueError(f"unknown proxy {proxy!r}; choose one of {PROXIES}")
+    weights = validate_weights(weights, stack.num_experts)
+    hashes = [weights_hash(w) for w in weights]
+    merge_fn = merge_fn_from_config(eval_cfg)
+    names = metric_names(suite) if proxy == "exact" else smooth_metric_names(suite)
+    columns = result_columns(stack.names, names)
+    done = open_results(out, columns)
+    for row, h in done.items():
+        if row >= len(weights) or hashes[row] != h:
+            raise ResultsFileError(f"{out}: row {row} was scored for other weights than this job's; write to a new --out file or delete it")
+    todo = np.array([r for r in range(len(weights)) if r not in done], dtype=np.int64)
+    summary: dict = {"out": str(out), "scored": len(todo), "skipped": len(done), "metrics": names}
+    if len(todo) == 0:
+        return summary
+    stack, suite = _replicated(stack, mesh), _replicated(suite, mesh)
+    bar = tqdm(total=len(weights), initial=len(done), desc=f"mixtures ({proxy})", unit="mix", disable=not progress)
+    if proxy == "exact":
+        chunks = iter_scores(model_cfg, stack, weights, suite, rows=todo, mixtures_per_device=eval_cfg.mixtures_per_device, merge_fn=merge_fn, mesh=mesh)
+        for rows, metrics in chunks:
+            append_results(out, rows, [hashes[r] for r in rows], weights[rows], metrics, names)
+            bar.update(len(rows))
+    else:
+        if eval_cfg.objective not in names:
+            raise ValueError(f"eval.objective {eval_cfg.objective!r} is not a smooth metric of this suite; choose one of {names}")
+
+        def fn(w):
+            scores = score_one(model_cfg, stack, w, suite, merge_fn)
+            return jax.numpy.stack([scores[n] for n in names])
+
+        result = quadratic_scores(fn, weights[todo], objective=names.index(eval_cfg.objective), tol=eval_cfg.quadratic_tol, max_centres=eval_cfg.quadratic_max_centres)
+        predictions = {n: result.predictions[:, j] for j, n in enumerate(names)}
+        append_results(out, todo, [hashes[r] for r in todo], weights[todo], predictions, names)
+        bar.update(len(todo))
+        summary.update(centres=[c.tolist() for c in result.centres], checks=result.checks)
+    bar.close()
+    return summary
