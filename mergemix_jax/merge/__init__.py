@@ -2,7 +2,7 @@
 
 from mergemix_jax.merge.operators import MERGE_METHODS, dare_merge, linear_merge, merge, ties_merge
 from mergemix_jax.merge.stack import ExpertStack, build_expert_stack, check_same_structure, deltas_f32, num_params
-from mergemix_jax.merge.weights import sample_dirichlet, validate_weights, weights_hash
+from mergemix_jax.merge.weights import read_weights_csv, sample_dirichlet, validate_weights, weights_hash
 
 __all__ = [
     "MERGE_METHODS",
@@ -14,6 +14,7 @@ __all__ = [
     "linear_merge",
     "merge",
     "num_params",
+    "read_weights_csv",
     "sample_dirichlet",
     "ties_merge",
     "validate_weights",

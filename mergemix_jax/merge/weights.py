@@ -51,3 +51,44 @@ def sample_dirichlet(num_mixtures: int, num_experts: int, alpha: float | Sequenc
 def weights_hash(vector) -> str:
     """A short stable key of one weight vector (float32 bytes), used to match rows on resume."""
     return hashlib.sha1(np.ascontiguousarray(vector, dtype=np.float32).tobytes()).hexdigest()[:16]
+
+
+def read_weights_csv(path, expert_names: Sequence[str]) -> np.ndarray:
+    """[B, K] weights from a CSV with one row per mixture.
+
+    With a header naming every expert, columns are matched by name (other columns are ignored);
+    without a header the file must have exactly K numeric columns in expert order.
+    """
+    import csv
+
+    with open(path, newline="") as f:
+        lines = [line for line in csv.reader(f) if line and any(cell.strip() for cell in line)]
+    if not lines:
+        raise ValueError(f"{path}: no weight rows")
+
+    def numeric(cells):
+        try:
+            [float(c) for c in cells]
+            return True
+        except ValueError:
+            return False
+
+    if numeric(lines[0]):
+        header, body, first_line = None, lines, 1
+        columns = list(range(len(expert_names)))
+        widths = {len(r) for r in body}
+        if widths != {len(expert_names)}:
+            raise ValueError(f"{path}: rows have {sorted(widths)} columns but there are {len(expert_names)} experts {list(expert_names)}; add a header naming the experts")
+    else:
+        header, body, first_line = [c.strip() for c in lines[0]], lines[1:], 2
+        missing = [n for n in expert_names if n not in header and f"w/{n}" not in header]
+        if missing:
+            raise ValueError(f"{path}: header {header} lacks columns for experts {missing}; name one column per expert ({list(expert_names)})")
+        columns = [header.index(n) if n in header else header.index(f"w/{n}") for n in expert_names]
+    rows = []
+    for i, line in enumerate(body):
+        try:
+            rows.append([float(line[c]) for c in columns])
+        except (ValueError, IndexError):
+            raise ValueError(f"{path} line {i + first_line}: expected numbers in the expert columns, got {line}") from None
+    return validate_weights(np.array(rows) if rows else np.zeros((0, len(expert_names))), len(expert_names), source=str(path))
