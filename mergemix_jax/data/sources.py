@@ -53,6 +53,8 @@ class DomainIndex:
         text = raw.decode("utf-8")
         if self.domain.format == "jsonl":
             return json.loads(text)[self.domain.text_field]
+        if self.domain.format == "text" and self.domain.split_by == "blank_line":
+            return text.rstrip("\r\n")  # the line break before the blank line is a separator
         return text
 
 
