@@ -1,0 +1,82 @@
+"""One process of the 2-process CPU job that tests/test_multihost.py launches.
+
+Usage: python tests/multihost_worker.py OUT_DIR  (with JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
+JAX_PROCESS_ID set). Each process feeds only its own rows of the global batch; process 0 alone
+writes result.json. Params and batch come from fixed seeds so the test can recompute them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+from mergemix_jax.config import MeshConfig, ModelConfig
+from mergemix_jax.model import forward, masked_mean, param_shardings, token_nll
+from mergemix_jax.parallel.mesh import build_mesh, maybe_initialize_distributed
+from mergemix_jax.parallel.partitioning import logical_to_spec
+
+CFG = ModelConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=64)
+BATCH, LENGTH = 4, 16
+
+
+def make_inputs() -> tuple[dict, dict]:
+    """(params as numpy, batch as numpy): identical in every process and in the test."""
+    from tests.interop_reference import random_params
+
+    rng = np.random.default_rng(11)
+    tokens = rng.integers(0, CFG.vocab_size, (BATCH, LENGTH + 1)).astype(np.int32)
+    mask = (rng.random((BATCH, LENGTH)) < 0.8).astype(np.float32)
+    return random_params(CFG, seed=12), {"inputs": tokens[:, :-1], "targets": tokens[:, 1:], "loss_mask": mask}
+
+
+def loss_fn(params: dict, batch: dict) -> jax.Array:
+    nll = token_nll(forward(CFG, params, batch["inputs"]), batch["targets"])
+    return masked_mean(nll, batch["loss_mask"])[0]
+
+
+def local_rows(sharding: jax.sharding.Sharding, global_shape: tuple[int, ...]) -> np.ndarray:
+    """Indices of the batch rows that this process's devices hold."""
+    rows = set()
+    for index in sharding.addressable_devices_indices_map(global_shape).values():
+        rows.update(range(*index[0].indices(global_shape[0])))
+    return np.array(sorted(rows))
+
+
+def main(out_dir: Path) -> None:
+    maybe_initialize_distributed()
+    assert jax.process_count() == 2, jax.process_count()
+    mesh = build_mesh(MeshConfig(data=2, fsdp=2, tensor=1))  # spans both processes
+    params_np, batch_np = make_inputs()
+    shardings = param_shardings(CFG, mesh)
+    params = jax.tree.map(lambda a, s: jax.make_array_from_callback(a.shape, s, lambda i, a=a: a[i]), params_np, shardings)
+    batch_sharding = jax.sharding.NamedSharding(mesh, logical_to_spec(("batch", "seq")))
+    rows = local_rows(batch_sharding, (BATCH, LENGTH))
+    batch = {
+        k: jax.make_array_from_process_local_data(batch_sharding, v[rows], (BATCH, LENGTH)) for k, v in batch_np.items()
+    }
+    with jax.set_mesh(mesh):
+        loss, grads = jax.jit(jax.value_and_grad(loss_fn))(params, batch)
+    grad_wq = multihost_utils.process_allgather(grads["blocks"][1]["attn"]["wq_DxHxE"], tiled=True)
+    if jax.process_index() == 0:
+        result = {
+            "loss": float(loss),
+            "grad_wq": np.asarray(grad_wq).tolist(),
+            "local_rows": rows.tolist(),
+            "devices": jax.device_count(),
+            "local_devices": jax.local_device_count(),
+        }
+        tmp = out_dir / "result.json.tmp"
+        tmp.write_text(json.dumps(result))
+        os.replace(tmp, out_dir / "result.json")
+    else:
+        (out_dir / "rows1.json").write_text(json.dumps(rows.tolist()))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
