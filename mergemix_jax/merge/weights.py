@@ -18,12 +18,12 @@ def validate_weights(weights, num_experts: int, allow_zero: bool = False, source
         array = np.asarray(weights, dtype=np.float64)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{source}: not a numeric array of weights ({err})") from None
+    if array.size == 0:
+        raise ValueError(f"{source}: no weight vectors given (empty)")
     if array.ndim == 1:
         array = array[None]
     if array.ndim != 2:
         raise ValueError(f"{source}: expected a [mixtures, {num_experts}] array, got shape {array.shape}")
-    if array.shape[0] == 0:
-        raise ValueError(f"{source}: no weight vectors given (empty)")
     if array.shape[1] != num_experts:
         raise ValueError(
             f"{source}: each weight vector needs {num_experts} entries (one per expert), got {array.shape[1]}"
