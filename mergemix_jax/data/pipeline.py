@@ -97,8 +97,8 @@ def make_train_dataset(
 ) -> grain.IterDataset:
     """An endless, checkpointable stream of this process's training batches of the mixture.
 
-    Every domain is shuffled (reshuffled each epoch), repeated forever, split between processes
-    by document, tokenized and packed to `seq_len`; the domains are interleaved by weight
+    Every domain's training documents are split between processes (process p owns documents
+    p, p + process_count, ...), shuffled (reshuffled each epoch), repeated forever, tokenized and packed to `seq_len`; the domains are interleaved by weight
     (grain mix), window-shuffled (`data.shuffle_buffer` sequences) and batched. The iterator's
     `get_state()`/`set_state()` resume the identical stream.
     """
@@ -132,8 +132,8 @@ def make_sequence_dataset(
         source = DocumentSource(index, "train")
         if len(source) < process_count:
             raise DataError(f"domain '{name}' has {len(source)} training documents, fewer than the {process_count} processes")
-        docs = grain.MapDataset.source(source).shuffle(seed=_stable_seed(seed, name)).repeat(None)
-        docs = docs[process_index::process_count].map(functools.partial(_encode_document, tokenizer))
+        docs = grain.MapDataset.source(source)[process_index::process_count]  # each process owns a fixed share
+        docs = docs.shuffle(seed=_stable_seed(seed, name)).repeat(None).map(functools.partial(_encode_document, tokenizer))
         packed = grain.experimental.ConcatThenSplitIterDataset(docs.to_iter_dataset(_READ), length_struct={"inputs": seq_len, "targets": seq_len})
         streams[name] = packed.map(functools.partial(_to_sequence, domain=positions[name]))
     mixed = grain.IterDataset.mix(streams, weights)
