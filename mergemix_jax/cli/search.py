@@ -1,0 +1,134 @@
+"""`mergemix search`: find a mixture with one or more search methods and write the mixture file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EXAMPLES = """Examples:
+  mergemix search --method gradient --synthetic quadratic:6 --out runs/search/mixture.json
+  mergemix search --method all --synthetic quadratic:6:face --out runs/search/mixture.json
+  mergemix search --method hierarchical --inner cmaes --synthetic quadratic:6 --clusters 'a=d0,d1,d2;b=d3,d4,d5'
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "search",
+        help="search the data mixture (gradient, surrogate, subsets, cmaes, hierarchical)",
+        description=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--method", required=True, help="gradient|surrogate|subsets|cmaes|hierarchical, a comma list, or all")
+    parser.add_argument("--synthetic", default="", help="quadratic:K[:interior|face|vertex]: a problem with a known optimum")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="", help="mixture JSON (several methods: one file each, <stem>.<method>.json)")
+    parser.add_argument("--grain-out", default="", help="also write train.mixture for the grain pipeline (.yaml/.json)")
+    parser.add_argument("--tokens", default="", help="tokens per domain, comma separated, for caps and the ratio report")
+    parser.add_argument("--token-budget", type=float, default=0.0, help="tokens the final run trains on")
+    parser.add_argument("--max-epochs", type=float, default=4.0, help="cap: at most this many passes over a domain")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    g = parser.add_argument_group("gradient")
+    g.add_argument("--parametrisation", default="softmax", help="softmax | mirror | projected")
+    g.add_argument("--steps", type=int, default=500)
+    g.add_argument("--learning-rate", type=float, default=0.1)
+    g.add_argument("--restarts", type=int, default=4)
+    g.add_argument("--kl-weight", type=float, default=0.0, help="pull toward the prior mixture")
+    s = parser.add_argument_group("surrogate")
+    s.add_argument("--n-seeds", type=int, default=64)
+    s.add_argument("--rounds", type=int, default=2)
+    s.add_argument("--regressor", default="auto", help="auto | lightgbm | ridge | gp")
+    s.add_argument("--top-k", type=int, default=8)
+    c = parser.add_argument_group("cmaes")
+    c.add_argument("--generations", type=int, default=60)
+    c.add_argument("--population-size", type=int, default=16)
+    c.add_argument("--mapping", default="project", help="project | softmax")
+    h = parser.add_argument_group("hierarchical")
+    h.add_argument("--clusters", default="", help="'name=d0,d1;name2=d2,...' (every domain in one cluster)")
+    h.add_argument("--inner", default="gradient", help="method solving each stage: gradient | surrogate | cmaes")
+    h.add_argument("--sweeps", type=int, default=1)
+    parser.set_defaults(func=run)
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    return {
+        "seed": args.seed,
+        "progress": not args.no_progress,
+        "parametrisation": args.parametrisation,
+        "steps": args.steps,
+        "learning_rate": args.learning_rate,
+        "restarts": args.restarts,
+        "kl_weight": args.kl_weight,
+        "n_seeds": args.n_seeds,
+        "rounds": args.rounds,
+        "regressor": args.regressor,
+        "top_k": args.top_k,
+        "generations": args.generations,
+        "population_size": args.population_size,
+        "mapping": args.mapping,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import numpy as np
+
+    from mergemix_jax.export import mixture_from_result, write_grain_mixture, write_mixture
+    from mergemix_jax.search.problem import build_problem, caps_from_tokens
+    from mergemix_jax.search.ratios import weights_to_ratios
+    from mergemix_jax.search.run import METHODS, parse_clusters, run_search
+
+    methods = list(METHODS) if args.method == "all" else [m.strip() for m in args.method.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise SystemExit(f"mergemix search: unknown method(s) {unknown}; choose from {METHODS} or all")
+    try:
+        problem, optimum = build_problem(args.synthetic or None, seed=args.seed)
+    except ValueError as err:
+        raise SystemExit(f"mergemix search: {err}") from None
+    tokens = None
+    if args.tokens:
+        tokens = np.asarray([float(t) for t in args.tokens.split(",")])
+        if len(tokens) != problem.k or args.token_budget <= 0:
+            raise SystemExit(f"mergemix search: --tokens needs {problem.k} counts and a --token-budget > 0")
+        problem = dataclasses.replace(problem, tokens=tokens, caps=caps_from_tokens(tokens, args.token_budget, args.max_epochs))
+    clusters = parse_clusters(args.clusters) if args.clusters else None
+    if "hierarchical" in methods and clusters is None:
+        half = problem.k // 2
+        clusters = {"c0": list(problem.domains[:half]), "c1": list(problem.domains[half:])}
+    settings = _settings(args)
+
+    rows = []
+    for method in methods:
+        result = run_search(problem, method, settings, clusters=clusters, inner=args.inner, sweeps=args.sweeps)
+        ratios = weights_to_ratios(result.weights, problem.domains, tokens, args.token_budget or None, args.max_epochs, correct=tokens is not None)
+        error = None if optimum is None else float(np.abs(np.asarray(result.weights) - np.atleast_2d(optimum).mean(0)).max())
+        rows.append((result, error))
+        if args.out:
+            out = Path(args.out)
+            path = out if len(methods) == 1 else out.with_name(f"{out.stem}.{method}{out.suffix or '.json'}")
+            job = {"method": method, "problem": problem.description, "settings": settings, "clusters": clusters, "inner": args.inner}
+            write_mixture(mixture_from_result(result, job, ratios.to_dict(problem.domains)), path)
+            print(f"wrote {path}")
+        if args.grain_out and len(methods) == 1:
+            data_ratios = dict(zip(problem.domains, ratios.ratios.tolist(), strict=True))  # = weights unless capped
+            print(f"wrote {write_grain_mixture(data_ratios, args.grain_out)}")
+
+    print(_table(rows, problem.domains, optimum))
+    return 0
+
+
+def _table(rows, domains, optimum) -> str:
+    import numpy as np
+
+    head = f"{'method':<24} {'objective':>12} {'max|w-w*|':>10} {'evals':>7} {'time s':>8}  weights ({', '.join(domains)})"
+    lines = [head, "-" * len(head)]
+    for result, error in rows:
+        err = "-" if error is None else f"{error:.4f}"
+        w = " ".join(f"{x:.3f}" for x in np.asarray(result.weights))
+        lines.append(f"{result.method:<24} {result.objective:>12.6g} {err:>10} {result.n_evaluations:>7} {result.wall_time_s:>8.2f}  {w}")
+    if optimum is not None:
+        lines.append(f"{'known optimum':<24} {'':>12} {'':>10} {'':>7} {'':>8}  " + " ".join(f"{x:.3f}" for x in np.atleast_2d(optimum).mean(0)))
+    lines.append("objective: lower is better; black-box methods report -utility, gradient the objective itself")
+    return "\n".join(lines)
