@@ -74,7 +74,7 @@ def to_weights(parametrisation: str, params: jax.Array, caps: jax.Array | None) 
 def _initial_weights(problem: SearchProblem, options: GradientOptions) -> np.ndarray:
     """[R, *weight_shape] starting mixtures: the prior, then Dirichlet(1) draws, inside the caps."""
     rng = np.random.default_rng(options.seed)
-    starts = [problem.prior] + list(dirichlet(rng, np.ones(problem.k), options.restarts - 1))
+    starts = [problem.prior, *list(dirichlet(rng, np.ones(problem.k), options.restarts - 1))]
     w0 = np.stack(starts)  # [R, K]
     if problem.n_groups:
         w0 = np.repeat(w0[:, None, :], problem.n_groups, axis=1)

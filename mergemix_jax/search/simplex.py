@@ -90,7 +90,7 @@ def kl_project_capped(p: jax.Array, caps: jax.Array | None = None) -> jax.Array:
     def total(s_1: jax.Array) -> jax.Array:
         return jnp.minimum(caps, s_1 * ps).sum(-1, keepdims=True)
 
-    lo = jnp.ones(p.shape[:-1] + (1,), p.dtype)  # s = 1 gives total <= 1 (p sums to 1)
+    lo = jnp.ones((*p.shape[:-1], 1), p.dtype)  # s = 1 gives total <= 1 (p sums to 1)
     hi = jnp.max(caps / jnp.maximum(ps, 1e-30), axis=-1, keepdims=True)  # all clamped: total >= 1
 
     def halve(_, bracket):

@@ -71,7 +71,7 @@ def subset_search(problem: SearchProblem, options: SubsetOptions = SubsetOptions
         metrics={name: float(values[best]) for name, values in metrics.items()},
         extras={
             "subset": [problem.domains[i] for i in np.flatnonzero(masks[best])],
-            "n_subsets": int(len(weights)),
+            "n_subsets": len(weights),
             "skipped_over_caps": skipped,
             "top10": ranking,
         },
