@@ -134,6 +134,7 @@ def test_batches_have_the_batch_format_and_packing_never_crosses_documents(tmp_p
                 assert (np.diff(batch["positions"][b][where]) == 1).all()  # positions count up within it
                 inputs, targets = batch["inputs"][b][where], batch["targets"][b][where]
                 np.testing.assert_array_equal(targets[:-1], inputs[1:])  # targets are the next token
+                assert (inputs[1:] != TOK.bos_id).all()  # a bos (document start) only opens a segment
                 assert targets[-1] == TOK.eos_id or (where[-1] == 31)  # a document ends in eos unless cut by the row end
             for text in doc_of_row(batch["inputs"][b], seg):
                 assert any(text in doc for doc in train_docs), text  # only training documents
@@ -180,7 +181,7 @@ def test_token_counts_and_budget_check(tmp_path):
     counts = token_counts(cfg)
     for name, index in index_all(cfg).items():
         for split in ("train", "heldout"):
-            assert counts[name][split] == sum(len(t.encode()) + 1 for t in iter_documents(index, split))
+            assert counts[name][split] == sum(len(t.encode()) + 2 for t in iter_documents(index, split))  # + bos + eos
     small = counts["dom3"]["train"]
     assert check_token_budget(cfg, {"dom3": 1}, int(small * cfg.max_epochs), counts) == []
     warnings = check_token_budget(cfg, {"dom0": 1, "dom3": 1}, int(small * 2 * cfg.max_epochs * 1.5), counts)

@@ -45,7 +45,7 @@ def test_trained_bpe_loads_from_its_json_and_round_trips(tmp_path):
     out = str(tmp_path / "tok" / "bpe.json")
     trained = train_bpe(iter(TEXTS), vocab_size=300, out_path=out)
     tok = load_tokenizer(DataConfig(tokenizer=out))
-    assert (tok.vocab_size, tok.pad_id, tok.eos_id) == (trained.vocab_size, 0, 1) and tok.vocab_size <= 300
+    assert (tok.vocab_size, tok.pad_id, tok.eos_id, tok.bos_id) == (trained.vocab_size, 0, 1, 2) and tok.vocab_size <= 300
     for text in set(TEXTS) | {"unseen ✓ text"}:
         assert tok.decode(tok.encode(text)) == text
     assert len(tok.encode(TEXTS[0])) < len(TEXTS[0].encode())  # merges were learned
@@ -138,6 +138,6 @@ def test_cli_data_stats_prints_tokens_per_domain_and_split(tmp_path, capsys):
     (tmp_path / "cfg.yaml").write_text("data:\n  heldout_fraction: 0.2\n  domains:\n    - {name: ax, paths: [a.jsonl], format: jsonl}\n")
     assert cli_main(["data", "stats", "--config", str(tmp_path / "cfg.yaml")]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("ax"))
-    # 10 docs of 1..10 bytes (+1 eos each) = 65 tokens, 2 held out
+    # 10 docs of 1..10 bytes (+ bos + eos each) = 75 tokens, 2 held out
     numbers = [int(x.replace(",", "")) for x in row.split()[1:]]
-    assert numbers[:2] == [8, 2] and sum(numbers[2:]) == 65
+    assert numbers[:2] == [8, 2] and sum(numbers[2:]) == 75

@@ -9,14 +9,15 @@ from mergemix_jax.data.tokenizer import load_tokenizer
 
 
 def token_counts(data_cfg: DataConfig) -> dict[str, dict[str, int]]:
-    """{domain: {"train": n, "heldout": n}}: tokens per split, each document counted with its eos.
+    """{domain: {"train": n, "heldout": n}}: tokens per split, each document counted with its bos/eos.
 
     Streams every document once through the configured tokenizer.
     """
     tokenizer = load_tokenizer(data_cfg)
+    extra = 1 + (tokenizer.bos_id is not None)
     counts = {}
     for name, index in index_all(data_cfg).items():
-        counts[name] = {split: sum(len(tokenizer.encode_array(t)) + 1 for t in iter_documents(index, split)) for split in SPLITS}
+        counts[name] = {split: sum(len(tokenizer.encode_array(t)) + extra for t in iter_documents(index, split)) for split in SPLITS}
     return counts
 
 

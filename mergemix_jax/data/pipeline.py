@@ -2,7 +2,7 @@
 
 Each domain is packed on its own, so every sequence belongs to one domain and a mixture weight is
 the share of *sequences* (hence of tokens) drawn from that domain. A document is encoded as
-`tokens + [eos]` and turned into (inputs, targets) = (ids[:-1], ids[1:]) *before* packing, so no
+`[bos] + tokens + [eos]` and turned into (inputs, targets) = (ids[:-1], ids[1:]) *before* packing, so no
 target ever crosses a document boundary; the packer adds segment ids and positions.
 
 Batch format (per process, B = global_batch_size // process_count):
@@ -184,8 +184,14 @@ def _reservoir(stream, n: int, seed: int) -> list[dict[str, np.ndarray]]:
     return [item for _, item in sorted(kept, key=lambda pair: pair[0])]
 
 
+def document_ids(tokenizer: Tokenizer, text: str) -> np.ndarray:
+    """int32 [n]: `[bos] + tokens + [eos]` (no bos when the tokenizer has none)."""
+    bos = [] if tokenizer.bos_id is None else [tokenizer.bos_id]
+    return np.concatenate([np.asarray(bos, np.int32), tokenizer.encode_array(text), [np.int32(tokenizer.eos_id)]]).astype(np.int32)
+
+
 def _encode_document(tokenizer: Tokenizer, text: str) -> dict[str, np.ndarray]:
-    ids = np.append(tokenizer.encode_array(text), np.int32(tokenizer.eos_id)).astype(np.int32)
+    ids = document_ids(tokenizer, text)
     return {"inputs": ids[:-1], "targets": ids[1:]}
 
 

@@ -1,8 +1,9 @@
 """Tokenizers: a file-free byte tokenizer (the default) and local sentencepiece / HF `tokenizers` files.
 
-Every tokenizer has `vocab_size`, `pad_id`, `eos_id`, `encode(str) -> list[int]`,
-`encode_array(str) -> int32 [n]` and `decode(list[int]) -> str`. A document is encoded as its
-tokens followed by `eos_id`; padding (`pad_id`) never carries loss.
+Every tokenizer has `vocab_size`, `pad_id`, `eos_id`, `bos_id` (None when it has none),
+`encode(str) -> list[int]`, `encode_array(str) -> int32 [n]` and `decode(list[int]) -> str`.
+A training document is encoded as `[bos] + tokens + [eos]` (no bos when `bos_id` is None), and
+evaluation contexts start with the same bos; padding (`pad_id`) never carries loss.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from mergemix_jax.data.errors import DataError
 
 EOS_NAMES = ("<eos>", "</s>", "<|endoftext|>", "<|end_of_text|>", "<|im_end|>")
 PAD_NAMES = ("<pad>", "<|pad|>", "[PAD]")
-BPE_SPECIAL_TOKENS = ("<pad>", "<eos>")  # ids 0 and 1 in tokenizers trained here
+BOS_NAMES = ("<bos>", "<s>", "<|begin_of_text|>")
+BPE_SPECIAL_TOKENS = ("<pad>", "<eos>", "<bos>")  # ids 0, 1, 2 in tokenizers trained here
 
 
 class Tokenizer(Protocol):
@@ -28,6 +30,7 @@ class Tokenizer(Protocol):
     vocab_size: int
     pad_id: int
     eos_id: int
+    bos_id: int | None
 
     def encode(self, text: str) -> list[int]: ...
 
@@ -37,7 +40,7 @@ class Tokenizer(Protocol):
 
 
 class ByteTokenizer:
-    """UTF-8 bytes shifted by 3: 0 = pad, 1 = eos, 2 = bos (unused), 3..258 = bytes. Vocabulary 259."""
+    """UTF-8 bytes shifted by 3: 0 = pad, 1 = eos, 2 = bos, 3..258 = bytes. Vocabulary 259."""
 
     pad_id, eos_id, bos_id, offset = 0, 1, 2, 3
     vocab_size = 259
@@ -76,6 +79,7 @@ class HFTokenizer:
         self.eos_id = eos
         pad = _first_id(self._tok.token_to_id, PAD_NAMES)
         self.pad_id = 0 if pad is None else pad
+        self.bos_id = _first_id(self._tok.token_to_id, BOS_NAMES)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text` (no special tokens added)."""
@@ -111,6 +115,7 @@ class SentencePieceTokenizer:
             raise DataError(f"data.tokenizer: {path} defines no eos piece; retrain it with --eos_id set")
         self.eos_id = int(self._sp.eos_id())
         self.pad_id = max(int(self._sp.pad_id()), 0)
+        self.bos_id = int(self._sp.bos_id()) if self._sp.bos_id() >= 0 else None
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text` (no bos/eos)."""
@@ -154,7 +159,7 @@ def check_vocab(tokenizer: Tokenizer, model_cfg: ModelConfig) -> None:
 def train_bpe(texts: Iterable[str], vocab_size: int, out_path: str) -> HFTokenizer:
     """Train a byte-level BPE on `texts` (streamed) and write it atomically to `out_path` (.json).
 
-    Ids 0 and 1 are `<pad>` and `<eos>`; the 256 byte symbols are always in the vocabulary, so
+    Ids 0, 1, 2 are `<pad>`, `<eos>`, `<bos>`; the 256 byte symbols are always in the vocabulary, so
     any text encodes without unknown tokens.
     """
     from tokenizers import Tokenizer as HFTok
