@@ -17,6 +17,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from mergemix_jax.config import MeshConfig, ModelConfig
+from mergemix_jax.interop import export_hf_safetensors
 from mergemix_jax.model import forward, masked_mean, param_shardings, token_nll
 from mergemix_jax.parallel.mesh import build_mesh, maybe_initialize_distributed
 from mergemix_jax.parallel.partitioning import logical_to_spec
@@ -62,6 +63,7 @@ def main(out_dir: Path) -> None:
     }
     with jax.set_mesh(mesh):
         loss, grads = jax.jit(jax.value_and_grad(loss_fn))(params, batch)
+    export_hf_safetensors(params, CFG, out_dir / "hf")  # every process gathers; process 0 writes
     grad_wq = multihost_utils.process_allgather(grads["blocks"][1]["attn"]["wq_DxHxE"], tiled=True)
     if jax.process_index() == 0:
         result = {

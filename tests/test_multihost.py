@@ -2,7 +2,7 @@
 
 Each process owns 2 of the 4 devices and feeds only its own rows of the global batch
 (`jax.make_array_from_process_local_data`); the jitted sharded loss and gradient must equal the
-single-process ones, and only process 0 writes the report.
+single-process ones, and only process 0 writes the report and the HF export.
 """
 
 from __future__ import annotations
@@ -63,15 +63,19 @@ def test_two_process_sharded_loss_and_grad_equal_single_process(tmp_path):
         pytest.skip(f"this jax cannot run multi-process CPU collectives: {log[-500:]}")
     assert all(r.returncode == 0 for r in results), log
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == ["result.json", "rows1.json"], files  # process 1 wrote no report
+    assert files == ["hf", "result.json", "rows1.json"], files  # process 1 wrote no report
     got = json.loads((tmp_path / "result.json").read_text())
     assert (got["devices"], got["local_devices"]) == (4, 2)
     rows0, rows1 = got["local_rows"], json.loads((tmp_path / "rows1.json").read_text())
     assert sorted(rows0 + rows1) == [0, 1, 2, 3] and not set(rows0) & set(rows1)  # each row fed once
 
+    from mergemix_jax.interop import import_hf_safetensors
     from tests.multihost_worker import loss_fn, make_inputs
 
     params, batch = make_inputs()
     loss, grads = jax.jit(jax.value_and_grad(loss_fn))(params, batch)
     np.testing.assert_allclose(got["loss"], float(loss), rtol=1e-5)
+    # the export of the sharded params, gathered from both processes, is the exact model
+    _, exported = import_hf_safetensors(tmp_path / "hf")
+    jax.tree.map(np.testing.assert_array_equal, exported, params)
     np.testing.assert_allclose(np.array(got["grad_wq"]), np.asarray(grads["blocks"][1]["attn"]["wq_DxHxE"]), rtol=1e-4, atol=1e-6)
