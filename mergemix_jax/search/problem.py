@@ -140,7 +140,7 @@ def affine_subproblem(
 
 
 def synthetic_quadratic(
-    k: int, optimum: str = "interior", n_groups: int = 0, seed: int = 0, condition: float = 10.0
+    k: int, optimum: str | Sequence[str] = "interior", n_groups: int = 0, seed: int = 0, condition: float = 10.0
 ) -> tuple[SearchProblem, np.ndarray]:
     """A problem whose objective is 0.5 (w - c)^T A (w - c) with a KNOWN constrained optimum w*.
 
@@ -148,15 +148,16 @@ def synthetic_quadratic(
     vertex: one-hot) and c is set from the KKT conditions, c = w* - A^-1 (mu - nu 1) with mu > 0
     exactly on the zero coordinates, so w* is the unique minimiser over the simplex. A is a random
     SPD matrix of the given condition number. The scorer returns the loss and an accuracy-like
-    1 - loss; with n_groups = G every group has its own (A, c) and w* is [G, K].
-    Returns (problem, w*).
+    1 - loss; with n_groups = G every group has its own (A, c) and w* is [G, K], and `optimum` may
+    list one kind per group. Returns (problem, w*).
     """
-    if optimum not in ("interior", "face", "vertex"):
-        raise ValueError(f"optimum must be interior, face or vertex, got {optimum!r}")
-    rng = np.random.default_rng(seed)
     groups = max(n_groups, 1)
+    kinds = [optimum] * groups if isinstance(optimum, str) else list(optimum)
+    if len(kinds) != groups or any(kind not in ("interior", "face", "vertex") for kind in kinds):
+        raise ValueError(f"optimum must be interior, face or vertex (one per group), got {optimum!r}")
+    rng = np.random.default_rng(seed)
     a_list, c_list, w_list = [], [], []
-    for _ in range(groups):
+    for optimum in kinds:
         q, _ = np.linalg.qr(rng.normal(size=(k, k)))
         a = q @ np.diag(np.geomspace(1.0, condition, k)) @ q.T
         if optimum == "interior":

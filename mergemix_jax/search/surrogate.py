@@ -78,17 +78,18 @@ def fit_utility(utility, x: np.ndarray, metrics: dict[str, np.ndarray], options:
     return predict_u, kinds
 
 
-def maximise_predicted(problem: SearchProblem, predict_u, x: np.ndarray, options: SurrogateOptions, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def maximise_predicted(problem: SearchProblem, predict_u, x: np.ndarray, options: SurrogateOptions, rng: np.random.Generator, kinds: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
     """The top-k mixtures [k, K] of the predicted utility and their predicted utilities [k].
 
     A dense global sample (plus the scored mixtures), then zooms: local samples around the current
-    top-k at rising concentration. The zooms only query the surrogate, so they cost no scoring.
+    top-k at rising concentration. The zooms only query the surrogate, so they cost no scoring; they
+    are skipped for LightGBM, whose piecewise-constant surface they would only over-fit.
     """
     candidates = np.concatenate([candidate_mixtures(problem, options.n_candidates, rng), x])
     pred_u = predict_u(candidates)
     order = np.argsort(-pred_u)[: options.top_k]
     top, top_u = candidates[order], pred_u[order]
-    for concentration in (100.0, 1_000.0, 10_000.0):
+    for concentration in () if "lightgbm" in kinds.values() else (100.0, 1_000.0, 10_000.0):
         local = _inside_caps(local_mixtures(top, options.n_candidates // 4, concentration, rng), problem)
         candidates = np.concatenate([top, local])
         pred_u = predict_u(candidates)
@@ -109,7 +110,7 @@ def surrogate_search(problem: SearchProblem, options: SurrogateOptions = Surroga
     with tqdm(total=options.rounds + 1, desc="surrogate", disable=not options.progress) as bar:
         for round_index in range(options.rounds + 1):
             predict_u, kinds = fit_utility(utility, x, metrics, options)
-            top, pred_u = maximise_predicted(problem, predict_u, x, options, rng)
+            top, pred_u = maximise_predicted(problem, predict_u, x, options, rng, kinds)
             rounds_log.append({"round": round_index, "scored": len(x), "regressors": kinds, "best_predicted": float(pred_u.max())})
             bar.update(1)
             if round_index == options.rounds:
