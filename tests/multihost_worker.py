@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 from mergemix_jax.config import MeshConfig, ModelConfig
@@ -49,6 +50,22 @@ def local_rows(sharding: jax.sharding.Sharding, global_shape: tuple[int, ...]) -
     return np.array(sorted(rows))
 
 
+def save_and_restore(params: dict, shardings: dict, path: Path) -> bool:
+    """orbax save from all processes, restore onto the same shardings; True if every shard matches."""
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(path.resolve(), params)
+        checkpointer.wait_until_finished()
+        abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), params, shardings)
+        restored = checkpointer.restore(path.resolve(), abstract)
+    same = jax.tree.map(
+        lambda a, b: all(np.array_equal(x.data, y.data) for x, y in zip(a.addressable_shards, b.addressable_shards, strict=True)),
+        params,
+        restored,
+    )
+    local = all(jax.tree.leaves(same))
+    return bool(multihost_utils.process_allgather(np.array(local)).all())
+
+
 def main(out_dir: Path) -> None:
     maybe_initialize_distributed()
     assert jax.process_count() == 2, jax.process_count()
@@ -64,12 +81,14 @@ def main(out_dir: Path) -> None:
     with jax.set_mesh(mesh):
         loss, grads = jax.jit(jax.value_and_grad(loss_fn))(params, batch)
     export_hf_safetensors(params, CFG, out_dir / "hf")  # every process gathers; process 0 writes
+    restored_equal = save_and_restore(params, shardings, out_dir / "ckpt")
     grad_wq = multihost_utils.process_allgather(grads["blocks"][1]["attn"]["wq_DxHxE"], tiled=True)
     if jax.process_index() == 0:
         result = {
             "loss": float(loss),
             "grad_wq": np.asarray(grad_wq).tolist(),
             "local_rows": rows.tolist(),
+            "restored_equal": restored_equal,
             "devices": jax.device_count(),
             "local_devices": jax.local_device_count(),
         }

@@ -2,7 +2,8 @@
 
 Each process owns 2 of the 4 devices and feeds only its own rows of the global batch
 (`jax.make_array_from_process_local_data`); the jitted sharded loss and gradient must equal the
-single-process ones, and only process 0 writes the report and the HF export.
+single-process ones, an orbax checkpoint saved and restored by both processes matches shard by
+shard, and only process 0 writes the report and the HF export.
 """
 
 from __future__ import annotations
@@ -63,9 +64,10 @@ def test_two_process_sharded_loss_and_grad_equal_single_process(tmp_path):
         pytest.skip(f"this jax cannot run multi-process CPU collectives: {log[-500:]}")
     assert all(r.returncode == 0 for r in results), log
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == ["hf", "result.json", "rows1.json"], files  # process 1 wrote no report
+    assert files == ["ckpt", "hf", "result.json", "rows1.json"], files  # process 1 wrote no report
     got = json.loads((tmp_path / "result.json").read_text())
     assert (got["devices"], got["local_devices"]) == (4, 2)
+    assert got["restored_equal"]  # orbax save/restore from both processes, every shard back in place
     rows0, rows1 = got["local_rows"], json.loads((tmp_path / "rows1.json").read_text())
     assert sorted(rows0 + rows1) == [0, 1, 2, 3] and not set(rows0) & set(rows1)  # each row fed once
 
