@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `mergemix` console script."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("absl").setLevel(logging.DEBUG if args.verbose else logging.WARNING)  # orbax's per-save chatter
     try:
         return int(args.func(args) or 0)
     except ConfigError as err:

@@ -1,0 +1,16 @@
+"""Test-session setup: 8 fake CPU devices, so sharding logic is exercised on one machine."""
+
+import os
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_threefry_partitionable", True)
+
+# Many tests compile the same tiny train step; a per-session on-disk cache compiles each once.
+_CACHE = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"mergemix-test-jax-cache-{os.getuid()}")
+jax.config.update("jax_compilation_cache_dir", _CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
