@@ -29,7 +29,8 @@ def grain_mixture(weights: Mapping[str, float], min_weight: float = 1e-6) -> dic
 def write_grain_mixture(weights: Mapping[str, float], path: str | os.PathLike, min_weight: float = 1e-6) -> Path:
     """Write `{"train": {"mixture": {...}}}` as YAML (.yaml/.yml) or JSON (.json), atomically.
 
-    The file is a valid mergemix config on its own and merges into one as `train.mixture`.
+    The file is a config fragment: it deep-merges into a job's config (whose data.domains name
+    these domains) as `train.mixture`.
     """
     path = Path(path)
     fragment = {"train": {"mixture": grain_mixture(weights, min_weight)}}
