@@ -1,0 +1,86 @@
+"""`mergemix import-base` (HF safetensors / GGUF -> run directory) and `mergemix export-hf` (run -> HF)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mergemix_jax.cli.main import add_config_arguments
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    imp = subparsers.add_parser(
+        "import-base",
+        help="turn a Hugging Face Llama checkpoint or a GGUF file into a base run (for train.init_from)",
+        description="Examples:\n"
+        "  mergemix import-base Meta-Llama-3-8B/ --out runs/base-8b --config configs/llama_8b_v6e.yaml\n"
+        "  mergemix import-base SmolLM2-135M-Instruct.Q4_1.gguf --out runs/smollm2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    imp.add_argument("source", help="HF folder (config.json + *.safetensors), a .safetensors file, or a .gguf file")
+    imp.add_argument("--out", required=True, help="new run directory to write")
+    add_config_arguments(imp, required=False)
+    imp.set_defaults(func=run_import)
+    exp = subparsers.add_parser(
+        "export-hf",
+        help="write a run's parameters as a Hugging Face LlamaForCausalLM folder",
+        description="Example:\n  mergemix export-hf runs/experts/code --out hf/code --dtype bfloat16",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    exp.add_argument("run", help="run directory with checkpoints (a base, an expert or a merged model)")
+    exp.add_argument("--out", required=True, help="output folder (config.json + model.safetensors)")
+    exp.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    exp.add_argument("--step", type=int, default=None, help="checkpoint step (default: the newest)")
+    exp.set_defaults(func=run_export)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from mergemix_jax.config import load_config
+    from mergemix_jax.interop import InteropError, import_gguf, import_hf_safetensors
+    from mergemix_jax.interop.run_dir import architecture_differences, copy_tokenizer, save_base
+
+    source, out = Path(args.source), Path(args.out)
+    try:
+        if source.suffix == ".gguf":
+            cfg, params, tok = import_gguf(source)
+        else:
+            cfg, params = import_hf_safetensors(source)
+            tok = None
+        if args.config:
+            wanted = load_config(args.config, args.overrides).model
+            diff = architecture_differences(cfg, wanted)
+            if diff:
+                raise InteropError(f"{source} does not match model.* of {args.config} (imported, config): {diff}")
+            cfg = wanted  # keep the config's compute_dtype, remat, max_seq_len for training
+        save_base(params, cfg, out, str(source))
+    except InteropError as err:
+        print(f"mergemix: {err}", file=sys.stderr)
+        return 2
+    if tok is None:
+        tokenizer = copy_tokenizer(source if source.is_dir() else source.parent, out)
+    elif tok.tokenizer is not None:
+        tokenizer = out / "tokenizer.json"
+        tok.tokenizer.save(str(tokenizer))
+    else:
+        tokenizer = None
+    print(f"imported {source} -> {out} ({cfg.n_layers} layers, d_model {cfg.d_model}, vocab {cfg.vocab_size})"
+          + (f"; tokenizer {tokenizer}" if tokenizer else ""))
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from mergemix_jax.interop import export_hf_safetensors
+    from mergemix_jax.train.checkpoint import CheckpointError, load_params
+
+    try:
+        params, cfg = load_params(args.run, step=args.step)
+    except CheckpointError as err:
+        print(f"mergemix: {err}", file=sys.stderr)
+        return 2
+    out = export_hf_safetensors(params, cfg, args.out, dtype=args.dtype)
+    tokenizer = Path(args.run) / "tokenizer.json"
+    if tokenizer.is_file():
+        (out / "tokenizer.json").write_bytes(tokenizer.read_bytes())
+    print(f"exported {args.run} -> {out}")
+    return 0
