@@ -122,6 +122,41 @@ class EvalConfig:
 
 
 @dataclass
+class PipelineConfig:
+    """`mergemix run`: base -> K experts -> merged evaluation -> search -> mixture file -> report."""
+
+    output_root: str = "runs"  # the run folder is <output_root>/<name>-<hash8 of the config>
+    name: str = ""  # "" = the config file's stem
+    base_dir: str = ""  # reuse a finished base run folder instead of training one
+    base_steps: int = 300  # steps of the base, trained on the uniform mixture
+    expert_steps: int = 80  # steps of each domain expert (and of each reference in `validate`)
+    expert_learning_rate: float = 0.0  # 0 = optim.learning_rate; experts always use a constant LR
+    methods: list[str] = field(default_factory=lambda: ["gradient", "surrogate", "subsets", "cmaes"])
+    utility: dict[str, float] = field(default_factory=dict)  # metric -> weight; {} = {"loss/mean": 1}
+    search_seed: int = 0
+    gradient_steps: int = 60  # upper bound per restart (early stopping may end sooner)
+    gradient_restarts: int = 2
+    surrogate_seeds: int = 32  # mixtures scored in the surrogate's first round
+    cmaes_generations: int = 8
+    cmaes_population: int = 8
+    probe_mixtures: int = 8  # Dirichlet draws scored besides vertices and centre (report, diagnostics)
+    heatmap_resolution: int = 8  # simplex grid steps per side for the utility heatmap
+    diagnostics: bool = True  # task-vector cosines and curvature ratios (Hessian-vector products)
+
+
+@dataclass
+class ValidateConfig:
+    """`mergemix validate`: reference models trained on sampled mixtures, compared with their proxies."""
+
+    n_dirichlet: int = 11  # Dirichlet draws; the vertices and the centre are always added
+    dirichlet_alpha: float = 1.0
+    seed: int = 0  # mixture sampling seed
+    reference_steps: int = 0  # 0 = pipeline.expert_steps (the same token budget as one expert)
+    noise_ceiling: bool = True  # re-train every reference with another data seed
+    baselines: bool = True  # also train the searched mixture and natural proportions for real
+
+
+@dataclass
 class Config:
     """Everything one `mergemix` job needs."""
 
@@ -131,6 +166,8 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    validate: ValidateConfig = field(default_factory=ValidateConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

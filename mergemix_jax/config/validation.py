@@ -14,7 +14,7 @@ SPLIT_MODES = ("file", "blank_line")
 
 def validate(config: Config) -> list[str]:
     """Return every problem found in `config` (empty when it is valid)."""
-    return [*_model_problems(config), *_mesh_problems(config), *_optim_problems(config), *_data_problems(config), *_train_problems(config), *_eval_problems(config)]
+    return [*_model_problems(config), *_mesh_problems(config), *_optim_problems(config), *_data_problems(config), *_train_problems(config), *_eval_problems(config), *_pipeline_problems(config)]
 
 
 def _positive(values: dict[str, float]) -> list[str]:
@@ -119,4 +119,22 @@ def _eval_problems(config: Config) -> list[str]:
         problems.append(f"key 'eval.ties_density' must be in (0, 1], got {e.ties_density}")
     if not 0 <= e.dare_drop_rate < 1:
         problems.append(f"key 'eval.dare_drop_rate' must be in [0, 1), got {e.dare_drop_rate}")
+    return problems
+
+
+SEARCH_METHODS = ("gradient", "surrogate", "subsets", "cmaes", "hierarchical")
+
+
+def _pipeline_problems(config: Config) -> list[str]:
+    p, v = config.pipeline, config.validate
+    keys = ("base_steps", "expert_steps", "gradient_steps", "gradient_restarts", "surrogate_seeds", "cmaes_generations", "cmaes_population", "heatmap_resolution")
+    problems = _positive({f"pipeline.{k}": getattr(p, k) for k in keys})
+    problems += _positive({"validate.dirichlet_alpha": v.dirichlet_alpha})
+    problems += [f"key '{k}' must be >= 0, got {val}" for k, val in (("pipeline.expert_learning_rate", p.expert_learning_rate), ("pipeline.probe_mixtures", p.probe_mixtures), ("validate.n_dirichlet", v.n_dirichlet), ("validate.reference_steps", v.reference_steps)) if val < 0]
+    unknown = [m for m in p.methods if m not in SEARCH_METHODS]
+    if unknown or not p.methods:
+        problems.append(f"key 'pipeline.methods' must list one or more of {SEARCH_METHODS}, got {p.methods}")
+    bad = {m: w for m, w in p.utility.items() if not (isinstance(w, (int, float)) and math.isfinite(w))}
+    if bad:
+        problems.append(f"key 'pipeline.utility' needs a finite weight per metric, got {bad}")
     return problems
