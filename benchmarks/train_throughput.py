@@ -1,0 +1,100 @@
+"""Training throughput and model FLOPs utilisation (MFU) against this machine's measured matmul peak.
+
+    python benchmarks/train_throughput.py [--config configs/demo.yaml] [--steps 20] [key=value ...]
+
+Prints tokens/s of the jitted sharded train step and MFU = model FLOPs/s / peak FLOPs/s, where the
+peak is a large float32 matmul timed in the same run (ratios, not absolute times, are comparable
+across these shared machines). Model FLOPs per token: 6 * params + 12 * layers * d_model * seq_len
+(forward + backward, with attention), as in the PaLM paper's MFU definition.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mergemix_jax.config import load_config
+from mergemix_jax.model import count_params, init_params
+from mergemix_jax.parallel.mesh import build_mesh
+from mergemix_jax.train.optimizer import make_optimizer
+from mergemix_jax.train.step import batch_sharding, init_train_state, make_train_step, train_state_shardings
+
+
+def matmul_peak_flops(size: int = 2048, repeats: int = 10) -> float:
+    """FLOP/s of a float32 [size, size] matmul chain on the default devices."""
+    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+
+    @jax.jit
+    def chain(x):
+        for _ in range(repeats):
+            x = (x @ a) * (1.0 / size**0.5)
+        return x
+
+    chain(a).block_until_ready()
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        chain(a).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * size**3 * repeats / best
+
+
+def model_flops_per_token(n_params: int, n_layers: int, d_model: int, seq_len: int) -> float:
+    """Training FLOPs per token: 6N for the weights plus 12 * L * d * T for attention."""
+    return 6 * n_params + 12 * n_layers * d_model * seq_len
+
+
+def measure_training(config, steps: int) -> dict:
+    """Tokens/s of `steps` train steps after one compile step, on random tokens."""
+    mesh = build_mesh(config.mesh)
+    tx = make_optimizer(config.optim, steps + 1)
+    b, length = config.train.batch_size, config.train.seq_len
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, config.model.vocab_size, (b, length + 1)).astype(np.int32)
+    batch = {
+        "inputs": tokens[:, :-1],
+        "targets": tokens[:, 1:],
+        "positions": np.tile(np.arange(length, dtype=np.int32), (b, 1)),
+        "segment_ids": np.ones((b, length), np.int32),
+        "loss_mask": np.ones((b, length), np.float32),
+    }
+    with jax.set_mesh(mesh):
+        params = init_params(config.model, 0, mesh)
+        n_params = count_params(params)
+        state = jax.device_put(init_train_state(params, tx), train_state_shardings(config.model, tx, mesh))
+        step = make_train_step(config.model, tx, mesh)
+        batch = jax.device_put(batch, batch_sharding(mesh))
+        state, metrics = step(state, batch)
+        jax.block_until_ready(metrics)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            state, metrics = step(state, batch)
+        jax.block_until_ready(metrics)
+        elapsed = time.perf_counter() - t0
+    return {"params": n_params, "tokens_per_second": steps * b * length / elapsed, "seconds_per_step": elapsed / steps}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="configs/demo.yaml")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    config = load_config(args.config, args.overrides)
+    peak = matmul_peak_flops()
+    result = measure_training(config, args.steps)
+    m = config.model
+    achieved = result["tokens_per_second"] * model_flops_per_token(result["params"], m.n_layers, m.d_model, config.train.seq_len)
+    print(f"devices: {jax.device_count()} x {jax.devices()[0].platform}")
+    print(f"matmul peak (float32, measured): {peak / 1e9:,.1f} GFLOP/s")
+    print(f"model: {result['params'] / 1e6:.2f}M params, batch {config.train.batch_size} x {config.train.seq_len}")
+    print(f"train step: {result['seconds_per_step'] * 1e3:,.1f} ms, {result['tokens_per_second']:,.0f} tokens/s")
+    print(f"model FLOP/s: {achieved / 1e9:,.2f} GFLOP/s   MFU vs measured peak: {achieved / peak:.1%}")
+
+
+if __name__ == "__main__":
+    main()
