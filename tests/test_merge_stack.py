@@ -35,7 +35,7 @@ TOKENS = np.random.default_rng(0).integers(1, 64, (2, 12))
 
 
 def test_one_hot_weights_reproduce_each_expert_exactly(setup):
-    base, experts, stack = setup
+    _, experts, stack = setup
     merge_jit = jax.jit(linear_merge)
     logits = jax.jit(lambda p: forward(CFG, p, TOKENS))
     for k in range(K):
@@ -98,7 +98,7 @@ def test_dare_is_seeded_rescaled_and_linear_without_drop():
 
 
 def test_merge_dispatch_names_the_methods(setup):
-    with pytest.raises(ValueError, match="unknown merge method 'avg'.*linear"):
+    with pytest.raises(ValueError, match=r"unknown merge method 'avg'.*linear"):
         merge(setup[2], jnp.ones(K), "avg")
 
 

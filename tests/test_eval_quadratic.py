@@ -1,0 +1,58 @@
+"""Second-order proxy: exact on quadratics, derivatives match finite differences on a real merged model."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mergemix_jax.config import ModelConfig
+from mergemix_jax.eval import fit_quadratic, make_suite, quadratic_scores, score_one
+from mergemix_jax.merge import build_expert_stack, sample_dirichlet
+from mergemix_jax.model import init_params
+from tests.helpers import TINY_MODEL
+
+K = 4
+
+
+def test_proxy_is_exact_for_a_function_quadratic_in_the_weights():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((K, K))
+    curvature, slope = jnp.asarray(a @ a.T), jnp.asarray(rng.standard_normal(K))
+    fn = lambda w: jnp.stack([2.0 + slope @ w + w @ curvature @ w, jnp.sum((w - 0.3) ** 2)])  # noqa: E731
+    model = jax.jit(lambda c: fit_quadratic(fn, c))(jnp.full(K, 0.25))
+    weights = rng.dirichlet(np.ones(K), 20) * 2
+    truth = np.stack([np.asarray(fn(jnp.asarray(w, jnp.float32))) for w in weights])
+    np.testing.assert_allclose(model.predict(weights), truth, rtol=1e-5, atol=1e-5)
+    result = quadratic_scores(fn, weights, tol=1e-4, max_centres=3)
+    assert len(result.centres) == 1 and len(result.checks) == 1  # the check agrees: no re-centring
+
+
+def test_recentres_where_the_exact_check_disagrees():
+    fn = lambda w: jnp.stack([jnp.sum(jnp.exp(3 * w) * jnp.arange(1, K + 1))])  # noqa: E731
+    weights = np.random.default_rng(1).dirichlet(np.ones(K), 40).astype(np.float32)
+    one = quadratic_scores(fn, weights, max_centres=1)
+    many = quadratic_scores(fn, weights, tol=1e-3, max_centres=4)
+    truth = np.array([float(fn(jnp.asarray(w))[0]) for w in weights])
+    assert len(many.centres) > 1 and any(abs(p - t) > 1e-3 * abs(t) for _, p, t in many.checks)
+    assert np.abs(many.predictions[:, 0] - truth).max() < np.abs(one.predictions[:, 0] - truth).max()
+
+
+def test_gradient_and_hessian_of_a_merged_model_match_finite_differences():
+    cfg = ModelConfig(**TINY_MODEL)
+    base = init_params(cfg, 0)
+    rng = np.random.default_rng(2)
+    experts = [jax.tree.map(lambda b: b + jnp.asarray(0.1 * rng.standard_normal(b.shape), b.dtype), base) for _ in range(K)]
+    stack = build_expert_stack(base, experts)
+    tokens = rng.integers(1, 64, (2, 9)).astype(np.int32)
+    batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:], "positions": np.tile(np.arange(8), (2, 1)), "segment_ids": np.ones((2, 8), np.int32), "loss_mask": np.ones((2, 8), np.float32)}
+    suite = make_suite({"d": batch})
+    loss = lambda w: score_one(cfg, stack, w, suite)["loss/d"]  # noqa: E731
+    centre = jnp.asarray(sample_dirichlet(1, K, seed=0)[0])
+    model = jax.jit(lambda c: fit_quadratic(lambda w: loss(w)[None], c))(centre)
+    loss_jit, grad_jit = jax.jit(loss), jax.jit(jax.grad(loss))
+    np.testing.assert_allclose(model.jacobian_MxK[0], grad_jit(centre), rtol=1e-5, atol=1e-6)
+    h, eye = 1e-2, np.eye(K, dtype=np.float32)
+    fd_grad = np.array([(loss_jit(centre + h * e) - loss_jit(centre - h * e)) / (2 * h) for e in eye])
+    np.testing.assert_allclose(model.jacobian_MxK[0], fd_grad, rtol=2e-2, atol=2e-3)
+    fd_hess = np.stack([(grad_jit(centre + h * e) - grad_jit(centre - h * e)) / (2 * h) for e in eye])
+    np.testing.assert_allclose(model.hessian_MxKxK[0], fd_hess, rtol=2e-2, atol=5e-3)
+    assert np.abs(np.asarray(model.hessian_MxKxK[0])).max() > 1e-3  # a curved loss, so the check has teeth
