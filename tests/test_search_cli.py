@@ -42,7 +42,7 @@ def test_search_cli_runs_several_methods_with_caps_and_reports_ratios(tmp_path, 
 def test_search_cli_explains_bad_input():
     with pytest.raises(SystemExit, match="unknown method"):
         main(["search", "--method", "annealing", "--synthetic", "quadratic:3"])
-    with pytest.raises(SystemExit, match="use --synthetic quadratic:K"):
+    with pytest.raises(SystemExit, match="give --config, --base and --experts"):
         main(["search", "--method", "gradient"])
     with pytest.raises(SystemExit, match="expected quadratic:K"):
         main(["search", "--method", "gradient", "--synthetic", "cubic:3"])

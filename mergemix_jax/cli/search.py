@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mergemix_jax.cli.main import add_config_arguments
+
 EXAMPLES = """Examples:
   mergemix search --method gradient --synthetic quadratic:6 --out runs/search/mixture.json
   mergemix search --method all --synthetic quadratic:6:face --out runs/search/mixture.json
   mergemix search --method hierarchical --inner cmaes --synthetic quadratic:6 --clusters 'a=d0,d1,d2;b=d3,d4,d5'
+  mergemix search --method gradient --config configs/demo.yaml --base runs/base --experts runs/web runs/code --out m.json
 """
 
 
@@ -21,6 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--method", required=True, help="gradient|surrogate|subsets|cmaes|hierarchical, a comma list, or all")
     parser.add_argument("--synthetic", default="", help="quadratic:K[:interior|face|vertex]: a problem with a known optimum")
+    add_config_arguments(parser, required=False)
+    parser.add_argument("--base", default="", help="run folder of the base checkpoint (merged search)")
+    parser.add_argument("--experts", nargs="+", default=[], help="run folders of the K experts, named by domain")
+    parser.add_argument("--metrics", default="loss/mean", help="weighted metrics, e.g. loss/mean or loss/web=0.5,acc/qa=1")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="", help="mixture JSON (several methods: one file each, <stem>.<method>.json)")
     parser.add_argument("--grain-out", default="", help="also write train.mixture for the grain pipeline (.yaml/.json)")
@@ -83,8 +90,15 @@ def run(args: argparse.Namespace) -> int:
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise SystemExit(f"mergemix search: unknown method(s) {unknown}; choose from {METHODS} or all")
+    config = None
+    if args.config and not args.synthetic:
+        from mergemix_jax.config import load_config
+
+        config = load_config(args.config, args.overrides)
     try:
-        problem, optimum = build_problem(args.synthetic or None, seed=args.seed)
+        problem, optimum = build_problem(
+            args.synthetic or None, seed=args.seed, config=config, base_dir=args.base, expert_dirs=args.experts, metrics=args.metrics
+        )
     except ValueError as err:
         raise SystemExit(f"mergemix search: {err}") from None
     tokens = None

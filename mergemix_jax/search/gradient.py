@@ -11,6 +11,7 @@ steps; the search stops when a chunk improves the best loss by less than `rel_to
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -112,6 +113,15 @@ def make_chunk(problem: SearchProblem, options: GradientOptions):
     return jax.jit(jax.vmap(chunk)), tx
 
 
+def _finish(problem: SearchProblem, options: GradientOptions, caps, params: jax.Array):
+    """(weights, objective, objective + KL term) of one restart's final parameters."""
+    w = to_weights(options.parametrisation, params, caps)
+    value = problem.objective(w)
+    if options.kl_weight:
+        return w, value, value + options.kl_weight * kl_divergence(w, jnp.asarray(problem.prior, jnp.float32))
+    return w, value, value
+
+
 def gradient_search(problem: SearchProblem, options: GradientOptions = GradientOptions()) -> SearchResult:
     """Minimise the problem's objective over the (capped) simplex from several starts at once."""
     start = time.perf_counter()
@@ -120,8 +130,7 @@ def gradient_search(problem: SearchProblem, options: GradientOptions = GradientO
     w0 = jnp.asarray(_initial_weights(problem, options))
     params = jnp.log(w0) if options.parametrisation == "softmax" else w0
     opt_state = jax.vmap(tx.init)(params)
-    loss = jax.jit(jax.vmap(make_loss(problem, options.kl_weight)))
-    weights_of = jax.jit(jax.vmap(lambda p: to_weights(options.parametrisation, p, caps)))
+    finish = jax.jit(jax.vmap(functools.partial(_finish, problem, options, caps)))
 
     trace: list[float] = []
     best = float("inf")
@@ -141,11 +150,10 @@ def gradient_search(problem: SearchProblem, options: GradientOptions = GradientO
                 stopped_early = True
                 break
 
-    final_w = weights_of(params)  # [R, *weight_shape]
-    final_loss = np.asarray(loss(final_w))
+    final_w, final_objective, final_loss = (np.asarray(a) for a in finish(params))  # [R, ...], [R], [R]
     r = int(np.argmin(final_loss))
     w_best = np.asarray(final_w[r], np.float64)
-    objective = float(problem.objective(jnp.asarray(w_best, jnp.float32)))
+    objective = float(final_objective[r])
     group_weights = w_best if problem.n_groups else None
     return SearchResult(
         method=f"gradient/{options.parametrisation}",

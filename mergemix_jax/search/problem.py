@@ -212,16 +212,26 @@ def parse_synthetic(spec: str) -> dict[str, Any]:
     return kwargs
 
 
-def build_problem(synthetic: str | None = None, seed: int = 0, **merge_kwargs: Any) -> tuple[SearchProblem, np.ndarray | None]:
-    """The problem the CLI searches: a synthetic one, or (later) one built on the merge engine.
+def build_problem(
+    synthetic: str | None = None,
+    seed: int = 0,
+    config=None,
+    base_dir: str = "",
+    expert_dirs: list[str] | None = None,
+    metrics: str = "loss/mean",
+) -> tuple[SearchProblem, np.ndarray | None]:
+    """The problem the CLI searches, and its known optimum (synthetic only, else None).
 
-    Returns (problem, known optimum or None). This is the single hook where the merge engine and
-    batched evaluation plug in: objective = weighted held-out loss of base + sum_k w_k delta_k,
-    score = batched merged evaluation.
+    `synthetic` ("quadratic:K[:kind]") builds a problem with a known optimum; otherwise the base and
+    expert checkpoints are merged and scored by the config's evaluation suite (search.merged).
     """
     if synthetic:
         return synthetic_quadratic(seed=seed, **parse_synthetic(synthetic))
-    raise ValueError(
-        "searching real experts needs the merge engine's problem builder, which is not wired yet; "
-        "use --synthetic quadratic:K to run a search on a synthetic problem"
-    )
+    if config is None or not base_dir or not expert_dirs:
+        raise ValueError(
+            "give --config, --base and --experts to search over merged experts, "
+            "or use --synthetic quadratic:K to run a search on a synthetic problem"
+        )
+    from mergemix_jax.search.merged import problem_from_checkpoints  # loads the model stack only when needed
+
+    return problem_from_checkpoints(config, base_dir, list(expert_dirs), metrics), None

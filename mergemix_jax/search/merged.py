@@ -1,0 +1,115 @@
+"""A SearchProblem on real experts: the merged model base + sum_k w_k (expert_k - base), scored by
+the evaluation suite (mergemix_jax.eval), so every search method runs on the merge engine.
+
+objective(w_K): sum_m weight_m * metric_m(w) over the chosen smooth, lower-is-better metrics
+(held-out losses, ce/...), differentiable through the merge; score(W_BxK): every metric of each
+mixture by batched merged evaluation (accuracy included); utility: the same weights, with the sign
+of each metric's direction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jax
+import numpy as np
+
+from mergemix_jax.config import ModelConfig
+from mergemix_jax.eval.batched import MergeFn, score_mixtures, score_one
+from mergemix_jax.eval.suite import LOWER_IS_BETTER_PREFIXES, SMOOTH_PREFIXES, EvalSuite, metric_names
+from mergemix_jax.merge.operators import merge
+from mergemix_jax.merge.stack import ExpertStack
+from mergemix_jax.search.problem import SearchProblem
+from mergemix_jax.search.utility import weighted_utility
+
+
+def metric_direction(name: str) -> str:
+    """"min" for losses and cross-entropies, "max" for accuracies and exact match."""
+    return "min" if name.startswith(LOWER_IS_BETTER_PREFIXES) else "max"
+
+
+def parse_metric_weights(spec: str) -> dict[str, float]:
+    """'loss/mean' or 'loss/web=0.5,acc/qa=1' -> {metric: weight} (weight 1 when omitted)."""
+    weights = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, value = part.partition("=")
+        try:
+            weights[name.strip()] = float(value) if value else 1.0
+        except ValueError:
+            raise ValueError(f"metric weight {part!r}: expected name=number, e.g. loss/web=0.5") from None
+    if not weights:
+        raise ValueError(f"no metric in {spec!r}; e.g. loss/mean or loss/web=0.5,acc/qa=1")
+    return weights
+
+
+def merged_problem(
+    model_cfg: ModelConfig,
+    stack: ExpertStack,
+    suite: EvalSuite,
+    metric_weights: Mapping[str, float],
+    merge_fn: MergeFn = merge,
+    prior: np.ndarray | None = None,
+    caps: np.ndarray | None = None,
+    tokens: np.ndarray | None = None,
+    mixtures_per_device: int = 4,
+    mesh: jax.sharding.Mesh | None = None,
+) -> SearchProblem:
+    """The mixture-search problem over the stack's K experts, named by `stack.names`.
+
+    The differentiable objective uses only the smooth metrics among `metric_weights`; a problem
+    whose weighted metrics are all non-smooth (accuracy) has no objective and suits the black-box
+    methods only. Errors name unknown metrics and list the suite's.
+    """
+    known = metric_names(suite)
+    unknown = [m for m in metric_weights if m not in known]
+    if unknown:
+        raise ValueError(f"metrics {unknown} are not in the evaluation suite; it has {known}")
+    smooth = {m: w for m, w in metric_weights.items() if m.startswith(SMOOTH_PREFIXES)}
+    objective = None
+    if smooth:
+
+        def objective(weights_K: jax.Array) -> jax.Array:
+            scores = score_one(model_cfg, stack, weights_K, suite, merge_fn)
+            return sum(w * scores[m] for m, w in smooth.items())
+
+    def score(weights_BxK: np.ndarray) -> dict[str, np.ndarray]:
+        w = np.asarray(weights_BxK, np.float32)
+        return score_mixtures(model_cfg, stack, w, suite, mixtures_per_device=mixtures_per_device, merge_fn=merge_fn, mesh=mesh)
+
+    utility = weighted_utility(dict(metric_weights), {m: metric_direction(m) for m in metric_weights})
+    return SearchProblem(
+        domains=tuple(stack.names),
+        objective=objective,
+        score=score,
+        utility=utility,
+        prior=prior,
+        caps=caps,
+        tokens=tokens,
+        description={"merged": list(stack.names), "metric_weights": dict(metric_weights), "smooth": sorted(smooth)},
+    )
+
+
+
+def problem_from_checkpoints(
+    config, base_dir: str, expert_dirs: list[str], metrics: str = "loss/mean", mesh: jax.sharding.Mesh | None = None
+) -> SearchProblem:
+    """Load the base and experts (train run folders) and the config's evaluation suite into a problem.
+
+    The experts are named by folder; name each folder after its data domain so the mixture file's
+    weights key the grain/seqio exports by domain.
+    """
+    import dataclasses
+
+    from mergemix_jax.eval.api import build_suite, load_expert_stack, merge_fn_from_config
+
+    stack, model_cfg = load_expert_stack(base_dir, expert_dirs, config.model)
+    suite = build_suite(dataclasses.replace(config, model=model_cfg))
+    return merged_problem(
+        model_cfg,
+        stack,
+        suite,
+        parse_metric_weights(metrics),
+        merge_fn=merge_fn_from_config(config.eval),
+        mixtures_per_device=config.eval.mixtures_per_device,
+        mesh=mesh,
+    )
