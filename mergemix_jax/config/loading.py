@@ -101,15 +101,20 @@ def save_config(config: Config, path: str | os.PathLike) -> None:
     Path(path).write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
 
 
+def is_absolute_location(path: str) -> bool:
+    """True for absolute local paths and for URLs such as gs://bucket/x (never joined to a folder)."""
+    return "://" in path or os.path.isabs(path)
+
+
 def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     raw = copy.deepcopy(raw)
     data = raw.get("data")
     if isinstance(data, dict):
         for domain in data.get("domains") or []:
             if isinstance(domain, dict) and isinstance(domain.get("paths"), list):
-                domain["paths"] = [p if os.path.isabs(str(p)) else str(base / str(p)) for p in domain["paths"]]
+                domain["paths"] = [str(p) if is_absolute_location(str(p)) else str(base / str(p)) for p in domain["paths"]]
         tokenizer = data.get("tokenizer")
-        if isinstance(tokenizer, str) and tokenizer not in ("byte", "") and not os.path.isabs(tokenizer):
+        if isinstance(tokenizer, str) and tokenizer not in ("byte", "") and not is_absolute_location(tokenizer):
             data["tokenizer"] = str(base / tokenizer)
     return raw
 

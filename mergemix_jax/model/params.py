@@ -20,7 +20,7 @@ from mergemix_jax.parallel.partitioning import LOGICAL_AXIS_RULES, named_shardin
 Params = dict  # nested dict of arrays, the tree `nnx.split(model, nnx.Param)` gives as a pure dict
 
 
-def _build(cfg: ModelConfig, seed: int) -> Transformer:
+def _build(cfg: ModelConfig, seed: int | jax.Array) -> Transformer:
     # Shardings are applied by jit from the abstract tree, not eagerly per Variable.
     with nnx.use_eager_sharding(False):
         return Transformer(cfg, nnx.Rngs(params=seed))
@@ -67,13 +67,17 @@ def param_shardings(cfg: ModelConfig, mesh: jax.sharding.Mesh) -> dict:
 
 def init_params(cfg: ModelConfig, seed: int, mesh: jax.sharding.Mesh | None = None) -> Params:
     """Freshly initialised parameters; sharded on `mesh` when given (created in place, no gather)."""
+    return _jitted_init(cfg, mesh)(jnp.asarray(seed, jnp.uint32))
 
-    def init() -> Params:
-        return nnx.to_pure_dict(nnx.split(_build(cfg, seed), nnx.Param)[1])
 
-    if mesh is None:
-        return jax.jit(init)()
-    return jax.jit(init, out_shardings=param_shardings(cfg, mesh))()
+@functools.lru_cache(maxsize=16)
+def _jitted_init(cfg: ModelConfig, mesh: jax.sharding.Mesh | None):
+    """One compiled initialiser per (architecture, mesh); the seed is a traced argument."""
+
+    def init(seed: jax.Array) -> Params:
+        return nnx.to_pure_dict(nnx.split(_build(cfg, jax.random.key(seed)), nnx.Param)[1])
+
+    return jax.jit(init, out_shardings=None if mesh is None else param_shardings(cfg, mesh))
 
 
 def forward(

@@ -15,8 +15,10 @@ log = logging.getLogger(__name__)
 def maybe_initialize_distributed() -> None:
     """Call `jax.distributed.initialize()` when the environment describes a multi-host job.
 
-    Cloud TPU pod slices set TPU_WORKER_HOSTNAMES; explicit launches set JAX_COORDINATOR_ADDRESS
-    (with JAX_NUM_PROCESSES and JAX_PROCESS_ID). A single machine does nothing.
+    Explicit launches set JAX_COORDINATOR_ADDRESS (with JAX_NUM_PROCESSES and JAX_PROCESS_ID);
+    `tpu_scripts/launch.sh` sets MERGEMIX_DISTRIBUTED=1 on every worker of a slice (whose ssh
+    sessions do not reliably carry TPU_WORKER_HOSTNAMES), and jax discovers the slice itself.
+    A single machine does nothing.
     """
     if jax.distributed.is_initialized():
         return
@@ -27,7 +29,7 @@ def maybe_initialize_distributed() -> None:
             num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
             process_id=int(os.environ["JAX_PROCESS_ID"]),
         )
-    elif "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
+    elif os.environ.get("MERGEMIX_DISTRIBUTED") == "1" or "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
         jax.distributed.initialize()  # a multi-worker TPU slice describes itself
     else:
         return
