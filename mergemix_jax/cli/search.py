@@ -28,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--base", default="", help="run folder of the base checkpoint (merged search)")
     parser.add_argument("--experts", nargs="+", default=[], help="run folders of the K experts, named by domain")
     parser.add_argument("--metrics", default="loss/mean", help="weighted metrics, e.g. loss/mean or loss/web=0.5,acc/qa=1")
+    parser.add_argument("--groups", default="", help="gradient search: per-'layer' or per-'module' merge weights")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="", help="mixture JSON (several methods: one file each, <stem>.<method>.json)")
     parser.add_argument("--grain-out", default="", help="also write train.mixture for the grain pipeline (.yaml/.json)")
@@ -97,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config, args.overrides)
     try:
         problem, optimum = build_problem(
-            args.synthetic or None, seed=args.seed, config=config, base_dir=args.base, expert_dirs=args.experts, metrics=args.metrics
+            args.synthetic or None, seed=args.seed, config=config, base_dir=args.base, expert_dirs=args.experts, metrics=args.metrics,
+            groups=args.groups,
         )
     except ValueError as err:
         raise SystemExit(f"mergemix search: {err}") from None

@@ -16,9 +16,10 @@ import numpy as np
 
 from mergemix_jax.config import ModelConfig
 from mergemix_jax.eval.batched import MergeFn, score_mixtures, score_one
-from mergemix_jax.eval.suite import LOWER_IS_BETTER_PREFIXES, SMOOTH_PREFIXES, EvalSuite, metric_names
+from mergemix_jax.eval.suite import LOWER_IS_BETTER_PREFIXES, SMOOTH_PREFIXES, EvalSuite, evaluate, metric_names
 from mergemix_jax.merge.operators import merge
 from mergemix_jax.merge.stack import ExpertStack
+from mergemix_jax.search.grouped import grouped_linear_merge, leaf_groups
 from mergemix_jax.search.problem import SearchProblem
 from mergemix_jax.search.utility import weighted_utility
 
@@ -53,8 +54,14 @@ def merged_problem(
     tokens: np.ndarray | None = None,
     mixtures_per_device: int = 4,
     mesh: jax.sharding.Mesh | None = None,
+    groups: str = "",
+    merge_scale: float = 1.0,
 ) -> SearchProblem:
     """The mixture-search problem over the stack's K experts, named by `stack.names`.
+
+    groups="layer" or "module" gives the objective per-group weights [G, K] (a linear merge per
+    leaf group with coefficient `merge_scale`, see search.grouped); the scorer keeps one mixture
+    per row, shared by all groups.
 
     The differentiable objective uses only the smooth metrics among `metric_weights`; a problem
     whose weighted metrics are all non-smooth (accuracy) has no objective and suits the black-box
@@ -65,8 +72,16 @@ def merged_problem(
     if unknown:
         raise ValueError(f"metrics {unknown} are not in the evaluation suite; it has {known}")
     smooth = {m: w for m, w in metric_weights.items() if m.startswith(SMOOTH_PREFIXES)}
-    objective = None
-    if smooth:
+    objective, n_groups, group_names = None, 0, ()
+    if smooth and groups:
+        group_ids, group_names = leaf_groups(stack.base, groups)
+        n_groups = len(group_names)
+
+        def objective(weights_GxK: jax.Array) -> jax.Array:
+            scores = evaluate(model_cfg, grouped_linear_merge(stack, weights_GxK, group_ids, merge_scale), suite)
+            return sum(w * scores[m] for m, w in smooth.items())
+
+    elif smooth:
 
         def objective(weights_K: jax.Array) -> jax.Array:
             scores = score_one(model_cfg, stack, weights_K, suite, merge_fn)
@@ -85,13 +100,19 @@ def merged_problem(
         prior=prior,
         caps=caps,
         tokens=tokens,
-        description={"merged": list(stack.names), "metric_weights": dict(metric_weights), "smooth": sorted(smooth)},
+        n_groups=n_groups,
+        description={
+            "merged": list(stack.names),
+            "metric_weights": dict(metric_weights),
+            "smooth": sorted(smooth),
+            "groups": list(group_names),
+        },
     )
 
 
 
 def problem_from_checkpoints(
-    config, base_dir: str, expert_dirs: list[str], metrics: str = "loss/mean", mesh: jax.sharding.Mesh | None = None
+    config, base_dir: str, expert_dirs: list[str], metrics: str = "loss/mean", groups: str = "", mesh: jax.sharding.Mesh | None = None
 ) -> SearchProblem:
     """Load the base and experts (train run folders) and the config's evaluation suite into a problem.
 
@@ -102,6 +123,8 @@ def problem_from_checkpoints(
 
     from mergemix_jax.eval.api import build_suite, load_expert_stack, merge_fn_from_config
 
+    if groups and config.eval.merge != "linear":
+        raise ValueError(f"per-{groups} weights need eval.merge=linear, the config has {config.eval.merge!r}")
     stack, model_cfg = load_expert_stack(base_dir, expert_dirs, config.model)
     suite = build_suite(dataclasses.replace(config, model=model_cfg))
     return merged_problem(
@@ -112,4 +135,6 @@ def problem_from_checkpoints(
         merge_fn=merge_fn_from_config(config.eval),
         mixtures_per_device=config.eval.mixtures_per_device,
         mesh=mesh,
+        groups=groups,
+        merge_scale=config.eval.merge_scale,
     )

@@ -219,6 +219,7 @@ def build_problem(
     base_dir: str = "",
     expert_dirs: list[str] | None = None,
     metrics: str = "loss/mean",
+    groups: str = "",
 ) -> tuple[SearchProblem, np.ndarray | None]:
     """The problem the CLI searches, and its known optimum (synthetic only, else None).
 
@@ -234,4 +235,4 @@ def build_problem(
         )
     from mergemix_jax.search.merged import problem_from_checkpoints  # loads the model stack only when needed
 
-    return problem_from_checkpoints(config, base_dir, list(expert_dirs), metrics), None
+    return problem_from_checkpoints(config, base_dir, list(expert_dirs), metrics, groups=groups), None
