@@ -32,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="", help="mixture JSON (several methods: one file each, <stem>.<method>.json)")
     parser.add_argument("--grain-out", default="", help="also write train.mixture for the grain pipeline (.yaml/.json)")
+    parser.add_argument("--cache", default="", help="JSONL of scored mixtures; a rerun with the same settings resumes from it")
     parser.add_argument("--tokens", default="", help="tokens per domain, comma separated, for caps and the ratio report")
     parser.add_argument("--token-budget", type=float, default=0.0, help="tokens the final run trains on")
     parser.add_argument("--max-epochs", type=float, default=4.0, help="cap: at most this many passes over a domain")
@@ -52,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--population-size", type=int, default=16)
     c.add_argument("--mapping", default="project", help="project | softmax")
     h = parser.add_argument_group("hierarchical")
-    h.add_argument("--clusters", default="", help="'name=d0,d1;name2=d2,...' (every domain in one cluster)")
+    h.add_argument("--clusters", default="", help="'name=d0,d1;name2=d2,...' (every domain in one cluster; default: two halves)")
     h.add_argument("--inner", default="gradient", help="method solving each stage: gradient | surrogate | cmaes")
     h.add_argument("--sweeps", type=int, default=1)
     parser.set_defaults(func=run)
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from mergemix_jax.export import mixture_from_result, write_grain_mixture, write_mixture
+    from mergemix_jax.search.cache import CachedScorer
     from mergemix_jax.search.problem import build_problem, caps_from_tokens
     from mergemix_jax.search.ratios import weights_to_ratios
     from mergemix_jax.search.run import METHODS, parse_clusters, run_search
@@ -109,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         if len(tokens) != problem.k or args.token_budget <= 0:
             raise SystemExit(f"mergemix search: --tokens needs {problem.k} counts and a --token-budget > 0")
         problem = dataclasses.replace(problem, tokens=tokens, caps=caps_from_tokens(tokens, args.token_budget, args.max_epochs))
+    if args.cache and problem.score is not None:
+        problem = dataclasses.replace(problem, score=CachedScorer(problem.score, args.cache))
     clusters = parse_clusters(args.clusters) if args.clusters else None
     if "hierarchical" in methods and clusters is None:
         half = problem.k // 2
@@ -132,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote {write_grain_mixture(data_ratios, args.grain_out)}")
 
     print(_table(rows, problem.domains, optimum))
+    if isinstance(problem.score, CachedScorer):
+        print(f"score cache {args.cache}: {problem.score.hits} mixtures reused, {problem.score.misses} scored")
     return 0
 
 
