@@ -1,0 +1,37 @@
+"""Mixture search over merge weights: gradient, surrogate, subsets, CMA-ES and hierarchical.
+
+Every method takes a `SearchProblem` (a differentiable objective and/or a batched scorer with a
+utility) and returns a `SearchResult`; `run_search` picks a method by name.
+"""
+
+from mergemix_jax.search.cmaes import CMAESOptions, cmaes_search
+from mergemix_jax.search.gradient import GradientOptions, gradient_search
+from mergemix_jax.search.hierarchical import hierarchical_search
+from mergemix_jax.search.problem import SearchProblem, build_problem, caps_from_tokens, synthetic_quadratic
+from mergemix_jax.search.ratios import weights_to_ratios
+from mergemix_jax.search.run import METHODS, run_search
+from mergemix_jax.search.subsets import SubsetOptions, subset_search
+from mergemix_jax.search.surrogate import SurrogateOptions, surrogate_search
+from mergemix_jax.search.types import SearchResult
+from mergemix_jax.search.utility import weighted_utility
+
+__all__ = [
+    "METHODS",
+    "CMAESOptions",
+    "GradientOptions",
+    "SearchProblem",
+    "SearchResult",
+    "SubsetOptions",
+    "SurrogateOptions",
+    "build_problem",
+    "caps_from_tokens",
+    "cmaes_search",
+    "gradient_search",
+    "hierarchical_search",
+    "run_search",
+    "subset_search",
+    "surrogate_search",
+    "synthetic_quadratic",
+    "weighted_utility",
+    "weights_to_ratios",
+]
