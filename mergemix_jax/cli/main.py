@@ -14,7 +14,7 @@ import sys
 from mergemix_jax.config import ConfigError
 
 # module name under mergemix_jax.cli, in the order `mergemix --help` lists them
-COMMAND_MODULES = ("data", "train", "eval_mixtures", "search", "base")
+COMMAND_MODULES = ("data", "train", "eval_mixtures", "search", "base", "run", "validate")
 
 
 def build_parser() -> argparse.ArgumentParser:

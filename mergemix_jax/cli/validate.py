@@ -1,0 +1,45 @@
+"""`mergemix validate`: train reference models on sampled mixtures and rank the merged proxy against them."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+EXAMPLES = """Examples:
+  mergemix validate --config configs/demo.yaml
+  mergemix validate --config configs/demo.yaml validate.n_dirichlet=20 validate.noise_ceiling=false
+Reuses the run folder of `mergemix run` with the same config (base, experts, chosen mixture).
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from mergemix_jax.cli.main import add_config_arguments
+
+    parser = subparsers.add_parser(
+        "validate", help="train reference mixtures for real and compare them with the merged proxies", description=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_config_arguments(parser)
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mergemix_jax.cli.run import enable_compilation_cache
+    from mergemix_jax.config import load_config
+    from mergemix_jax.pipeline import with_overrides
+    from mergemix_jax.validate.run import run_validation
+    from mergemix_jax.validate.stats import format_table
+
+    config = load_config(args.config, args.overrides)
+    if args.no_progress:
+        config = with_overrides(config, train={"progress": False})
+    enable_compilation_cache(config.pipeline.output_root)
+    command = "mergemix " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    result = run_validation(config, args.config, command=command)
+    print(format_table(result["table"]))
+    for key, value in result["summary"].items():
+        print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+    print(f"validation: {result['dir']}/validation.json")
+    print(f"report: {result['report']}")
+    return 0

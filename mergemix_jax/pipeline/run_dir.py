@@ -1,0 +1,84 @@
+"""The run folder: named by a hash of the config, with a stage log so a rerun reuses finished stages.
+
+`runs/<name>-<hash8>/` holds base/, experts/<domain>/, eval/, search/, diagnostics.json,
+mixture.json, report/ and stages.jsonl (one line per stage event: done or reused, with seconds).
+Only settings that change results enter the hash: output locations, progress bars, logging and
+the `validate` section (validation writes its own sub-folder) are left out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mergemix_jax.config import Config
+
+STAGE_LOG = "stages.jsonl"
+_UNHASHED = {("pipeline", "output_root"), ("pipeline", "name"), ("train", "output_dir"), ("train", "progress"), ("train", "log_every")}
+
+
+def hashed_settings(config: Config) -> dict[str, Any]:
+    """The config as a dict without the keys that do not change results (see module doc)."""
+    raw = config.to_dict()
+    raw.pop("validate", None)
+    for section, key in _UNHASHED:
+        raw.get(section, {}).pop(key, None)
+    return raw
+
+
+def config_hash(settings: dict[str, Any]) -> str:
+    """sha256 (8 hex) of the canonical JSON of `settings`."""
+    blob = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+
+def run_dir_for(config: Config, config_path: str | os.PathLike | None = None) -> Path:
+    """<output_root>/<name>-<hash8>, name = pipeline.name or the config file's stem."""
+    name = config.pipeline.name or (Path(config_path).stem if config_path else "run")
+    return Path(config.pipeline.output_root) / f"{name}-{config_hash(hashed_settings(config))}"
+
+
+def log_stage(run_dir: Path, stage: str, status: str, seconds: float, **extra: Any) -> None:
+    """Append one event to the stage log (a line is written whole with one write call)."""
+    record = {"stage": stage, "status": status, "seconds": round(seconds, 3), "time": time.time(), **extra}
+    with open(run_dir / STAGE_LOG, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def read_stage_log(run_dir: str | os.PathLike) -> list[dict]:
+    """Every stage event of a run folder, oldest first (empty when none ran)."""
+    path = Path(run_dir) / STAGE_LOG
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_stage(run_dir: Path, stage: str, is_done: Callable[[], bool], work: Callable[[], Any]) -> bool:
+    """Run `work` unless `is_done()`; log "reused" or "done" with the time it took. True if it ran."""
+    if is_done():
+        log_stage(run_dir, stage, "reused", 0.0)
+        return False
+    start = time.perf_counter()
+    work()
+    log_stage(run_dir, stage, "done", time.perf_counter() - start)
+    return True
+
+
+def write_json_atomic(path: Path, payload: Any) -> Path:
+    """Write JSON so readers see the old file or the whole new one (temp name, then os.replace)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=_default))
+    os.replace(tmp, path)
+    return path
+
+
+def _default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)

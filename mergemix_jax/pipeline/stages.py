@@ -1,0 +1,266 @@
+"""`run_pipeline`: base -> experts -> merged probe evaluation -> diagnostics -> search -> mixture -> report.
+
+Every stage leaves a file (or a finished train folder) that marks it done; a rerun with the same
+config finds the same run folder (see run_dir.py) and reuses what is there, logging "reused".
+A killed training stage resumes from its last checkpoint; a killed evaluation resumes its CSV.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mergemix_jax.config import Config, save_config
+from mergemix_jax.pipeline import mixtures, training
+from mergemix_jax.pipeline.problem import merged_problem, utility_of, utility_weights
+from mergemix_jax.pipeline.run_dir import log_stage, run_dir_for, run_stage, write_json_atomic
+
+log = logging.getLogger(__name__)
+STAGES = ("base", "experts", "probe", "diagnostics", "search", "select", "report")
+
+
+@dataclass
+class PipelineResult:
+    run_dir: Path
+    mixture_path: Path
+    report_path: Path
+    weights: dict[str, float]
+    method: str
+
+
+def prepare_run_dir(config: Config, config_path: str | os.PathLike | None, command: str = "") -> Path:
+    """Create the run folder, write config.yaml (the full config) and remember the command."""
+    run_dir = run_dir_for(config, config_path)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / ".config.yaml.tmp"
+    save_config(config, tmp)
+    os.replace(tmp, run_dir / "config.yaml")
+    if command:
+        commands = run_dir / "commands.txt"
+        seen = commands.read_text().splitlines() if commands.is_file() else []
+        if command not in seen:
+            with open(commands, "a") as handle:
+                handle.write(command + "\n")
+    return run_dir
+
+
+def stage_base(config: Config, run_dir: Path) -> None:
+    """Train the base on the uniform mixture (skipped when `pipeline.base_dir` names one)."""
+    from mergemix_jax.train import is_finished
+
+    if config.pipeline.base_dir:
+        if not is_finished(config.pipeline.base_dir):
+            raise FileNotFoundError(f"pipeline.base_dir {config.pipeline.base_dir} is not a finished train run (no done.json)")
+        log_stage(run_dir, "base", "reused", 0.0, base_dir=config.pipeline.base_dir)
+        return
+    cfg = training.base_config(config, run_dir)
+    run_stage(run_dir, "base", lambda: is_finished(cfg.train.output_dir), lambda: _timed_train(cfg, run_dir, "base"))
+
+
+def stage_experts(config: Config, run_dir: Path) -> None:
+    """Train one expert per domain from the base (constant LR, `pipeline.expert_steps`)."""
+    from mergemix_jax.train import is_finished
+
+    for domain, out in zip(config.data.domains, training.expert_dirs(config, run_dir), strict=True):
+        cfg = training.short_run_config(config, run_dir, out, {domain.name: 1.0})
+        run_stage(run_dir, f"expert:{domain.name}", lambda c=cfg: is_finished(c.train.output_dir), lambda c=cfg, d=domain.name: _timed_train(c, run_dir, f"expert:{d}"))
+
+
+def _timed_train(cfg: Config, run_dir: Path, name: str) -> None:
+    seconds = training.train_unless_finished(cfg)
+    timings = run_dir / "timings.json"
+    record = json.loads(timings.read_text()) if timings.is_file() else {}
+    record[name] = {"seconds": seconds, "steps": cfg.train.steps, "tokens": cfg.train.steps * cfg.train.batch_size * cfg.train.seq_len}
+    write_json_atomic(timings, record)
+
+
+class Engine:
+    """The loaded experts, the evaluation suite and the problem, built once per process."""
+
+    def __init__(self, config: Config, run_dir: Path):
+        from mergemix_jax.eval import build_suite, load_expert_stack, metric_names
+
+        self.config, self.run_dir = config, run_dir
+        self.stack, self.model_cfg = load_expert_stack(training.base_dir(config, run_dir), training.expert_dirs(config, run_dir), config.model)
+        self.suite = build_suite(config)
+        self.metrics = metric_names(self.suite)
+        self.weights = utility_weights(config.pipeline.utility, self.metrics)
+        self.problem = merged_problem(self.model_cfg, self.stack, self.suite, config.eval, self.weights, prior=natural_prior(config))
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        return self.stack.names
+
+    def score_table(self, weights_BxK: np.ndarray, out: Path) -> dict:
+        """Score every mixture exactly into the resumable CSV `out`; returns the table (see read_table)."""
+        from mergemix_jax.eval import evaluate_mixtures
+
+        evaluate_mixtures(self.model_cfg, self.stack, weights_BxK, self.suite, out, self.config.eval, progress=self.config.train.progress)
+        return read_table(out, self.domains)
+
+
+def natural_prior(config: Config) -> np.ndarray:
+    """Natural proportions: each domain's share of the training tokens (cached per data config)."""
+    from mergemix_jax.data import token_counts
+
+    counts = token_counts(config.data)
+    tokens = np.asarray([counts[d.name]["train"] for d in config.data.domains], np.float64)
+    return tokens / tokens.sum()
+
+
+def read_table(path: Path, domains: tuple[str, ...]) -> dict:
+    """{"weights": [B, K], "metrics": {name: [B]}} from a results CSV, in row order."""
+    from mergemix_jax.eval import read_results
+
+    columns = read_results(path)
+    skip = {"row", "weights_hash", *[f"w/{d}" for d in domains]}
+    weights = np.stack([columns[f"w/{d}"] for d in domains], axis=1) if len(columns["row"]) else np.zeros((0, len(domains)))
+    return {"weights": weights, "metrics": {k: v for k, v in columns.items() if k not in skip}}
+
+
+def probe_weights(config: Config, k: int) -> tuple[np.ndarray, dict]:
+    """Vertices, centre, Dirichlet draws and the heatmap face grids, deduplicated; and the layout."""
+    p = config.pipeline
+    spread, _ = mixtures.spread_mixtures(k, p.probe_mixtures, seed=p.search_seed)
+    faces = mixtures.heatmap_faces(k) if k >= 3 else []
+    grids = [mixtures.face_grid(k, f, p.heatmap_resolution) for f in faces]
+    table = mixtures.unique_rows(np.concatenate([spread, *grids]) if grids else spread)
+    return table, {"faces": [list(f) for f in faces], "resolution": p.heatmap_resolution}
+
+
+def stage_probe(engine: Engine) -> None:
+    """Score the probe mixtures exactly (resumable CSV eval/probe.csv)."""
+    out = engine.run_dir / "eval" / "probe.csv"
+    weights, layout = probe_weights(engine.config, len(engine.domains))
+    marker = engine.run_dir / "eval" / "probe.done.json"
+
+    def work():
+        start = time.perf_counter()
+        engine.score_table(weights, out)
+        write_json_atomic(marker, {**layout, "n": len(weights), "seconds": time.perf_counter() - start})
+
+    run_stage(engine.run_dir, "probe", marker.is_file, work)
+
+
+def stage_diagnostics(engine: Engine) -> None:
+    """Task-vector cosines and curvature ratios into diagnostics.json."""
+    from mergemix_jax.diagnostics import diagnostics
+
+    out = engine.run_dir / "diagnostics.json"
+    if not engine.config.pipeline.diagnostics:
+        return
+
+    def work():
+        start = time.perf_counter()
+        write_json_atomic(out, {**diagnostics(engine.model_cfg, engine.stack, engine.suite), "seconds": time.perf_counter() - start})
+
+    run_stage(engine.run_dir, "diagnostics", out.is_file, work)
+
+
+def search_settings(config: Config) -> dict:
+    """Options of every search method from the pipeline section (run_search ignores the others')."""
+    p = config.pipeline
+    return {
+        "seed": p.search_seed,
+        "progress": False,
+        "steps": p.gradient_steps,
+        "restarts": p.gradient_restarts,
+        "chunk": max(1, min(10, p.gradient_steps)),
+        "n_seeds": p.surrogate_seeds,
+        "rounds": 1,
+        "batch_size": 64,
+        "generations": p.cmaes_generations,
+        "population_size": p.cmaes_population,
+        "patience": max(2, p.cmaes_generations // 2),
+    }
+
+
+def stage_search(engine: Engine) -> None:
+    """Run each configured method; search/<method>.json is a mixture file with the trace and timing."""
+    from mergemix_jax.export import mixture_from_result, write_mixture
+    from mergemix_jax.search.run import run_search
+
+    settings = search_settings(engine.config)
+    domains = list(engine.domains)
+    clusters = {"c0": domains[: len(domains) // 2], "c1": domains[len(domains) // 2 :]}
+    for method in engine.config.pipeline.methods:
+        out = engine.run_dir / "search" / f"{method}.json"
+
+        def work(method=method, out=out):
+            result = run_search(engine.problem, method, settings, clusters=clusters, inner="gradient")
+            job = {"method": method, "problem": engine.problem.description, "settings": settings}
+            write_mixture(mixture_from_result(result, job), out)
+
+        run_stage(engine.run_dir, f"search:{method}", out.is_file, work)
+
+
+def stage_select(engine: Engine) -> Path:
+    """Score every method's mixture exactly, pick the best utility, write mixture.json (+ grain YAML)."""
+    from mergemix_jax.export import read_mixture, write_grain_mixture, write_mixture
+
+    out = engine.run_dir / "mixture.json"
+
+    def work():
+        methods = engine.config.pipeline.methods
+        files = {m: read_mixture(engine.run_dir / "search" / f"{m}.json") for m in methods}
+        weights = np.asarray([[files[m].weights[d] for d in engine.domains] for m in methods])
+        table = engine.score_table(weights, engine.run_dir / "eval" / "methods.csv")
+        utilities = utility_of(engine.weights, table["metrics"])
+        best = int(np.argmax(utilities))
+        chosen = files[methods[best]]
+        chosen.metrics = {k: float(v[best]) for k, v in table["metrics"].items()} | {"utility": float(utilities[best])}
+        chosen.search = {**chosen.search, "compared": {m: float(u) for m, u in zip(methods, utilities, strict=True)}}
+        write_grain_mixture(chosen.weights, engine.run_dir / "mixture.grain.yaml")
+        write_mixture(chosen, out)
+
+    run_stage(engine.run_dir, "select", out.is_file, work)
+    return out
+
+
+def stage_report(config: Config, run_dir: Path) -> Path:
+    """Render report/index.html (always re-rendered: cheap, and picks up validation results)."""
+    from mergemix_jax.report import render_report
+
+    start = time.perf_counter()
+    path = render_report(run_dir)
+    log_stage(run_dir, "report", "done", time.perf_counter() - start)
+    return path
+
+
+def run_pipeline(config: Config, config_path: str | os.PathLike | None = None, command: str = "", stop_after: str = "") -> PipelineResult | Path:
+    """Run (or resume) every stage; `stop_after` ends after the named stage (returns the run folder)."""
+    from mergemix_jax.export import read_mixture
+
+    if stop_after and stop_after not in STAGES:
+        raise ValueError(f"stop_after must be one of {STAGES}, got {stop_after!r}")
+    run_dir = prepare_run_dir(config, config_path, command)
+    log.info("run folder: %s", run_dir)
+    stage_base(config, run_dir)
+    if stop_after == "base":
+        return run_dir
+    stage_experts(config, run_dir)
+    if stop_after == "experts":
+        return run_dir
+    engine = Engine(config, run_dir)
+    for name, fn in (("probe", stage_probe), ("diagnostics", stage_diagnostics), ("search", stage_search)):
+        fn(engine)
+        if stop_after == name:
+            return run_dir
+    mixture_path = stage_select(engine)
+    if stop_after == "select":
+        return run_dir
+    report = stage_report(config, run_dir)
+    chosen = read_mixture(mixture_path)
+    return PipelineResult(run_dir, mixture_path, report, chosen.weights, chosen.method)
+
+
+def with_overrides(config: Config, **sections) -> Config:
+    """`config` with fields of its sections replaced, e.g. with_overrides(c, pipeline={"base_steps": 5})."""
+    return dataclasses.replace(config, **{name: dataclasses.replace(getattr(config, name), **values) for name, values in sections.items()})

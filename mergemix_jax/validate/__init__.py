@@ -1,0 +1,1 @@
+"""Validation against real mixture training: reference models, rank statistics, noise ceiling, baselines."""
