@@ -30,9 +30,11 @@ log = logging.getLogger(__name__)
 
 
 def validation_dir(config: Config, run_dir: Path) -> Path:
-    """<run>/validate-<hash8 of the validate section and the reference steps>."""
+    """<run>/validate-<hash8 of the mixture sample and the reference steps>; the noise-ceiling and
+    baseline switches only add models, so turning them on later reuses the references."""
     v = config.validate
-    return run_dir / f"validate-{config_hash({**v.__dict__, 'steps': v.reference_steps or config.pipeline.expert_steps})}"
+    key = {"n_dirichlet": v.n_dirichlet, "alpha": v.dirichlet_alpha, "seed": v.seed, "steps": v.reference_steps or config.pipeline.expert_steps}
+    return run_dir / f"validate-{config_hash(key)}"
 
 
 def _metrics_table(records: list[dict], names: list[str]) -> dict[str, np.ndarray]:
@@ -57,8 +59,8 @@ def run_validation(config: Config, config_path: str | os.PathLike | None = None,
     seed0 = config.train.data_seed
     start = time.perf_counter()
     refs = [train_and_score(config, run_dir, vdir / "refs" / f"m{i:02d}", w, seed0, score) for i, w in enumerate(weights)]
-    noise = [train_and_score(config, run_dir, vdir / "refs_seed2" / f"m{i:02d}", w, seed0 + 1, score) for i, w in enumerate(weights)] if v.noise_ceiling else []
     extra_refs = {name: train_and_score(config, run_dir, vdir / "baselines" / name, w, seed0, score) for name, w in extra.items()}
+    noise = [train_and_score(config, run_dir, vdir / "refs_seed2" / f"m{i:02d}", w, seed0 + 1, score) for i, w in enumerate(weights)] if v.noise_ceiling else []
     log_stage(run_dir, "validate:references", "done", time.perf_counter() - start)
 
     all_weights = np.concatenate([weights, np.stack(list(extra.values()))]) if extra else weights
