@@ -12,6 +12,7 @@ Params are their own item, so the merge engine reads an expert without its optim
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ import orbax.checkpoint as ocp
 
 from mergemix_jax.config import ModelConfig
 from mergemix_jax.model.params import Params, param_shapes
+from mergemix_jax.reliability.checkpoints import quarantine_step, short_error, step_problem
+
+log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 
@@ -81,14 +85,58 @@ def restore_checkpoint(
         import grain
 
         items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+    step_dir = Path(manager.directory) / str(step)
+    problem = step_problem(step_dir, tuple(items))
+    if problem:
+        raise CheckpointError(f"checkpoint step {step} is incomplete: {problem}; {_way_out(step_dir)}")
     try:
         restored = manager.restore(int(step), args=ocp.args.Composite(**items))
-    except (FileNotFoundError, ValueError, KeyError) as err:
-        raise CheckpointError(
-            f"checkpoint step {step} in {manager.directory} cannot be restored ({err}); "
-            f"delete that step's folder to fall back to the previous checkpoint"
-        ) from err
+    except Exception as err:  # TensorStore reports truncated or garbled files as a bare Exception
+        raise CheckpointError(f"checkpoint step {step} in {manager.directory} cannot be restored ({short_error(err)}); {_way_out(step_dir)}") from err
     return restored["params"], restored["opt_state"], dict(restored["meta"])
+
+
+def restore_newest_good(
+    manager: ocp.CheckpointManager, abstract_params: Any, abstract_opt_state: Any, data_iterator: Any | None
+) -> tuple[int, Params, Any] | None:
+    """Restore the newest step that reads back: (step, params, opt_state), or None without checkpoints.
+
+    When the newest step is partial or corrupt but an older one restores into the same targets,
+    the bad step is moved to `<run>/corrupt_checkpoints/` with a warning and training goes on
+    from the older one: it replays the same batches, so the final result is unchanged. When no
+    step restores (e.g. the config changed), the newest step's error is raised and nothing moves.
+    """
+    steps = sorted(manager.all_steps(), reverse=True)
+    first_error: CheckpointError | None = None
+    for step in steps:
+        try:
+            params, opt_state, _ = restore_checkpoint(manager, step, abstract_params, abstract_opt_state, data_iterator)
+        except CheckpointError as err:
+            first_error = first_error or err
+            log.warning("%s; trying the previous checkpoint", err)
+            continue
+        for bad in [s for s in steps if s > step and jax.process_index() == 0]:
+            moved = quarantine_step(manager.directory, bad)
+            log.warning("checkpoint step %d could not be restored: moved it to %s; resuming from step %d", bad, moved, step)
+        manager.reload()
+        return step, params, opt_state
+    if first_error is not None:
+        raise first_error
+    return None
+
+
+def _way_out(step_dir: Path) -> str:
+    earlier = [s for s in _step_numbers(step_dir.parent) if s < int(step_dir.name)]
+    if not earlier:
+        return f"no earlier checkpoint exists: delete {step_dir} and train again (mergemix train --no-resume)"
+    return (
+        f"use the previous checkpoint (step {max(earlier)}): resuming `mergemix train` falls back to it by itself, "
+        f"or move {step_dir} away (load_params(..., step={max(earlier)}) reads it directly)"
+    )
+
+
+def _step_numbers(directory: Path) -> list[int]:
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) if directory.is_dir() else []
 
 
 def latest_step(run_dir: str | os.PathLike) -> int | None:
@@ -116,10 +164,10 @@ def load_params(
     if found is None:
         raise CheckpointError(f"{run_dir} holds no finished checkpoint under {CHECKPOINTS}/; train it first (mergemix train)")
     step_dir = checkpoint_dir(run_dir) / str(found)
-    meta_file = step_dir / "meta" / "metadata"
-    if not meta_file.is_file():
-        raise CheckpointError(f"{step_dir} has no metadata: an incomplete checkpoint; delete it to use the previous one")
-    meta = json.loads(meta_file.read_text())
+    problem = step_problem(step_dir, ("params", "meta"))
+    if problem:
+        raise CheckpointError(f"{run_dir}: an incomplete checkpoint: {problem}; {_way_out(step_dir)}")
+    meta = json.loads((step_dir / "meta" / "metadata").read_text())
     saved_cfg = ModelConfig(**meta["model"])
     if model_cfg is not None and saved_cfg != model_cfg:
         diff = {k: (v, getattr(model_cfg, k)) for k, v in meta["model"].items() if getattr(model_cfg, k) != v}
@@ -134,6 +182,6 @@ def load_params(
     with ocp.StandardCheckpointer() as checkpointer:
         try:
             params = checkpointer.restore(step_dir / "params", abstract)
-        except (FileNotFoundError, ValueError) as err:
-            raise CheckpointError(f"{step_dir}/params cannot be read ({err}); delete this step to use the previous one") from err
+        except Exception as err:  # TensorStore reports truncated or garbled files as a bare Exception
+            raise CheckpointError(f"{step_dir}/params cannot be read ({short_error(err)}); {_way_out(step_dir)}") from err
     return params, saved_cfg

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from mergemix_jax.config import Config, save_config
 from mergemix_jax.model import count_params, init_params
 from mergemix_jax.parallel.mesh import build_mesh, maybe_initialize_distributed
-from mergemix_jax.train.checkpoint import latest_step, load_params, make_manager, restore_checkpoint, save_checkpoint
+from mergemix_jax.train.checkpoint import load_params, make_manager, restore_newest_good, save_checkpoint
 from mergemix_jax.train.metrics import MetricsLog
 from mergemix_jax.train.optimizer import learning_rate_schedule, make_optimizer
 from mergemix_jax.train.step import (
@@ -91,8 +91,7 @@ def train(config: Config, *, resume: bool = True, dataset: Any = None, config_so
     _write_config(config, run_dir)
 
     with jax.set_mesh(mesh):
-        start = latest_step(run_dir) if resume else None
-        state = _initial_state(config, tx, mesh, manager, start, data_iterator)
+        start, state = _initial_state(config, tx, mesh, manager, resume, data_iterator)
         step_fn = make_train_step(config.model, tx, mesh, schedule)
         metrics_log = MetricsLog(run_dir / "metrics.jsonl", resume_step=start if start is not None else -1)
         try:
@@ -106,13 +105,14 @@ def train(config: Config, *, resume: bool = True, dataset: Any = None, config_so
     return TrainResult(run_dir, tc.steps, final_loss, tps, start)
 
 
-def _initial_state(config: Config, tx, mesh, manager, start: int | None, data_iterator) -> TrainState:
+def _initial_state(config: Config, tx, mesh, manager, resume: bool, data_iterator) -> tuple[int | None, TrainState]:
+    """(step resumed from or None, state): the newest restorable checkpoint, else a fresh start."""
     model_cfg = config.model
-    if start is not None:
+    if resume and manager.all_steps():
         abstract = abstract_train_state(model_cfg, tx, mesh)
-        params, opt_state, _ = restore_checkpoint(manager, start, abstract.params, abstract.opt_state, data_iterator)
+        start, params, opt_state = restore_newest_good(manager, abstract.params, abstract.opt_state, data_iterator)
         log.info("resumed %s from step %d", config.train.output_dir, start)
-        return TrainState(jax.device_put(np.int32(start), abstract.step.sharding), params, opt_state)
+        return start, TrainState(jax.device_put(np.int32(start), abstract.step.sharding), params, opt_state)
     if config.train.init_from:
         params, _ = load_params(config.train.init_from, model_cfg, mesh)
         log.info("initialised from %s", config.train.init_from)
@@ -120,7 +120,7 @@ def _initial_state(config: Config, tx, mesh, manager, start: int | None, data_it
         params = init_params(model_cfg, config.train.seed, mesh)
     log.info("model: %.2fM parameters", count_params(params) / 1e6)
     init = jax.jit(lambda p: init_train_state(p, tx), out_shardings=train_state_shardings(model_cfg, tx, mesh))
-    return init(params)
+    return None, init(params)
 
 
 def _global_batch(local_batch: dict, sharding) -> dict:

@@ -1,0 +1,60 @@
+"""Whole-file writes that never leave a half-written file: temp name in the same folder, fsync, os.replace.
+
+A reader sees either the old file or the new one, even if the process is killed (SIGKILL,
+preemption) or the disk fills up mid-write; a full disk raises `DiskFullError` naming the file.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from mergemix_jax.reliability.resources import DiskFullError
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` atomically (parent folders are created); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            raise DiskFullError(f"disk full while writing {path} ({len(data):,} bytes); free space on that disk or write elsewhere") from err
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 `text` to `path` atomically; returns the path."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, payload: Any, indent: int | None = 2) -> Path:
+    """Write `payload` as strict JSON (NaN/inf refused: they are not JSON) atomically; returns the path."""
+    return atomic_write_text(path, json.dumps(payload, indent=indent, allow_nan=False) + "\n")
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Persist the rename itself (the directory entry), where the platform allows it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
