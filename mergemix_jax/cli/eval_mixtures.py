@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from mergemix_jax.eval import build_suite, evaluate_mixtures, load_expert_stack
     from mergemix_jax.merge import read_weights_csv, sample_dirichlet
     from mergemix_jax.parallel.mesh import build_mesh
+    from mergemix_jax.reliability import DiskFullError, OutOfMemoryError, oom_hint
     from mergemix_jax.train.checkpoint import CheckpointError
 
     config = load_config(args.config, args.overrides)
@@ -71,8 +72,10 @@ def run(args: argparse.Namespace) -> int:
             weights = sample_dirichlet(count, stack.num_experts, alpha, args.seed)
         suite = build_suite(dataclasses.replace(config, model=model_cfg))
         mesh = build_mesh(config.mesh) if jax.device_count() > 1 else None
-        summary = evaluate_mixtures(model_cfg, stack, weights, suite, args.out, config.eval, args.proxy, mesh, progress=not args.no_progress)
-    except (ValueError, DataError, CheckpointError) as err:
+        fix = f"lower eval.mixtures_per_device (now {config.eval.mixtures_per_device}) or eval.micro_batch (now {config.eval.micro_batch}; 0 = whole domain)"
+        with oom_hint(f"scoring {config.eval.mixtures_per_device} mixture(s) per device per chunk", fix):
+            summary = evaluate_mixtures(model_cfg, stack, weights, suite, args.out, config.eval, args.proxy, mesh, progress=not args.no_progress)
+    except (ValueError, DataError, CheckpointError, OutOfMemoryError, DiskFullError) as err:
         print(f"mergemix eval-mixtures: {err}", file=sys.stderr)
         return 2
     print(f"{summary['scored']} mixtures scored, {summary['skipped']} already in {summary['out']}")

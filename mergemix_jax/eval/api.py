@@ -3,6 +3,7 @@ plus loaders that build the expert stack and the evaluation suite from checkpoin
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from mergemix_jax.config import Config, EvalConfig, ModelConfig
-from mergemix_jax.eval.batched import MergeFn, iter_scores, merge_fn_for, score_one
+from mergemix_jax.eval.batched import MergeFn, iter_scores, make_chunk_scorer, merge_fn_for, score_one
 from mergemix_jax.eval.quadratic import quadratic_scores
 from mergemix_jax.eval.results import ResultsFileError, append_results, open_results, result_columns
 from mergemix_jax.eval.suite import EvalSuite, make_suite, metric_names, smooth_metric_names
@@ -26,16 +27,35 @@ log = logging.getLogger(__name__)
 PROXIES = ("exact", "quadratic")
 
 
+def _merge_key(eval_cfg: EvalConfig) -> tuple:
+    options = {"ties": (("density", eval_cfg.ties_density),), "dare": (("drop_rate", eval_cfg.dare_drop_rate), ("seed", eval_cfg.merge_seed))}
+    return eval_cfg.merge, eval_cfg.merge_scale, options.get(eval_cfg.merge, ())
+
+
 def merge_fn_from_config(eval_cfg: EvalConfig) -> MergeFn:
     """The merge operator and options named by the eval config."""
-    options = {"ties": {"density": eval_cfg.ties_density}, "dare": {"drop_rate": eval_cfg.dare_drop_rate, "seed": eval_cfg.merge_seed}}
-    return merge_fn_for(eval_cfg.merge, eval_cfg.merge_scale, **options.get(eval_cfg.merge, {}))
+    method, scale, options = _merge_key(eval_cfg)
+    return merge_fn_for(method, scale, **dict(options))
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_scorer(model_cfg: ModelConfig, merge_key: tuple, mesh: jax.sharding.Mesh | None):
+    method, scale, options = merge_key
+    return make_chunk_scorer(model_cfg, merge_fn_for(method, scale, **dict(options)), mesh)
+
+
+def chunk_scorer_for(model_cfg: ModelConfig, eval_cfg: EvalConfig, mesh: jax.sharding.Mesh | None = None):
+    """The jitted chunk scorer for this model, merge and mesh, built once per process and reused, so
+    repeated `evaluate_mixtures` calls (a search, a resumed job) trace and compile it only once."""
+    return _cached_scorer(model_cfg, _merge_key(eval_cfg), mesh)
 
 
 def load_expert_stack(base_dir: str | os.PathLike, expert_dirs: Sequence[str | os.PathLike], model_cfg: ModelConfig | None = None) -> tuple[ExpertStack, ModelConfig]:
     """Read the base and expert checkpoints (train run folders) into an ExpertStack named by folder."""
+    from mergemix_jax.reliability.checkpoints import check_experts_share_base
     from mergemix_jax.train.checkpoint import load_params  # orbax import only when checkpoints are read
 
+    check_experts_share_base(base_dir, expert_dirs)
     base, cfg = load_params(base_dir, model_cfg)
     experts = [load_params(d, cfg)[0] for d in expert_dirs]
     names = [Path(d).resolve().name for d in expert_dirs]
@@ -102,7 +122,8 @@ def evaluate_mixtures(
     stack, suite = _replicated(stack, mesh), _replicated(suite, mesh)
     bar = tqdm(total=len(weights), initial=len(done), desc=f"mixtures ({proxy})", unit="mix", disable=not progress)
     if proxy == "exact":
-        chunks = iter_scores(model_cfg, stack, weights, suite, rows=todo, mixtures_per_device=eval_cfg.mixtures_per_device, merge_fn=merge_fn, mesh=mesh)
+        scorer = chunk_scorer_for(model_cfg, eval_cfg, mesh)
+        chunks = iter_scores(model_cfg, stack, weights, suite, rows=todo, mixtures_per_device=eval_cfg.mixtures_per_device, mesh=mesh, scorer=scorer)
         for rows, metrics in chunks:
             append_results(out, rows, [hashes[r] for r in rows], weights[rows], metrics, names)
             bar.update(len(rows))
@@ -110,11 +131,14 @@ def evaluate_mixtures(
         if eval_cfg.objective not in names:
             raise ValueError(f"eval.objective {eval_cfg.objective!r} is not a smooth metric of this suite; choose one of {names}")
 
-        def fn(w):
+        def fn(w, stack, suite):
             scores = score_one(model_cfg, stack, w, suite, merge_fn)
             return jax.numpy.stack([scores[n] for n in names])
 
-        result = quadratic_scores(fn, weights[todo], objective=names.index(eval_cfg.objective), tol=eval_cfg.quadratic_tol, max_centres=eval_cfg.quadratic_max_centres)
+        result = quadratic_scores(
+            fn, weights[todo], objective=names.index(eval_cfg.objective), tol=eval_cfg.quadratic_tol,
+            max_centres=eval_cfg.quadratic_max_centres, args=(stack, suite),
+        )  # fmt: skip
         predictions = {n: result.predictions[:, j] for j, n in enumerate(names)}
         append_results(out, todo, [hashes[r] for r in todo], weights[todo], predictions, names)
         bar.update(len(todo))

@@ -2,7 +2,7 @@
 and checks that tell a finished checkpoint step from a partial or corrupt one."""
 
 from mergemix_jax.reliability.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
-from mergemix_jax.reliability.checkpoints import quarantine_step, short_error, step_problem
+from mergemix_jax.reliability.checkpoints import check_experts_share_base, quarantine_step, short_error, step_problem
 from mergemix_jax.reliability.resources import DiskFullError, OutOfMemoryError, check_free_space, oom_hint
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "check_experts_share_base",
     "check_free_space",
     "oom_hint",
     "quarantine_step",

@@ -18,7 +18,9 @@ from tqdm.auto import tqdm
 
 from mergemix_jax.config import Config, save_config
 from mergemix_jax.model import count_params, init_params
+from mergemix_jax.model.params import param_shapes
 from mergemix_jax.parallel.mesh import build_mesh, maybe_initialize_distributed
+from mergemix_jax.reliability import check_free_space
 from mergemix_jax.train.checkpoint import load_params, make_manager, restore_newest_good, save_checkpoint
 from mergemix_jax.train.metrics import MetricsLog
 from mergemix_jax.train.optimizer import learning_rate_schedule, make_optimizer
@@ -82,6 +84,7 @@ def train(config: Config, *, resume: bool = True, dataset: Any = None, config_so
     tc = config.train
     run_dir = Path(tc.output_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
+    check_free_space(run_dir, checkpoint_bytes(config) * (tc.keep_checkpoints + 1), f"keeping {tc.keep_checkpoints} checkpoint(s)")
     mesh = build_mesh(config.mesh, source=config_source)
     schedule = learning_rate_schedule(config.optim, tc.steps)
     tx = make_optimizer(config.optim, tc.steps)
@@ -103,6 +106,11 @@ def train(config: Config, *, resume: bool = True, dataset: Any = None, config_so
     if jax.process_index() == 0:
         _atomic_write_json(run_dir / DONE_FILE, {"steps": tc.steps, "final_loss": final_loss})
     return TrainResult(run_dir, tc.steps, final_loss, tps, start)
+
+
+def checkpoint_bytes(config: Config) -> int:
+    """Bytes of one checkpoint step: float32 params plus AdamW's two moments (the data state is tiny)."""
+    return 3 * sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(param_shapes(config.model)))
 
 
 def _initial_state(config: Config, tx, mesh, manager, resume: bool, data_iterator) -> tuple[int | None, TrainState]:
