@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="", help="mixture JSON (several methods: one file each, <stem>.<method>.json)")
     parser.add_argument("--grain-out", default="", help="also write train.mixture for the grain pipeline (.yaml/.json)")
     parser.add_argument("--cache", default="", help="JSONL of scored mixtures; a rerun with the same settings resumes from it")
-    parser.add_argument("--tokens", default="", help="tokens per domain, comma separated, for caps and the ratio report")
+    parser.add_argument("--tokens", default="", help="tokens per domain, comma separated: caps, the prior and the ratio report")
     parser.add_argument("--token-budget", type=float, default=0.0, help="tokens the final run trains on")
     parser.add_argument("--max-epochs", type=float, default=4.0, help="cap: at most this many passes over a domain")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -110,7 +110,9 @@ def run(args: argparse.Namespace) -> int:
         tokens = np.asarray([float(t) for t in args.tokens.split(",")])
         if len(tokens) != problem.k or args.token_budget <= 0:
             raise SystemExit(f"mergemix search: --tokens needs {problem.k} counts and a --token-budget > 0")
-        problem = dataclasses.replace(problem, tokens=tokens, caps=caps_from_tokens(tokens, args.token_budget, args.max_epochs))
+        caps = caps_from_tokens(tokens, args.token_budget, args.max_epochs)
+        # the natural token proportions become the prior (seeds, restarts, the KL pull)
+        problem = dataclasses.replace(problem, tokens=tokens, caps=caps, prior=tokens / tokens.sum())
     if args.cache and problem.score is not None:
         problem = dataclasses.replace(problem, score=CachedScorer(problem.score, args.cache))
     clusters = parse_clusters(args.clusters) if args.clusters else None
