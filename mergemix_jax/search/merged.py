@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from mergemix_jax.config import ModelConfig
-from mergemix_jax.eval.batched import MergeFn, score_mixtures, score_one
+from mergemix_jax.eval.batched import MergeFn, make_chunk_scorer, score_mixtures, score_one
 from mergemix_jax.eval.suite import LOWER_IS_BETTER_PREFIXES, SMOOTH_PREFIXES, EvalSuite, evaluate, metric_names
 from mergemix_jax.merge.operators import merge
 from mergemix_jax.merge.stack import ExpertStack
@@ -87,9 +87,14 @@ def merged_problem(
             scores = score_one(model_cfg, stack, weights_K, suite, merge_fn)
             return sum(w * scores[m] for m, w in smooth.items())
 
+    chunk_scorer = make_chunk_scorer(model_cfg, merge_fn, mesh)  # compiled once, reused by every call
+
     def score(weights_BxK: np.ndarray) -> dict[str, np.ndarray]:
         w = np.asarray(weights_BxK, np.float32)
-        return score_mixtures(model_cfg, stack, w, suite, mixtures_per_device=mixtures_per_device, merge_fn=merge_fn, mesh=mesh)
+        metrics = score_mixtures(
+            model_cfg, stack, w, suite, mixtures_per_device=mixtures_per_device, merge_fn=merge_fn, mesh=mesh, scorer=chunk_scorer
+        )
+        return {name: np.asarray(values, np.float64) for name, values in metrics.items()}
 
     utility = weighted_utility(dict(metric_weights), {m: metric_direction(m) for m in metric_weights})
     return SearchProblem(
