@@ -79,6 +79,7 @@ def test_training_killed_at_seeded_points_resumes_bit_for_bit(job, trained):
     points = kill_points(SEED, KILLS, max_lines=STEPS)
     killed = [run_and_kill(train_argv(config, out), out / "metrics.jsonl", p, env) for p in points]
     run_to_end(train_argv(config, out), env)
+    print(f"training kill points: {[f'{p} killed={k}' for p, k in zip(points, killed, strict=True)]}")
     assert any(killed), f"no kill point landed before the job finished: {[str(p) for p in points]}"
     assert params_equal(trained, out), f"params differ after kills at {[str(p) for p in points]}"
     reference_log, resumed_log = read_metrics(trained / "metrics.jsonl"), read_metrics(out / "metrics.jsonl")
@@ -114,6 +115,7 @@ def test_batched_evaluation_killed_at_seeded_points_keeps_identical_rows(job, tr
     points = kill_points(SEED + 1, KILLS, max_lines=MIXTURES // 2, max_delay_ms=150)
     killed = [run_and_kill(argv(out), out, p, env) for p in points]
     run_to_end(argv(out), env)
+    print(f"evaluation kill points: {[f'{p} killed={k}' for p, k in zip(points, killed, strict=True)]}")
     assert any(killed), f"no kill point landed before the job finished: {[str(p) for p in points]}"
 
     def rows(path):
