@@ -44,6 +44,8 @@ def test_round_trip(tmp_path):
         ({"data": {"domains": [{"name": "a", "paths": ["x.txt"]}]}, "train": {"mixture": {"a": -1.0}}}, "train.mixture.a"),
         ({"data": {"domains": [{"name": "a", "paths": ["x.txt"]}]}, "train": {"mixture": {"a": 0.0}}}, "sum to 0"),
         ({"data": {"domains": [{"name": "a", "paths": []}]}}, "lists no files"),
+        ({"train": {"output_dir": "gs://bucket/run"}}, "gcsfuse"),
+        ({"data": {"domains": [{"name": "a", "paths": ["gs://bucket/a.txt"]}]}}, "gcsfuse"),
     ],
 )
 def test_bad_values_name_the_key_and_file(tmp_path, raw, needle):
@@ -54,11 +56,11 @@ def test_bad_values_name_the_key_and_file(tmp_path, raw, needle):
 
 
 def test_bad_override_and_missing_file(tmp_path):
-    with pytest.raises(ConfigError, match="key.sub=value"):
+    with pytest.raises(ConfigError, match=r"key\.sub=value"):
         load_config(None, ["train.steps"])
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
-    with pytest.raises(ConfigError, match="train.steps"):
+    with pytest.raises(ConfigError, match=r"train\.steps"):
         load_config(None, ["train.steps=-3"])
 
 
@@ -67,7 +69,7 @@ def test_mesh_must_fit_the_devices():
     assert resolve_mesh_shape(MeshConfig(1, -1, 1), 1) == (1, 1, 1)
     with pytest.raises(ConfigError, match="does not divide"):
         resolve_mesh_shape(MeshConfig(3, -1, 1), 8, "job.yaml")
-    with pytest.raises(ConfigError, match="job.yaml"):
+    with pytest.raises(ConfigError, match=r"job\.yaml"):
         resolve_mesh_shape(MeshConfig(2, 2, 1), 8, "job.yaml")
 
 

@@ -75,6 +75,8 @@ def test_expert_starts_from_base_and_architecture_must_match(tmp_path):
     train(expert, dataset=random_dataset(64, 8, 16, seed=1))
     delta = leaves_max_diff(load_params(tmp_path / "base")[0], load_params(tmp_path / "expert")[0])
     assert 0 < delta < 0.05  # one AdamW step away from the base
+    bf16 = tiny_config(str(tmp_path / "bf16"), model={"compute_dtype": "bfloat16", "remat": True}, train={"steps": 1, "checkpoint_every": 1, "init_from": str(tmp_path / "base")})
+    assert np.isfinite(train(bf16, dataset=random_dataset(64, 8, 16)).final_loss)  # run-time fields may differ
     wider = tiny_config(str(tmp_path / "x"), model={"d_model": 64}, train={"init_from": str(tmp_path / "base")})
     with pytest.raises(CheckpointError, match="d_model"):
         train(wider, dataset=random_dataset(64, 8, 16))
@@ -83,7 +85,7 @@ def test_expert_starts_from_base_and_architecture_must_match(tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    good = list(iter(random_dataset(64, 8, 16)).__next__() for _ in range(1))[0]
+    good = next(iter(random_dataset(64, 8, 16)))
 
     def batch_at(index):
         return {**good, "loss_mask": good["loss_mask"] * (np.nan if index == 3 else 1.0)}

@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_import(args: argparse.Namespace) -> int:
     from mergemix_jax.config import load_config
     from mergemix_jax.interop import InteropError, import_gguf, import_hf_safetensors
-    from mergemix_jax.interop.run_dir import architecture_differences, copy_tokenizer, save_base
+    from mergemix_jax.interop.run_dir import copy_tokenizer, save_base
+    from mergemix_jax.model.architecture import architecture_differences
 
     source, out = Path(args.source), Path(args.out)
     try:

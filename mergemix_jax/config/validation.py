@@ -78,6 +78,9 @@ def _data_problems(config: Config) -> list[str]:
             problems.append(f"key '{where}.name' is empty; give every domain a name")
         if not dom.paths:
             problems.append(f"key '{where}.paths' of domain '{dom.name}' lists no files")
+        remote = [p for p in dom.paths if "://" in p]
+        if remote:
+            problems.append(f"key '{where}.paths' of domain '{dom.name}' has URLs {remote}; {REMOTE_HINT}")
         if dom.format not in DOMAIN_FORMATS:
             problems.append(f"key '{where}.format' must be one of {DOMAIN_FORMATS}, got {dom.format!r}")
         if dom.split_by not in SPLIT_MODES:
@@ -98,9 +101,15 @@ def _data_problems(config: Config) -> list[str]:
     return problems
 
 
+REMOTE_HINT = "use a local path, or mount the bucket with gcsfuse (Cloud TPU VMs: e.g. /gcs/<bucket>/...) and use that path"
+
+
 def _train_problems(config: Config) -> list[str]:
     t = config.train
     problems = _positive({f"train.{k}": getattr(t, k) for k in ("steps", "batch_size", "seq_len", "log_every", "checkpoint_every", "keep_checkpoints")})
+    for key in ("output_dir", "init_from"):
+        if "://" in getattr(t, key):
+            problems.append(f"key 'train.{key}' is a URL ({getattr(t, key)}); {REMOTE_HINT}")
     if t.seq_len > config.model.max_seq_len:
         problems.append(f"key 'train.seq_len' ({t.seq_len}) exceeds 'model.max_seq_len' ({config.model.max_seq_len})")
     return problems

@@ -11,6 +11,7 @@ Params are their own item, so the merge engine reads an expert without its optim
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from mergemix_jax.config import ModelConfig
+from mergemix_jax.model.architecture import architecture_differences
 from mergemix_jax.model.params import Params, param_shapes
 from mergemix_jax.reliability.checkpoints import quarantine_step, short_error, step_problem
 
@@ -63,6 +65,18 @@ def save_checkpoint(
 
         items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
     manager.save(int(step), args=ocp.args.Composite(**items), force=True)
+
+
+def save_params(run_dir: str | os.PathLike, params: Params, model_cfg: ModelConfig, step: int = 0, metadata: dict | None = None) -> None:
+    """Write `params` alone as checkpoint `step` of a run (e.g. an imported base; no optimizer state).
+
+    `load_params` and `train.init_from` read it like any training checkpoint.
+    """
+    manager = make_manager(run_dir, keep=1)
+    meta = {**(metadata or {}), "model": dataclasses.asdict(model_cfg), "step": int(step)}
+    manager.save(int(step), args=ocp.args.Composite(params=ocp.args.StandardSave(params), meta=ocp.args.JsonSave(meta)), force=True)
+    manager.wait_until_finished()
+    manager.close()
 
 
 def restore_checkpoint(
@@ -156,8 +170,9 @@ def load_params(
 ) -> tuple[Params, ModelConfig]:
     """Read only the parameters of a run's checkpoint (newest step unless `step`).
 
-    Returns (params, model config of the checkpoint). With `model_cfg` given, a checkpoint of a
-    different architecture is an error. With `mesh`, params are placed with the model's shardings.
+    Returns (params, model config). With `model_cfg` given, a checkpoint of a different
+    architecture is an error and `model_cfg` is returned (its run-time fields, such as
+    compute_dtype, win). With `mesh`, params are placed with the model's shardings.
     """
     run_dir = Path(run_dir)
     found = latest_step(run_dir) if step is None else step
@@ -169,9 +184,11 @@ def load_params(
         raise CheckpointError(f"{run_dir}: an incomplete checkpoint: {problem}; {_way_out(step_dir)}")
     meta = json.loads((step_dir / "meta" / "metadata").read_text())
     saved_cfg = ModelConfig(**meta["model"])
-    if model_cfg is not None and saved_cfg != model_cfg:
-        diff = {k: (v, getattr(model_cfg, k)) for k, v in meta["model"].items() if getattr(model_cfg, k) != v}
-        raise CheckpointError(f"{run_dir}: model architecture differs from the expected one (saved, expected): {diff}")
+    if model_cfg is not None:
+        diff = architecture_differences(saved_cfg, model_cfg)
+        if diff:
+            raise CheckpointError(f"{run_dir}: model architecture differs from the expected one (saved, expected): {diff}")
+        saved_cfg = model_cfg
     abstract = param_shapes(saved_cfg)
     if mesh is not None:
         from mergemix_jax.model.params import param_shardings
