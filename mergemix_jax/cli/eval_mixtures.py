@@ -79,6 +79,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"mergemix eval-mixtures: {err}", file=sys.stderr)
         return 2
     print(f"{summary['scored']} mixtures scored, {summary['skipped']} already in {summary['out']}")
-    if args.proxy == "quadratic":
+    if args.proxy == "quadratic" and summary["scored"]:
         print(f"quadratic proxy: {len(summary['centres'])} centre(s), {len(summary['checks'])} exact check(s)")
     return 0

@@ -1,6 +1,12 @@
 """Evaluating merged models: fixed-token suites, batched scoring of many mixtures, the quadratic proxy."""
 
-from mergemix_jax.eval.api import build_suite, evaluate_mixtures, load_expert_stack, merge_fn_from_config
+from mergemix_jax.eval.api import (
+    build_suite,
+    chunk_scorer_for,
+    evaluate_mixtures,
+    load_expert_stack,
+    merge_fn_from_config,
+)
 from mergemix_jax.eval.batched import iter_scores, make_chunk_scorer, merge_fn_for, score_mixtures, score_one
 from mergemix_jax.eval.quadratic import QuadraticModel, fit_quadratic, quadratic_scores
 from mergemix_jax.eval.results import ResultsFileError, open_results, read_results
@@ -13,6 +19,7 @@ __all__ = [
     "ResultsFileError",
     "TaskArrays",
     "build_suite",
+    "chunk_scorer_for",
     "evaluate",
     "evaluate_mixtures",
     "fit_quadratic",

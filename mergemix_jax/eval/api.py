@@ -99,8 +99,9 @@ def evaluate_mixtures(
 ) -> dict:
     """Score every row of `weights` [B, K] into the CSV `out`, skipping rows it already holds.
 
-    proxy="exact" merges and evaluates each mixture (all metrics); "quadratic" fits the
-    second-order proxy of the smooth metrics (see eval/quadratic.py) and writes its predictions.
+    proxy="exact" merges and evaluates each mixture (all metrics), mixtures split over `mesh`;
+    "quadratic" fits the second-order proxy of the smooth metrics (see eval/quadratic.py) and writes
+    its predictions (one program on the default device: `mesh` is not used).
     Returns {"out", "scored", "skipped", "metrics"} (plus "centres"/"checks" for the proxy).
     """
     eval_cfg = eval_cfg or EvalConfig()
@@ -119,9 +120,9 @@ def evaluate_mixtures(
     summary: dict = {"out": str(out), "scored": len(todo), "skipped": len(done), "metrics": names}
     if len(todo) == 0:
         return summary
-    stack, suite = _replicated(stack, mesh), _replicated(suite, mesh)
     bar = tqdm(total=len(weights), initial=len(done), desc=f"mixtures ({proxy})", unit="mix", disable=not progress)
     if proxy == "exact":
+        stack, suite = _replicated(stack, mesh), _replicated(suite, mesh)
         scorer = chunk_scorer_for(model_cfg, eval_cfg, mesh)
         chunks = iter_scores(model_cfg, stack, weights, suite, rows=todo, mixtures_per_device=eval_cfg.mixtures_per_device, mesh=mesh, scorer=scorer)
         for rows, metrics in chunks:

@@ -69,16 +69,20 @@ def quadratic_scores(
     tol: float = 0.01,
     max_centres: int = 4,
     exact_fn: VectorFn | None = None,
+    args: tuple = (),
 ) -> ProxyResult:
     """Score every mixture with the second-order proxy of `fn`, re-centring where it is wrong.
 
     The first centre is `centre_K` (default: the mean mixture). Each round checks, for every centre,
     its assigned mixture farthest away with `exact_fn` (default `fn`); a relative gap on metric
     `objective` above `tol` makes that mixture a new centre, up to `max_centres`.
+    `fn` and `exact_fn` are called as fn(w, *args): pass large arrays (experts, eval tokens) in
+    `args` rather than closing over them, or jit bakes them into the program as constants.
     """
     weights = np.asarray(weights_BxK, np.float32)
-    fit = jax.jit(lambda c: fit_quadratic(fn, c))
-    exact = jax.jit(exact_fn or fn)
+    fit_jit = jax.jit(lambda c, a: fit_quadratic(lambda w: fn(w, *a), c))
+    exact_jit = jax.jit(lambda w, a: (exact_fn or fn)(w, *a))
+    fit, exact = (lambda c: fit_jit(c, args)), (lambda w: exact_jit(w, args))
     centres = [np.asarray(weights.mean(axis=0) if centre_K is None else centre_K, np.float32)]
     models = [fit(centres[0])]
     checked: set[int] = set()
