@@ -106,3 +106,12 @@ def test_schedules(schedule):
     assert float(lr(100)) == pytest.approx(final, abs=1e-3)
     if schedule == "wsd":
         assert float(lr(79)) == pytest.approx(1.0)
+
+
+def test_rerunning_a_finished_run_returns_its_result_without_training(tmp_path):
+    cfg = tiny_config(str(tmp_path), train={"steps": 2, "checkpoint_every": 2})
+    first = train(cfg, dataset=random_dataset(64, 8, 16))
+    stamp = (tmp_path / "done.json").stat().st_mtime_ns
+    again = train(cfg, dataset=random_dataset(64, 8, 16))
+    assert again.final_loss == first.final_loss and np.isfinite(again.final_loss) and again.resumed_from == 2
+    assert (tmp_path / "done.json").stat().st_mtime_ns == stamp

@@ -97,8 +97,10 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
 
 
 def save_config(config: Config, path: str | os.PathLike) -> None:
-    """Write a config as YAML that `load_config` reads back to an equal `Config`."""
-    Path(path).write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
+    """Write a config as YAML that `load_config` reads back to an equal `Config` (atomically)."""
+    from mergemix_jax.reliability.atomic import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
 
 
 def is_absolute_location(path: str) -> bool:

@@ -20,8 +20,8 @@ from mergemix_jax.config import Config, save_config
 from mergemix_jax.model import count_params, init_params
 from mergemix_jax.model.params import param_shapes
 from mergemix_jax.parallel.mesh import build_mesh, maybe_initialize_distributed
-from mergemix_jax.reliability import check_free_space
-from mergemix_jax.train.checkpoint import load_params, make_manager, restore_newest_good, save_checkpoint
+from mergemix_jax.reliability import atomic_write_json, check_free_space
+from mergemix_jax.train.checkpoint import latest_step, load_params, make_manager, restore_newest_good, save_checkpoint
 from mergemix_jax.train.metrics import MetricsLog
 from mergemix_jax.train.optimizer import learning_rate_schedule, make_optimizer
 from mergemix_jax.train.step import (
@@ -83,6 +83,10 @@ def train(config: Config, *, resume: bool = True, dataset: Any = None, config_so
     maybe_initialize_distributed()
     tc = config.train
     run_dir = Path(tc.output_dir).resolve()
+    finished = _finished_result(run_dir, tc.steps) if resume else None
+    if finished is not None:
+        log.info("%s already finished %d steps; nothing to do", run_dir, tc.steps)
+        return finished
     run_dir.mkdir(parents=True, exist_ok=True)
     check_free_space(run_dir, checkpoint_bytes(config) * (tc.keep_checkpoints + 1), f"keeping {tc.keep_checkpoints} checkpoint(s)")
     mesh = build_mesh(config.mesh, source=config_source)
@@ -104,8 +108,21 @@ def train(config: Config, *, resume: bool = True, dataset: Any = None, config_so
             metrics_log.close()
             manager.close()
     if jax.process_index() == 0:
-        _atomic_write_json(run_dir / DONE_FILE, {"steps": tc.steps, "final_loss": final_loss})
+        atomic_write_json(run_dir / DONE_FILE, {"steps": tc.steps, "final_loss": final_loss, "tokens_per_second": tps})
     return TrainResult(run_dir, tc.steps, final_loss, tps, start)
+
+
+def _finished_result(run_dir: Path, steps: int) -> TrainResult | None:
+    """The recorded result of a run that already finished exactly `steps` steps, else None."""
+    if not is_finished(run_dir) or latest_step(run_dir) != steps:
+        return None
+    try:
+        done = json.loads((run_dir / DONE_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if done.get("steps") != steps:
+        return None
+    return TrainResult(run_dir, steps, float(done["final_loss"]), float(done.get("tokens_per_second", 0.0)), steps)
 
 
 def checkpoint_bytes(config: Config) -> int:
@@ -195,12 +212,4 @@ def _report(pending, throughput: Throughput, tc, bar, metrics_log) -> float:
 
 def _write_config(config: Config, run_dir: Path) -> None:
     if jax.process_index() == 0:
-        tmp = run_dir / "config.yaml.tmp"
-        save_config(config, tmp)
-        os.replace(tmp, run_dir / "config.yaml")
-
-
-def _atomic_write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
+        save_config(config, run_dir / "config.yaml")
