@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mergemix_jax.config import load_config
+from mergemix_jax.data import batch_from_sequences
 from mergemix_jax.model import count_params, init_params
 from mergemix_jax.parallel.mesh import build_mesh
 from mergemix_jax.train.optimizer import make_optimizer
@@ -54,14 +55,7 @@ def measure_training(config, steps: int) -> dict:
     tx = make_optimizer(config.optim, steps + 1)
     b, length = config.train.batch_size, config.train.seq_len
     rng = np.random.default_rng(0)
-    tokens = rng.integers(1, config.model.vocab_size, (b, length + 1)).astype(np.int32)
-    batch = {
-        "inputs": tokens[:, :-1],
-        "targets": tokens[:, 1:],
-        "positions": np.tile(np.arange(length, dtype=np.int32), (b, 1)),
-        "segment_ids": np.ones((b, length), np.int32),
-        "loss_mask": np.ones((b, length), np.float32),
-    }
+    batch = batch_from_sequences(rng.integers(1, config.model.vocab_size, (b, length + 1)))
     with jax.set_mesh(mesh):
         params = init_params(config.model, 0, mesh)
         n_params = count_params(params)

@@ -9,6 +9,7 @@ import grain
 import numpy as np
 
 from mergemix_jax.config import Config, config_from_dict
+from mergemix_jax.data.batches import batch_from_sequences
 
 TINY_MODEL = {"vocab_size": 64, "d_model": 32, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "d_ff": 64, "max_seq_len": 64}
 
@@ -28,14 +29,8 @@ def windows_dataset(tokens: np.ndarray, batch_size: int, seq_len: int, seed: int
     starts = np.arange(0, len(tokens) - seq_len - 1, seq_len)
 
     def window(start):
-        t = tokens[start : start + seq_len + 1].astype(np.int32)
-        return {
-            "inputs": t[:-1],
-            "targets": t[1:],
-            "positions": np.arange(seq_len, dtype=np.int32),
-            "segment_ids": np.ones(seq_len, np.int32),
-            "loss_mask": np.ones(seq_len, np.float32),
-        }
+        one_row = batch_from_sequences(tokens[None, start : start + seq_len + 1])
+        return {key: value[0] for key, value in one_row.items()}
 
     return grain.MapDataset.source(starts).shuffle(seed=seed).repeat().map(window).to_iter_dataset().batch(batch_size)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mergemix_jax.config import ModelConfig
+from mergemix_jax.data import batch_from_sequences
 from mergemix_jax.eval import make_suite
 from mergemix_jax.merge import build_expert_stack, linear_merge
 from mergemix_jax.model import init_params
@@ -26,14 +27,7 @@ def parts():
     stack = build_expert_stack(base, experts, ["web", "code", "math"])
 
     def batch():
-        tokens = rng.integers(1, cfg.vocab_size, (ROWS, SEQ + 1)).astype(np.int32)
-        return {
-            "inputs": tokens[:, :-1],
-            "targets": tokens[:, 1:],
-            "positions": np.tile(np.arange(SEQ, dtype=np.int32), (ROWS, 1)),
-            "segment_ids": np.ones((ROWS, SEQ), np.int32),
-            "loss_mask": np.ones((ROWS, SEQ), np.float32),
-        }
+        return batch_from_sequences(rng.integers(1, cfg.vocab_size, (ROWS, SEQ + 1)))
 
     suite = make_suite({"web": batch(), "code": batch(), "math": batch()})
     return cfg, stack, suite

@@ -1,6 +1,7 @@
 """Data: domain sources, tokenizers, grain mixture pipelines, token accounting, evaluation tasks."""
 
 from mergemix_jax.data.accounting import check_token_budget, document_counts, epochs_per_domain, token_counts
+from mergemix_jax.data.batches import batch_from_sequences
 from mergemix_jax.data.errors import DataError
 from mergemix_jax.data.pipeline import (
     BATCH_KEYS,
@@ -21,6 +22,7 @@ __all__ = [
     "DomainIndex",
     "TaskItem",
     "Tokenizer",
+    "batch_from_sequences",
     "check_token_budget",
     "check_vocab",
     "document_counts",
