@@ -41,7 +41,11 @@ def prepare_run_dir(config: Config, config_path: str | os.PathLike | None, comma
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = run_dir / ".config.yaml.tmp"
     save_config(config, tmp)
-    os.replace(tmp, run_dir / "config.yaml")
+    target = run_dir / "config.yaml"
+    if target.is_file() and target.read_text() == tmp.read_text():
+        tmp.unlink()  # unchanged: keep the file (and its time) from the first run
+    else:
+        os.replace(tmp, target)
     if command:
         commands = run_dir / "commands.txt"
         seen = commands.read_text().splitlines() if commands.is_file() else []
@@ -240,6 +244,7 @@ def run_pipeline(config: Config, config_path: str | os.PathLike | None = None, c
 
     if stop_after and stop_after not in STAGES:
         raise ValueError(f"stop_after must be one of {STAGES}, got {stop_after!r}")
+    check_utility(config)
     run_dir = prepare_run_dir(config, config_path, command)
     log.info("run folder: %s", run_dir)
     stage_base(config, run_dir)
@@ -259,6 +264,13 @@ def run_pipeline(config: Config, config_path: str | os.PathLike | None = None, c
     report = stage_report(config, run_dir)
     chosen = read_mixture(mixture_path)
     return PipelineResult(run_dir, mixture_path, report, chosen.weights, chosen.method)
+
+
+def check_utility(config: Config) -> None:
+    """Fail before any training when pipeline.utility names a metric the suite cannot produce."""
+    from mergemix_jax.eval import build_suite, metric_names
+
+    utility_weights(config.pipeline.utility, metric_names(build_suite(config)))
 
 
 def with_overrides(config: Config, **sections) -> Config:
