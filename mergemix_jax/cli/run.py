@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 
 EXAMPLES = """Examples:
   mergemix run --config configs/demo.yaml
@@ -33,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     enable_compilation_cache(config.pipeline.output_root)
     if args.no_progress:
         config = with_overrides(config, train={"progress": False})
-    command = "mergemix " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else f"mergemix run --config {args.config}"
+    command = shlex.join(["mergemix", "run", "--config", args.config, *args.overrides])
     result = run_pipeline(config, args.config, command=command, stop_after=args.stop_after)
     if isinstance(result, PipelineResult):
         print(f"mixture ({result.method}): " + ", ".join(f"{d}={w:.3f}" for d, w in result.weights.items()))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 
 EXAMPLES = """Examples:
   mergemix validate --config configs/demo.yaml
@@ -35,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if args.no_progress:
         config = with_overrides(config, train={"progress": False})
     enable_compilation_cache(config.pipeline.output_root)
-    command = "mergemix " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = shlex.join(["mergemix", "validate", "--config", args.config, *args.overrides])
     result = run_validation(config, args.config, command=command)
     print(format_table(result["table"]))
     for key, value in result["summary"].items():
