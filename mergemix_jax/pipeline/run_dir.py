@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -59,14 +60,21 @@ def read_stage_log(run_dir: str | os.PathLike) -> list[dict]:
 
 
 def run_stage(run_dir: Path, stage: str, is_done: Callable[[], bool], work: Callable[[], Any]) -> bool:
-    """Run `work` unless `is_done()`; log "reused" or "done" with the time it took. True if it ran."""
+    """Run `work` unless `is_done()`; log "reused" or "done" with its wall and CPU time. True if it ran."""
     if is_done():
         log_stage(run_dir, stage, "reused", 0.0)
         return False
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     work()
-    log_stage(run_dir, stage, "done", time.perf_counter() - start)
+    log_stage(run_dir, stage, "done", time.perf_counter() - start, cpu_seconds=round(cpu_seconds() - cpu, 3))
     return True
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process, all threads: a load-independent measure of a stage's work
+    (on an otherwise idle machine its wall time is at most this)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def write_json_atomic(path: Path, payload: Any) -> Path:
