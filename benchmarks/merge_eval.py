@@ -1,18 +1,25 @@
 """Batched merged-model evaluation vs one forward pass, vs the papers' one-at-a-time way, vs the quadratic proxy.
 
-Prints in one run (ratios are what to compare; absolute times vary 30-60% on shared machines):
-  forward, merge, batched time per mixture, efficiency = (forward + merge) / batched-per-mixture,
-  peak RSS of fresh processes scoring B=16 and B=B mixtures, speedup over merge -> orbax save ->
-  load -> evaluate per mixture, quadratic-proxy mixtures/s over exact and its Spearman rank
-  correlation with the exact merged losses.
+The experts are real: a base trained on the uniform mixture of the four demo domains, then one
+expert per domain trained further on that domain alone (the demo recipe at this model size;
+checkpoints are cached in --workdir so reruns skip training). The eval suite is held-out text of
+each domain. The printed relative task-vector norm |expert - base| / |base| says how far they moved.
 
-  python benchmarks/merge_eval.py              # ~10M params, K=4, B=256 (several minutes on 2 cores)
-  python benchmarks/merge_eval.py --small      # seconds: a tiny model, B=32
+Prints, all timed in ONE process back to back (ratios are what to compare; absolute times vary
+30-60% on shared machines): forward, merge, batched time per mixture, efficiency = (forward +
+merge) / batched-per-mixture; peak RSS of fresh processes scoring B=16 and B mixtures; the speedup
+over merge -> orbax save -> load -> evaluate per mixture; the quadratic proxy's mixtures/s over
+exact (per mixture, excluding the one-off fit, and amortised including fits and exact checks at B
+and at 10,000 mixtures) and its Spearman rank correlation with the exact merged losses.
+
+  python benchmarks/merge_eval.py              # ~10M params, K=4, B=256 (many minutes on 2 cores)
+  python benchmarks/merge_eval.py --small      # a tiny model, B=32
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -20,45 +27,67 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parent.parent
+DOMAINS = ("prose", "code", "math", "dialogue")
 SIZES = {
-    "full": {"vocab_size": 320, "d_model": 384, "n_layers": 6, "n_heads": 6, "n_kv_heads": 6, "d_ff": 1024},
-    "small": {"vocab_size": 320, "d_model": 64, "n_layers": 2, "n_heads": 4, "n_kv_heads": 4, "d_ff": 128},
+    "full": ["model.d_model=384", "model.n_layers=6", "model.n_heads=6", "model.n_kv_heads=6", "model.d_ff=1024"],
+    "small": ["model.d_model=64", "model.n_layers=2", "model.n_heads=4", "model.n_kv_heads=4", "model.d_ff=128"],
 }
 
 
-def build(size: str, num_experts: int, rows: int, seq_len: int):
-    """Model config, expert stack (base + K noisy experts) and a one-domain suite of rows x seq_len tokens."""
+def demo_config(args, *overrides: str):
+    """configs/demo.yaml at the benchmark's model size and sequence length, plus overrides."""
+    from mergemix_jax.config import load_config
+
+    shape = [f"model.max_seq_len={args.seq_len}", f"train.seq_len={args.seq_len}", "train.batch_size=8", "train.progress=false"]
+    return load_config(ROOT / "configs" / "demo.yaml", [*SIZES[args.size], *shape, "mesh.fsdp=1", *overrides])
+
+
+def train_experts(args) -> Path:
+    """Train (once; cached in the workdir) the base and one expert per demo domain."""
+    from mergemix_jax.train import is_finished, train
+
+    root = Path(args.workdir).resolve() / f"{args.size}-b{args.base_steps}-e{args.expert_steps}-s{args.seq_len}"
+    if not is_finished(root / "base"):
+        train(demo_config(args, f"train.steps={args.base_steps}", f"train.output_dir={root / 'base'}", f"train.checkpoint_every={args.base_steps}"))
+    for domain in DOMAINS[: args.k]:
+        if not is_finished(root / domain):
+            expert = [f"train.steps={args.expert_steps}", f"train.output_dir={root / domain}", f"train.init_from={root / 'base'}"]
+            train(demo_config(args, *expert, f"train.mixture.{domain}=1", f"train.checkpoint_every={args.expert_steps}"))
+    return root
+
+
+def build(args):
+    """(model config, expert stack, suite of held-out text: rows/K sequences of seq_len per domain)."""
+    from mergemix_jax.data import heldout_batches
+    from mergemix_jax.eval import load_expert_stack, make_suite
+
+    root = train_experts(args)
+    stack, cfg = load_expert_stack(root / "base", [root / d for d in DOMAINS[: args.k]])
+    config = demo_config(args)
+    per_domain = max(1, args.rows // args.k)
+    heldout = {d: heldout_batches(config.data, d, seq_len=args.seq_len, n_sequences=per_domain, batch_size=per_domain)[0] for d in DOMAINS[: args.k]}
+    return cfg, stack, make_suite(heldout)
+
+
+def relative_norms(stack) -> list[float]:
+    """|expert_k - base| / |base| over all parameters, per expert."""
     import jax
-    import jax.numpy as jnp
 
-    from mergemix_jax.config import ModelConfig
-    from mergemix_jax.eval import make_suite
-    from mergemix_jax.merge import build_expert_stack
-    from mergemix_jax.model import init_params
-
-    cfg = ModelConfig(**SIZES[size], max_seq_len=seq_len)
-    base = init_params(cfg, 0)
-    rng = np.random.default_rng(1)
-    experts = [jax.tree.map(lambda b: b + jnp.asarray(0.01 * rng.standard_normal(b.shape), b.dtype), base) for _ in range(num_experts)]
-    stack = build_expert_stack(base, experts, [f"d{k}" for k in range(num_experts)])
-    tokens = np.random.default_rng(2).integers(1, cfg.vocab_size, (rows, seq_len + 1)).astype(np.int32)
-    batch = {
-        "inputs": tokens[:, :-1],
-        "targets": tokens[:, 1:],
-        "positions": np.tile(np.arange(seq_len, dtype=np.int32), (rows, 1)),
-        "segment_ids": np.ones((rows, seq_len), np.int32),
-        "loss_mask": np.ones((rows, seq_len), np.float32),
-    }
-    return cfg, stack, make_suite({"heldout": batch})
+    base = [np.asarray(x, np.float64) for x in jax.tree.leaves(stack.base)]
+    experts = [np.asarray(x, np.float64) for x in jax.tree.leaves(stack.experts)]
+    base_norm = np.sqrt(sum(np.sum(b**2) for b in base))
+    return [float(np.sqrt(sum(np.sum((e[k] - b) ** 2) for e, b in zip(experts, base, strict=True))) / base_norm) for k in range(stack.num_experts)]
 
 
-def mixtures(count: int, num_experts: int) -> np.ndarray:
+def mixtures(count: int, num_experts: int, seed: int = 3) -> np.ndarray:
     from mergemix_jax.merge import sample_dirichlet
 
-    return sample_dirichlet(count, num_experts, seed=3)
+    return sample_dirichlet(count, num_experts, seed=seed)
 
 
 def timed(fn, repeats: int) -> float:
@@ -72,18 +101,14 @@ def timed(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
-def child_batched(args) -> None:
-    """In a fresh process: score B mixtures batched; print seconds per mixture, peak RSS and losses."""
+def child_peak_memory(args) -> None:
+    """In a fresh process: score B mixtures batched; print the peak RSS."""
     from mergemix_jax.eval import make_chunk_scorer, score_mixtures
 
-    cfg, stack, suite = build(args.size, args.k, args.rows, args.seq_len)
-    weights = mixtures(args.child_b, args.k)
+    cfg, stack, suite = build(args)
     scorer = make_chunk_scorer(cfg)
-    score_mixtures(cfg, stack, weights[: args.per_chunk], suite, mixtures_per_device=args.per_chunk, scorer=scorer)  # compile
-    start = time.perf_counter()
-    scores = score_mixtures(cfg, stack, weights, suite, mixtures_per_device=args.per_chunk, scorer=scorer)
-    seconds = time.perf_counter() - start
-    print(json.dumps({"per_mixture": seconds / len(weights), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "loss": scores["loss/mean"].tolist()}))
+    scores = score_mixtures(cfg, stack, mixtures(args.child_b, args.k), suite, mixtures_per_device=args.per_chunk, scorer=scorer)
+    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "scored": len(scores["loss/mean"])}))
 
 
 def run_child(args, count: int) -> dict:
@@ -93,7 +118,8 @@ def run_child(args, count: int) -> dict:
 
 
 def forwarded(args) -> list[str]:
-    return ["--size", args.size, "--k", str(args.k), "--rows", str(args.rows), "--seq-len", str(args.seq_len), "--per-chunk", str(args.per_chunk)]
+    names = ("size", "k", "rows", "seq_len", "per_chunk", "workdir", "base_steps", "expert_steps")
+    return [part for name in names for part in (f"--{name.replace('_', '-')}", str(getattr(args, name)))]
 
 
 def papers_way(cfg, stack, suite, weights, workdir: str) -> float:
@@ -105,7 +131,7 @@ def papers_way(cfg, stack, suite, weights, workdir: str) -> float:
     from mergemix_jax.merge import linear_merge
 
     merge = jax.jit(linear_merge)
-    score = jax.jit(lambda p: evaluate(cfg, p, suite))
+    score = jax.jit(lambda p, s: evaluate(cfg, p, s))
     checkpointer = ocp.StandardCheckpointer()
 
     def one(i, w):
@@ -113,7 +139,7 @@ def papers_way(cfg, stack, suite, weights, workdir: str) -> float:
         checkpointer.save(path, merge(stack, w))
         checkpointer.wait_until_finished()
         params = checkpointer.restore(path)
-        return float(score(params)["loss/mean"])
+        return float(score(params, suite)["loss/mean"])
 
     one(-1, weights[0])  # compile
     start = time.perf_counter()
@@ -122,65 +148,126 @@ def papers_way(cfg, stack, suite, weights, workdir: str) -> float:
     return (time.perf_counter() - start) / len(weights)
 
 
+def metrics_fn(cfg, names, weights_K, stack, suite):
+    """The proxy's target: the named metrics [M] of the model merged with weights [K]."""
+    import jax.numpy as jnp
+
+    from mergemix_jax.eval import score_one
+
+    scores = score_one(cfg, stack, weights_K, suite)
+    return jnp.stack([scores[n] for n in names])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", action="store_const", const="small", dest="size", default="full", help="tiny model, quick smoke run")
     parser.add_argument("--size", choices=sorted(SIZES), default=None)
-    parser.add_argument("--k", type=int, default=4, help="experts")
+    parser.add_argument("--k", type=int, default=4, choices=range(1, 5), help="experts (one per demo domain)")
     parser.add_argument("--b", type=int, default=0, help="mixtures (default 256, 32 with --small)")
-    parser.add_argument("--rows", type=int, default=8, help="eval sequences per mixture")
+    parser.add_argument("--rows", type=int, default=8, help="eval sequences per mixture (split over the domains)")
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--per-chunk", type=int, default=4, help="mixtures per compiled chunk (lax.map)")
     parser.add_argument("--papers-mixtures", type=int, default=8, help="mixtures timed the papers' way")
+    parser.add_argument("--base-steps", type=int, default=60, help="training steps of the base (demo mixture)")
+    parser.add_argument("--expert-steps", type=int, default=20, help="further steps of each domain expert")
+    parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "mergemix-bench-merge-eval"), help="cache of trained checkpoints")
+    parser.add_argument("--proxy-b", type=int, default=10_000, help="second, larger mixture count for the proxy's amortised rate")
+    parser.add_argument("--proxy-tol", type=float, default=0.002, help="relative loss gap that adds a proxy centre")
+    parser.add_argument("--proxy-centres", type=int, default=4, help="most expansion centres of the proxy")
     parser.add_argument("--child-b", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.size = args.size or "full"
     if args.child_b:
-        return child_batched(args)
+        return child_peak_memory(args)
     b = args.b or (32 if args.size == "small" else 256)
 
     import jax
     from scipy.stats import spearmanr
 
-    from mergemix_jax.eval import evaluate, fit_quadratic
-    from mergemix_jax.eval.batched import score_one
+    from mergemix_jax.eval import evaluate, make_chunk_scorer, quadratic_scores, score_mixtures, smooth_metric_names
     from mergemix_jax.merge import linear_merge, num_params
 
-    cfg, stack, suite = build(args.size, args.k, args.rows, args.seq_len)
+    cfg, stack, suite = build(args)
     weights = mixtures(b, args.k)
-    print(f"model {num_params(stack) / 1e6:.1f}M params, K={args.k}, B={b}, {args.rows}x{args.seq_len} eval tokens per mixture, {jax.device_count()} device(s)")
+    norms = relative_norms(stack)
+    print(f"model {num_params(stack) / 1e6:.1f}M params, K={args.k}, B={b}, {args.rows}x{args.seq_len} held-out tokens per mixture, {jax.device_count()} device(s)")
+    print(f"experts: base {args.base_steps} steps on the demo mixture, each expert {args.expert_steps} more on its domain; "
+          f"|expert-base|/|base| = {', '.join(f'{n:.3f}' for n in norms)}")
 
-    score = jax.jit(lambda p: evaluate(cfg, p, suite))
+    # Forward, merge and batched scoring in this one process, back to back; forward and merge are
+    # measured before and after the batched run and averaged, so load drift affects all three alike.
+    score = jax.jit(lambda p, s: evaluate(cfg, p, s))
     merge = jax.jit(linear_merge)
-    forward_s = timed(lambda: jax.block_until_ready(score(stack.base)), 5)
-    cycle = iter(range(10**9))
-    merge_s = timed(lambda: jax.block_until_ready(merge(stack, weights[next(cycle) % b])), 5)
+    scorer = make_chunk_scorer(cfg)
+    rotation = iter(range(10**9))
+    forward_once = lambda: jax.block_until_ready(score(stack.base, suite))  # noqa: E731
+    merge_once = lambda: jax.block_until_ready(merge(stack, weights[next(rotation) % b]))  # noqa: E731
+    score_mixtures(cfg, stack, weights[: args.per_chunk], suite, mixtures_per_device=args.per_chunk, scorer=scorer)  # compile
+    forward_s, merge_s = [timed(forward_once, 5)], [timed(merge_once, 5)]
+    start = time.perf_counter()
+    exact_scores = score_mixtures(cfg, stack, weights, suite, mixtures_per_device=args.per_chunk, scorer=scorer)
+    batched_s = (time.perf_counter() - start) / b
+    forward_s.append(timed(forward_once, 5))
+    merge_s.append(timed(merge_once, 5))
+    forward_s, merge_s = float(np.mean(forward_s)), float(np.mean(merge_s))
 
-    small, large = run_child(args, min(16, b)), run_child(args, b)
-    batched_s = large["per_mixture"]
+    # Nothing hoisted: every mixture's merged model is different and its score is the one a single
+    # merge + evaluate gives.
+    exact = exact_scores["loss/mean"]
+    assert len(np.unique(exact)) == b, "batched losses repeat: the mixtures' merged params are not all used"
+    for row in (0, b // 2, b - 1):
+        single = float(score(merge(stack, weights[row]), suite)["loss/mean"])
+        assert abs(single - exact[row]) <= 1e-4 * abs(single), (row, single, exact[row])
+
     with tempfile.TemporaryDirectory() as workdir:
         papers_s = papers_way(cfg, stack, suite, weights[: args.papers_mixtures], workdir)
 
-    names = ["loss/mean"]
-    fn = lambda w: jax.numpy.stack([score_one(cfg, stack, w, suite)[n] for n in names])  # noqa: E731
-    fit = jax.jit(lambda c: fit_quadratic(fn, c))
-    centre = weights.mean(axis=0)
-    fit_s = timed(lambda: jax.block_until_ready(fit(centre)), 1)
-    model = fit(centre)
-    predict_s = timed(lambda: model.predict(weights), 3)
-    proxy = model.predict(weights)[:, 0]
-    exact = np.asarray(large["loss"])
-    rho = spearmanr(proxy, exact).statistic
+    # Quadratic proxy with re-centring on every smooth metric, checked on loss/mean. One warm-up call
+    # compiles the fit and the exact check; the timed calls then measure fits, checks and predictions.
+    names = smooth_metric_names(suite)
+    fn = functools.partial(metrics_fn, cfg, tuple(names))
+    objective = names.index("loss/mean")
 
+    def proxy(w):
+        return quadratic_scores(fn, w, objective=objective, tol=args.proxy_tol, max_centres=args.proxy_centres, args=(stack, suite))
+
+    proxy(weights[:2])
+    start = time.perf_counter()
+    result = proxy(weights)
+    proxy_b_s = time.perf_counter() - start
+    centres, checks = len(result.centres), len(result.checks)
+    many = mixtures(args.proxy_b, args.k, seed=4)
+    start = time.perf_counter()
+    result_many = proxy(many)
+    proxy_many_s = time.perf_counter() - start
+    predicted = result.predictions[:, objective]
+    rho = spearmanr(predicted, exact).statistic
+
+    from mergemix_jax.eval import fit_quadratic  # per-mixture cost: the predict step of one fitted expansion
+
+    fitted = jax.jit(lambda c, s, e: fit_quadratic(lambda w: fn(w, s, e), c))(weights.mean(0), stack, suite)
+    fitted.predict(many[:8])
+    start = time.perf_counter()
+    fitted.predict(many)
+    predict_per_mixture = (time.perf_counter() - start) / len(many)
+
+    exact_rate = 1 / batched_s
     print(f"forward (one model, all eval tokens): {forward_s * 1e3:9.1f} ms")
     print(f"merge (one mixture):                  {merge_s * 1e3:9.1f} ms")
     print(f"batched, per mixture (B={b}):        {batched_s * 1e3:9.1f} ms")
-    print(f"efficiency (forward+merge)/batched:   {(forward_s + merge_s) / batched_s:9.2f}   (goal >= 0.9)")
-    print(f"peak RSS B={min(16, b)}: {small['peak_rss_mb']:.0f} MB, B={b}: {large['peak_rss_mb']:.0f} MB, ratio {large['peak_rss_mb'] / small['peak_rss_mb']:.3f}   (goal <= 1.10)")
+    print(f"efficiency (forward+merge)/batched:   {(forward_s + merge_s) / batched_s:9.2f}   (goal >= 0.9; all three timed in this process)")
+    small, large = run_child(args, min(16, b)), run_child(args, b)
+    print(f"peak RSS B={min(16, b)}: {small['peak_rss_mb']:.0f} MB, B={b}: {large['peak_rss_mb']:.0f} MB, ratio {large['peak_rss_mb'] / small['peak_rss_mb']:.3f}   (goal <= 1.10; fresh processes)")
     print(f"papers' way (merge, orbax save, load, eval) per mixture: {papers_s * 1e3:.1f} ms -> speedup of batched: {papers_s / batched_s:.2f}x")
-    exact_rate, proxy_rate = 1 / batched_s, b / (fit_s + predict_s)
-    print(f"quadratic proxy: fit {fit_s * 1e3:.0f} ms once, {predict_s / b * 1e6:.2f} us per mixture")
-    print(f"  mixtures/s incl. fit: {proxy_rate:.1f} vs exact {exact_rate:.2f} -> {proxy_rate / exact_rate:.1f}x (goal >= 100x); excl. fit {b / predict_s / exact_rate:.0f}x")
-    print(f"  Spearman(proxy, exact loss) over {b} mixtures: {rho:.4f}   (goal >= 0.95); max |error| {np.abs(proxy - exact).max():.2e} (exact spread {np.ptp(exact):.2e})")
+    print(f"quadratic proxy ({len(names)} smooth metrics, re-centring tol {args.proxy_tol}, <= {args.proxy_centres} centres):")
+    print(f"  per mixture, excluding the one-off fit: {predict_per_mixture * 1e6:.2f} us -> {1 / predict_per_mixture:,.0f} mixtures/s "
+          f"vs exact {exact_rate:.2f}/s = {1 / predict_per_mixture / exact_rate:,.0f}x   (goal >= 100x)")
+    for count, seconds, res in ((b, proxy_b_s, result), (args.proxy_b, proxy_many_s, result_many)):
+        rate = count / seconds
+        print(f"  amortised at B={count:,} incl. {len(res.centres)} fit(s) + {len(res.checks)} exact check(s): {seconds:.2f} s -> "
+              f"{rate:,.1f} mixtures/s = {rate / exact_rate:,.1f}x exact (exact at B={count:,}: {count * batched_s:.0f} s{'' if count == b else ', extrapolated'})")
+    print(f"  Spearman(proxy, exact loss/mean) over {b} mixtures: {rho:.4f}   (goal >= 0.95); max |error| {np.abs(predicted - exact).max():.2e} "
+          f"(exact spread {np.ptp(exact):.2e}); {centres} centre(s), {checks} check(s)")
 
 
 if __name__ == "__main__":

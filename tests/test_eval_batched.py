@@ -9,8 +9,8 @@ import mergemix_jax.eval.api as api
 from mergemix_jax.config import EvalConfig, MeshConfig, ModelConfig
 from mergemix_jax.eval import (
     ResultsFileError,
+    chunk_scorer_for,
     evaluate_mixtures,
-    make_chunk_scorer,
     make_suite,
     read_results,
     score_mixtures,
@@ -26,6 +26,7 @@ from tests.test_eval_tasks import MC, QA, TOK
 
 CFG = ModelConfig(**TINY_MODEL)
 K = 3
+EVAL = EvalConfig(mixtures_per_device=4)  # one chunk shape for every test here
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def setup():
     tokens = rng.integers(1, 64, (4, 13)).astype(np.int32)
     heldout = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:], "positions": np.tile(np.arange(12), (4, 1)), "segment_ids": np.ones((4, 12), np.int32), "loss_mask": np.ones((4, 12), np.float32)}
     suite = make_suite({"web": heldout}, {"mc": tokenize_task(MC, TOK, "mc"), "qa": tokenize_task(QA, TOK, "qa")})
-    return stack, suite, make_chunk_scorer(CFG)
+    return stack, suite, chunk_scorer_for(CFG, EVAL)  # the scorer evaluate_mixtures reuses: compiled once
 
 
 def test_batched_scores_equal_a_loop_of_single_merges(setup):
@@ -63,10 +64,10 @@ def test_sharded_over_8_devices_equals_unsharded(setup):
 
 
 def test_ties_merge_runs_batched(setup):
-    stack, suite, _ = setup
+    stack, suite, scorer = setup
     weights = sample_dirichlet(2, K, seed=3)
-    ties = score_mixtures(CFG, stack, weights, suite, mixtures_per_device=2, merge_fn=merge_fn_for("ties", density=0.5))
-    linear = score_mixtures(CFG, stack, weights, suite, mixtures_per_device=2)
+    ties = score_mixtures(CFG, stack, weights, suite, mixtures_per_device=4, merge_fn=merge_fn_for("ties", density=0.5))
+    linear = score_mixtures(CFG, stack, weights, suite, mixtures_per_device=4, scorer=scorer)
     assert np.isfinite(ties["loss/web"]).all() and not np.allclose(ties["loss/web"], linear["loss/web"])
 
 
@@ -74,7 +75,7 @@ def test_interrupted_job_resumes_without_rescoring_or_losing_rows(setup, tmp_pat
     stack, suite, _ = setup
     out = tmp_path / "results.csv"
     weights = sample_dirichlet(10, K, seed=4)
-    cfg = EvalConfig(mixtures_per_device=3)
+    cfg = EVAL
     full = evaluate_mixtures(CFG, stack, weights, suite, tmp_path / "reference.csv", cfg, progress=False)
     assert full["scored"] == 10
 
@@ -90,14 +91,14 @@ def test_interrupted_job_resumes_without_rescoring_or_losing_rows(setup, tmp_pat
     with pytest.raises(KeyboardInterrupt):
         evaluate_mixtures(CFG, stack, weights, suite, out, cfg, progress=False)
     monkeypatch.setattr(api, "append_results", real_append)
-    assert read_results(out)["row"].tolist() == [0, 1, 2]
+    assert read_results(out)["row"].tolist() == [0, 1, 2, 3]
     with open(out, "a") as f:
-        f.write("3,abc,0.1")  # a write torn by the crash
+        f.write("4,abc,0.1")  # a write torn by the crash
     scored_rows = []
     real_iter = api.iter_scores
     monkeypatch.setattr(api, "iter_scores", lambda *a, **k: (scored_rows.extend(k["rows"].tolist()), real_iter(*a, **k))[1])
     resumed = evaluate_mixtures(CFG, stack, weights, suite, out, cfg, progress=False)
-    assert (resumed["skipped"], resumed["scored"]) == (3, 7) and scored_rows == list(range(3, 10))
+    assert (resumed["skipped"], resumed["scored"]) == (4, 6) and scored_rows == list(range(4, 10))
     got, want = read_results(out), read_results(tmp_path / "reference.csv")
     assert got["row"].tolist() == list(range(10))
     for name in want:
@@ -113,7 +114,7 @@ def test_results_file_of_another_job_or_corrupt_is_refused(setup, tmp_path):
     stack, suite, _ = setup
     out = tmp_path / "r.csv"
     weights = sample_dirichlet(3, K, seed=5)
-    evaluate_mixtures(CFG, stack, weights, suite, out, EvalConfig(mixtures_per_device=4), progress=False)
+    evaluate_mixtures(CFG, stack, weights, suite, out, EVAL, progress=False)
     with pytest.raises(ResultsFileError, match="row 0 was scored for other weights"):
         evaluate_mixtures(CFG, stack, sample_dirichlet(3, K, seed=6), suite, out, progress=False)
     lines = out.read_text().splitlines()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import jax
@@ -42,6 +42,24 @@ def merge_fn_from_config(eval_cfg: EvalConfig) -> MergeFn:
 def _cached_scorer(model_cfg: ModelConfig, merge_key: tuple, mesh: jax.sharding.Mesh | None):
     method, scale, options = merge_key
     return make_chunk_scorer(model_cfg, merge_fn_for(method, scale, **dict(options)), mesh)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_metrics_fn(model_cfg: ModelConfig, merge_key: tuple, names: tuple[str, ...]):
+    method, scale, options = merge_key
+    merge_fn = merge_fn_for(method, scale, **dict(options))
+
+    def fn(weights_K, stack, suite):
+        scores = score_one(model_cfg, stack, weights_K, suite, merge_fn)
+        return jax.numpy.stack([scores[n] for n in names])
+
+    return fn
+
+
+def proxy_metrics_fn(model_cfg: ModelConfig, eval_cfg: EvalConfig, names: tuple[str, ...]) -> Callable:
+    """(weights [K], stack, suite) -> the named metrics [M] of the merged model, one object per
+    (model, merge, names) so the quadratic proxy's compiled fit is reused across calls."""
+    return _cached_metrics_fn(model_cfg, _merge_key(eval_cfg), tuple(names))
 
 
 def chunk_scorer_for(model_cfg: ModelConfig, eval_cfg: EvalConfig, mesh: jax.sharding.Mesh | None = None):
@@ -109,7 +127,6 @@ def evaluate_mixtures(
         raise ValueError(f"unknown proxy {proxy!r}; choose one of {PROXIES}")
     weights = validate_weights(weights, stack.num_experts)
     hashes = [weights_hash(w) for w in weights]
-    merge_fn = merge_fn_from_config(eval_cfg)
     names = metric_names(suite) if proxy == "exact" else smooth_metric_names(suite)
     columns = result_columns(stack.names, names)
     done = open_results(out, columns)
@@ -132,10 +149,7 @@ def evaluate_mixtures(
         if eval_cfg.objective not in names:
             raise ValueError(f"eval.objective {eval_cfg.objective!r} is not a smooth metric of this suite; choose one of {names}")
 
-        def fn(w, stack, suite):
-            scores = score_one(model_cfg, stack, w, suite, merge_fn)
-            return jax.numpy.stack([scores[n] for n in names])
-
+        fn = proxy_metrics_fn(model_cfg, eval_cfg, tuple(names))
         result = quadratic_scores(
             fn, weights[todo], objective=names.index(eval_cfg.objective), tol=eval_cfg.quadratic_tol,
             max_centres=eval_cfg.quadratic_max_centres, args=(stack, suite),

@@ -10,6 +10,7 @@ and mixtures are scored by their nearest centre.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -50,6 +51,16 @@ def fit_quadratic(fn: VectorFn, centre_K: jax.Array) -> QuadraticModel:
     return QuadraticModel(centre_K, value, jacobian, hessian)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _fit_jit(fn: Callable, centre_K: jax.Array, args: tuple) -> QuadraticModel:
+    return fit_quadratic(lambda w: fn(w, *args), centre_K)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _call_jit(fn: Callable, weights_K: jax.Array, args: tuple) -> jax.Array:
+    return fn(weights_K, *args)
+
+
 @dataclass
 class ProxyResult:
     """predictions [B, M]; centres: the expansion points used; checks: (row, predicted, exact) of the
@@ -77,12 +88,11 @@ def quadratic_scores(
     its assigned mixture farthest away with `exact_fn` (default `fn`); a relative gap on metric
     `objective` above `tol` makes that mixture a new centre, up to `max_centres`.
     `fn` and `exact_fn` are called as fn(w, *args): pass large arrays (experts, eval tokens) in
-    `args` rather than closing over them, or jit bakes them into the program as constants.
+    `args` rather than closing over them, or jit bakes them into the program as constants. The
+    compiled fit and check are cached per `fn` object: reuse the same `fn` to skip recompiling.
     """
     weights = np.asarray(weights_BxK, np.float32)
-    fit_jit = jax.jit(lambda c, a: fit_quadratic(lambda w: fn(w, *a), c))
-    exact_jit = jax.jit(lambda w, a: (exact_fn or fn)(w, *a))
-    fit, exact = (lambda c: fit_jit(c, args)), (lambda w: exact_jit(w, args))
+    fit, exact = (lambda c: _fit_jit(fn, c, args)), (lambda w: _call_jit(exact_fn or fn, w, args))
     centres = [np.asarray(weights.mean(axis=0) if centre_K is None else centre_K, np.float32)]
     models = [fit(centres[0])]
     checked: set[int] = set()
