@@ -26,12 +26,9 @@ def _batch(seed: int, rows: int = 4, length: int = 16, vocab: int = 64) -> dict:
 def _setup(k: int = 3):
     cfg = tiny_config().model
     base = init_params(cfg, 0)
-    keys = jax.random.split(jax.random.PRNGKey(1), k)
-    experts = []
-    for key in keys:
-        leaves, tree = jax.tree.flatten(base)
-        noise = [0.05 * jax.random.normal(jax.random.fold_in(key, i), x.shape, x.dtype) for i, x in enumerate(leaves)]
-        experts.append(jax.tree.unflatten(tree, [x + n for x, n in zip(leaves, noise, strict=True)]))
+    base = jax.tree.map(np.asarray, base)
+    rng = np.random.default_rng(1)
+    experts = [jax.tree.map(lambda x: x + 0.05 * rng.standard_normal(x.shape).astype(x.dtype), base) for _ in range(k)]
     names = tuple(f"d{i}" for i in range(k))
     stack = build_expert_stack(base, experts, names)
     suite = make_suite({n: _batch(i) for i, n in enumerate(names)})
