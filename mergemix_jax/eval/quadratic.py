@@ -2,7 +2,7 @@
 
 Around a centre c, f(w) ~ f(c) + J (w - c) + 1/2 (w - c)^T H (w - c), with the Jacobian J [M, K]
 and Hessians H [M, K, K] taken w.r.t. the merge weights, i.e. restricted to the K-dim subspace of
-task vectors. They come from one forward-over-reverse program (K JVPs of M VJPs over the same eval
+task vectors. They come from one forward-over-forward program (K^2 nested JVPs over the same eval
 data); afterwards each mixture costs O(M K^2). Where an exact check at the mixture farthest from its
 centre disagrees by more than a tolerance, that mixture becomes a new centre (greedy re-centring)
 and mixtures are scored by their nearest centre.
@@ -39,15 +39,19 @@ class QuadraticModel:
 
 
 def fit_quadratic(fn: VectorFn, centre_K: jax.Array) -> QuadraticModel:
-    """Value, Jacobian and Hessian of `fn` at `centre_K` in one forward-over-reverse pass (jit me)."""
+    """Value, Jacobian and Hessian of `fn` at `centre_K`, forward over forward (jit me).
+
+    K JVPs give the Jacobian and, nested in K more, the Hessian: K^2 second-order forward passes
+    whatever the number of metrics M, with no backward pass to store activations for or compile.
+    """
     centre_K = jnp.asarray(centre_K, jnp.float32)
+    eye_KxK = jnp.eye(centre_K.shape[0], dtype=jnp.float32)
 
-    def jac_with_value(w):
-        value, vjp = jax.vjp(fn, w)
-        jacobian = jax.vmap(vjp)(jnp.eye(value.shape[0], dtype=value.dtype))[0]
-        return jacobian, (value, jacobian)
+    def value_and_jacobian(w):
+        value, columns_KxM = jax.vmap(lambda u: jax.jvp(fn, (w,), (u,)), out_axes=(None, 0))(eye_KxK)
+        return columns_KxM.T, (value, columns_KxM.T)
 
-    hessian, (value, jacobian) = jax.jacfwd(jac_with_value, has_aux=True)(centre_K)
+    hessian, (value, jacobian) = jax.jacfwd(value_and_jacobian, has_aux=True)(centre_K)
     return QuadraticModel(centre_K, value, jacobian, hessian)
 
 
