@@ -10,12 +10,15 @@ issue's goals as PASS/MISS. The table is printed twice: first without the noise 
 as the first references exist), then complete.
 
   python benchmarks/fidelity.py --config configs/demo.yaml [key=value ...]
+  # the evaluation-tokens lever: re-score the same trained models on 4x the held-out tokens
+  python benchmarks/fidelity.py --config configs/demo.yaml --run-dir runs/demo-<hash> eval.heldout_sequences=64
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -61,6 +64,7 @@ def print_result(result: dict, title: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/demo.yaml")
+    parser.add_argument("--run-dir", default="", help="validate this finished run folder (e.g. re-score it with eval.heldout_sequences=64)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
 
@@ -72,11 +76,12 @@ def main() -> None:
     config = with_overrides(load_config(args.config, args.overrides), train={"progress": False})
     enable_compilation_cache(config.pipeline.output_root)
     command = "python benchmarks/fidelity.py --config " + args.config + "".join(f" {o}" for o in args.overrides)
+    run_dir = Path(args.run_dir) if args.run_dir else None
     start = time.perf_counter()
-    if config.validate.noise_ceiling:
+    if config.validate.noise_ceiling and run_dir is None:
         partial = run_validation(with_overrides(config, validate={"noise_ceiling": False}), args.config, command=command)
         print_result(partial, f"without the noise ceiling ({time.perf_counter() - start:.0f} s)")
-    result = run_validation(config, args.config, command=command)
+    result = run_validation(config, args.config, command=command, run_dir=run_dir)
     print_result(result, f"complete ({time.perf_counter() - start:.0f} s)")
 
 

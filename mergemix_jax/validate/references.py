@@ -1,5 +1,6 @@
 """Reference models: the real thing the proxy stands in for, trained on each mixture from the same
-base with the same token budget as one expert; each folder keeps its evaluation in eval.json."""
+base with the same token budget as one expert. Each folder keeps its training time in train_time.json
+and one eval-<suite hash>.json per evaluation suite, so a larger suite re-scores without retraining."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from mergemix_jax.eval.suite import EvalSuite, evaluate
 from mergemix_jax.pipeline import training
 from mergemix_jax.pipeline.run_dir import write_json_atomic
 
-EVAL_FILE = "eval.json"
+TIME_FILE = "train_time.json"
+LEGACY_EVAL_FILE = "eval.json"  # written before suites were keyed; holds the training time
 
 
 def reference_config(config: Config, run_dir: Path, out: Path, weights_K: np.ndarray, data_seed: int) -> Config:
@@ -31,15 +33,21 @@ def make_model_scorer(config: Config, suite: EvalSuite) -> Callable[[dict], dict
     return lambda params: {k: float(v) for k, v in jax.device_get(scorer(params, suite)).items()}
 
 
-def train_and_score(config: Config, run_dir: Path, out: Path, weights_K: np.ndarray, data_seed: int, score: Callable[[dict], dict[str, float]]) -> dict:
-    """Train one reference unless finished, score it unless scored; returns its eval.json content."""
+def train_and_score(config: Config, run_dir: Path, out: Path, weights_K: np.ndarray, data_seed: int, score: Callable[[dict], dict[str, float]], suite_key: str) -> dict:
+    """Train one reference unless finished, score it on the suite `suite_key` unless scored; returns
+    {"weights", "data_seed", "train_seconds", "steps", "metrics"}."""
     from mergemix_jax.train import load_params
 
-    cached = out / EVAL_FILE
+    cached = out / f"eval-{suite_key}.json"
     if cached.is_file():
         return json.loads(cached.read_text())
     cfg = reference_config(config, run_dir, out, weights_K, data_seed)
     seconds = training.train_unless_finished(cfg)
+    if seconds > 0 or not (out / TIME_FILE).is_file():
+        legacy = out / LEGACY_EVAL_FILE
+        seconds = json.loads(legacy.read_text())["train_seconds"] if seconds == 0 and legacy.is_file() else seconds
+        write_json_atomic(out / TIME_FILE, {"train_seconds": seconds})
+    seconds = json.loads((out / TIME_FILE).read_text())["train_seconds"]
     params, _ = load_params(out, config.model)
     record = {"weights": np.asarray(weights_K).tolist(), "data_seed": data_seed, "train_seconds": seconds, "steps": cfg.train.steps, "metrics": score(params)}
     write_json_atomic(cached, record)

@@ -41,11 +41,21 @@ def _metrics_table(records: list[dict], names: list[str]) -> dict[str, np.ndarra
     return {m: np.asarray([r["metrics"][m] for r in records]) for m in names}
 
 
-def run_validation(config: Config, config_path: str | os.PathLike | None = None, command: str = "") -> dict:
-    """Run (or resume) the validation; returns the validation.json content (see module doc)."""
+def suite_key(config: Config) -> str:
+    """Hash of what the evaluation suite scores: the eval section and the domains."""
+    return config_hash({"eval": config.eval.__dict__, "domains": [d.__dict__ for d in config.data.domains], "split": [config.data.heldout_fraction, config.data.split_seed]})
+
+
+def run_validation(config: Config, config_path: str | os.PathLike | None = None, command: str = "", run_dir: Path | None = None) -> dict:
+    """Run (or resume) the validation; returns the validation.json content (see module doc).
+
+    `run_dir`: a finished pipeline folder to validate instead of the config's own (e.g. to re-score
+    its references and proxies on a larger evaluation suite: eval.* overrides change the config hash).
+    """
     from mergemix_jax.export import read_mixture
 
-    run_dir = run_pipeline(config, config_path, command=command, stop_after="select")
+    if run_dir is None:
+        run_dir = run_pipeline(config, config_path, command=command, stop_after="select")
     vdir = validation_dir(config, run_dir)
     vdir.mkdir(parents=True, exist_ok=True)
     engine = Engine(config, run_dir)
@@ -56,16 +66,17 @@ def run_validation(config: Config, config_path: str | os.PathLike | None = None,
     natural = natural_prior(config)
     extra = {"searched": searched, "natural": natural} if v.baselines else {}
     score = make_model_scorer(config, engine.suite)
+    key = suite_key(config)
     seed0 = config.train.data_seed
     start = time.perf_counter()
-    refs = [train_and_score(config, run_dir, vdir / "refs" / f"m{i:02d}", w, seed0, score) for i, w in enumerate(weights)]
-    extra_refs = {name: train_and_score(config, run_dir, vdir / "baselines" / name, w, seed0, score) for name, w in extra.items()}
-    noise = [train_and_score(config, run_dir, vdir / "refs_seed2" / f"m{i:02d}", w, seed0 + 1, score) for i, w in enumerate(weights)] if v.noise_ceiling else []
+    refs = [train_and_score(config, run_dir, vdir / "refs" / f"m{i:02d}", w, seed0, score, key) for i, w in enumerate(weights)]
+    extra_refs = {name: train_and_score(config, run_dir, vdir / "baselines" / name, w, seed0, score, key) for name, w in extra.items()}
+    noise = [train_and_score(config, run_dir, vdir / "refs_seed2" / f"m{i:02d}", w, seed0 + 1, score, key) for i, w in enumerate(weights)] if v.noise_ceiling else []
     log_stage(run_dir, "validate:references", "done", time.perf_counter() - start)
 
     all_weights = np.concatenate([weights, np.stack(list(extra.values()))]) if extra else weights
     t0 = time.perf_counter()
-    proxy_all = engine.score_table(all_weights, vdir / "proxy.csv")["metrics"]
+    proxy_all = engine.score_table(all_weights, vdir / f"proxy-{key}.csv")["metrics"]
     proxy_seconds = (time.perf_counter() - t0) / max(len(all_weights), 1)
     names = [m for m in engine.metrics if m in proxy_all]
     n = len(weights)
@@ -89,8 +100,10 @@ def run_validation(config: Config, config_path: str | os.PathLike | None = None,
     )
     result["summary"].update(_baseline_summary(engine, names, reference, extra, extra_refs, proxy_all, n, kinds))
     result["summary"].update(_compute_summary(run_dir, refs, noise, extra_refs, proxy_seconds, n))
-    write_json_atomic(vdir / "validation.json", result)
-    (vdir / "table.md").write_text(stats.format_table(result["table"]) + "\n")
+    result["suite"] = {"key": key, "heldout_sequences": config.eval.heldout_sequences, "seq_len": config.eval.seq_len}
+    write_json_atomic(vdir / f"validation-{key}.json", result)
+    write_json_atomic(vdir / "validation.json", result)  # the latest, which the report shows
+    (vdir / f"table-{key}.md").write_text(stats.format_table(result["table"]) + "\n")
     from mergemix_jax.report import render_report
 
     result["report"] = str(render_report(run_dir))
