@@ -109,4 +109,5 @@ def proxy_scatter(panels: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray
     for ax in axes.ravel()[len(panels) :]:
         ax.axis("off")
     axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
     return _save(fig, path)
