@@ -20,6 +20,7 @@ def test_yaml_and_overrides(tmp_path):
     cfg = load_config(path, ["train.steps=9", "optim.schedule=cosine", "model.tie_embeddings=false"])
     assert cfg.model.d_model == 64 and cfg.train.steps == 9 and cfg.optim.schedule == "cosine"
     assert cfg.model.tie_embeddings is False
+    assert load_config(None, ["optim.learning_rate=3e-4"]).optim.learning_rate == pytest.approx(3e-4)
 
 
 def test_round_trip(tmp_path):

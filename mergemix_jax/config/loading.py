@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,28 @@ from mergemix_jax.config.validation import validate
 
 class ConfigError(ValueError):
     """A configuration that cannot run; the message names the key, the file and the fix."""
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """SafeLoader that also reads `3e-4` as a float (YAML 1.1 insists on `3.0e-4`)."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def _yaml_load(text: str):
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
@@ -34,7 +57,7 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
             node = node.setdefault(key, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r} conflicts with an earlier override")
-        node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        node[keys[-1]] = _yaml_load(raw) if raw.strip() else ""
     return nested
 
 
@@ -86,7 +109,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = _yaml_load(path.read_text()) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML: {err}") from None
         raw = _resolve_relative_paths(raw, path.parent.resolve())
