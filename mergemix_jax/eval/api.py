@@ -142,9 +142,18 @@ def evaluate_mixtures(
         stack, suite = _replicated(stack, mesh), _replicated(suite, mesh)
         scorer = chunk_scorer_for(model_cfg, eval_cfg, mesh)
         chunks = iter_scores(model_cfg, stack, weights, suite, rows=todo, mixtures_per_device=eval_cfg.mixtures_per_device, mesh=mesh, scorer=scorer)
+        non_finite: list[int] = []
         for rows, metrics in chunks:
             append_results(out, rows, [hashes[r] for r in rows], weights[rows], metrics, names)
+            finite = np.all([np.isfinite(np.asarray(metrics[n], np.float64)) for n in names], axis=0)
+            non_finite += [int(r) for r in np.asarray(rows)[~finite]]
             bar.update(len(rows))
+        summary["non_finite_rows"] = non_finite
+        if non_finite:
+            log.warning(
+                "%s: %d mixtures scored NaN/inf (rows %s...); they are written as nan/inf and search ranks them last",
+                out, len(non_finite), non_finite[:10],
+            )  # fmt: skip
     else:
         if eval_cfg.objective not in names:
             raise ValueError(f"eval.objective {eval_cfg.objective!r} is not a smooth metric of this suite; choose one of {names}")

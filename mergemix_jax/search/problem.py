@@ -17,6 +17,7 @@ import numpy as np
 
 from mergemix_jax.search.simplex import check_caps
 from mergemix_jax.search.types import Objective, Scorer, Utility
+from mergemix_jax.search.utility import flag_non_finite
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,12 @@ def black_box(problem: SearchProblem) -> tuple[Scorer, Utility]:
     """The problem's (score, utility); from the objective when no scorer is given.
 
     The derived scorer evaluates the objective with one shared weight vector for all groups and
-    returns {"objective": [B]} with utility = -objective.
+    returns {"objective": [B]} with utility = -objective. Either way a NaN/inf utility becomes -inf
+    (flagged in the log), so no method ranks a diverged mixture above a finite one.
     """
     if problem.score is not None:
-        return problem.score, problem.utility
+        utility = problem.utility
+        return problem.score, lambda metrics: flag_non_finite(utility(metrics))
     objective = problem.objective
     groups = problem.n_groups
 
@@ -85,7 +88,7 @@ def black_box(problem: SearchProblem) -> tuple[Scorer, Utility]:
     def score(weights_BxK: np.ndarray) -> dict[str, np.ndarray]:
         return {"objective": np.asarray(batched(jnp.asarray(weights_BxK, jnp.float32)), np.float64)}
 
-    return score, lambda metrics: -np.asarray(metrics["objective"], np.float64)
+    return score, lambda metrics: flag_non_finite(-np.asarray(metrics["objective"], np.float64))
 
 
 def caps_from_tokens(tokens: Sequence[float], token_budget: float, max_epochs: float) -> np.ndarray:

@@ -67,7 +67,14 @@ def local_mixtures(centres: np.ndarray, n: int, concentration: float, rng: np.ra
 
 
 def fit_utility(utility, x: np.ndarray, metrics: dict[str, np.ndarray], options: SurrogateOptions):
-    """Fit one regressor per metric on (x [N, K], metrics) -> (predicted utility: [M, K] -> [M], kinds used)."""
+    """Fit one regressor per metric on (x [N, K], metrics) -> (predicted utility: [M, K] -> [M], kinds used).
+
+    Mixtures with a non-finite metric (flagged by the utility) are left out of the fit.
+    """
+    finite = np.all([np.isfinite(np.asarray(y, np.float64)) for y in metrics.values()], axis=0)
+    if not finite.any():
+        raise ValueError("every scored mixture has a NaN/inf metric; check the experts before searching")
+    x, metrics = x[finite], {name: np.asarray(y)[finite] for name, y in metrics.items()}
     predictors, kinds = {}, {}
     for name, y in metrics.items():
         kinds[name], predictors[name] = fit_regressor(options.regressor, x, y, options.seed, options.min_lightgbm_samples)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import numpy as np
@@ -10,12 +11,15 @@ from mergemix_jax.search.types import Utility
 
 DIRECTIONS = ("min", "max")
 
+log = logging.getLogger(__name__)
+
 
 def weighted_utility(metric_weights: Mapping[str, float], directions: Mapping[str, str]) -> Utility:
     """utility = sum_m weight_m * sign_m * metric_m, sign = -1 for "min" metrics (losses), +1 for "max".
 
     Raises at construction when a metric has no direction, and at call time when the scorer did
-    not return a metric the utility needs, naming it.
+    not return a metric the utility needs, naming it. (Search methods receive it through
+    `problem.black_box`, which ranks NaN/inf utilities last: see `flag_non_finite`.)
     """
     if not metric_weights:
         raise ValueError("metric_weights is empty; give at least one metric a weight")
@@ -33,3 +37,16 @@ def weighted_utility(metric_weights: Mapping[str, float], directions: Mapping[st
         return sum(w * signs[m] * np.asarray(metrics[m], np.float64) for m, w in metric_weights.items())
 
     return utility
+
+
+def flag_non_finite(utilities: np.ndarray) -> np.ndarray:
+    """Utilities with every NaN/inf replaced by -inf (worst), warning how many mixtures that hit."""
+    utilities = np.asarray(utilities, np.float64)
+    bad = ~np.isfinite(utilities)
+    if bad.any():
+        log.warning(
+            "%d of %d mixtures scored NaN/inf (rows %s): they rank last; a diverged or broken expert is the usual cause",
+            int(bad.sum()), bad.size, np.flatnonzero(bad.reshape(-1))[:10].tolist(),
+        )  # fmt: skip
+        utilities = np.where(bad, -np.inf, utilities)
+    return utilities
