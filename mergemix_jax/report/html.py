@@ -78,15 +78,13 @@ def _heatmap_section(run_dir: Path, out: Path, domains: list[str], utility: dict
         return "<p>No simplex heatmap (needs K >= 3 and the probe stage).</p>"
     table = read_table(run_dir / "eval" / "probe.csv", tuple(domains))
     util = utility_of(utility, table["metrics"])
-    faces, face_marks = [], {}
+    faces, face_marks = [], []
     k = len(domains)
     for face in layout["faces"]:
         grid = face_grid(k, tuple(face), layout["resolution"])
         faces.append(([domains[i] for i in face], grid[:, face], util[row_lookup(table["weights"], grid)]))
-    for name, w in marks.items():
-        face = layout["faces"][0]
-        face_marks[name] = w[face] if abs(w[face].sum() - 1) < 1e-3 else None
-    note = "" if k == 3 else f"<p class='note'>K = {k}: 2-D slices, the faces spanned by three domains (the others at 0).</p>"
+        face_marks.append({name: w[face] for name, w in marks.items() if abs(w[face].sum() - 1) < 1e-3})
+    note = "" if k == 3 else f"<p class='note'>K = {k}: 2-D slices, the faces spanned by three domains (the others at 0); a method's mixture is marked on the faces it lies on.</p>"
     return note + _img(plots.simplex_heatmaps(faces, face_marks, out / "heatmap.png"), out, "simplex heatmap")
 
 

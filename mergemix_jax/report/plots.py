@@ -39,28 +39,29 @@ def weights_bars(weights: Mapping[str, Sequence[float]], domains: Sequence[str],
     return _save(fig, path)
 
 
-def simplex_heatmaps(faces: Sequence[tuple[Sequence[str], np.ndarray, np.ndarray]], marks: Mapping[str, np.ndarray], path: Path) -> Path:
+def simplex_heatmaps(faces: Sequence[tuple[Sequence[str], np.ndarray, np.ndarray]], marks: Sequence[Mapping[str, np.ndarray]], path: Path) -> Path:
     """One triangle per face: (three domain names, barycentric points [P, 3], utility [P]).
 
-    `marks` (name -> [3] barycentric) are drawn on every face where they lie (others ~0)."""
+    marks[f] (name -> [3] barycentric) are the mixtures drawn on face f (those lying on it)."""
     fig, axes = plt.subplots(1, len(faces), figsize=(4.2 * len(faces), 3.9), squeeze=False)
     lo = min(float(np.min(u)) for _, _, u in faces)
     hi = max(float(np.max(u)) for _, _, u in faces)
-    for ax, (names, bary, util) in zip(axes[0], faces, strict=True):
+    colours = {}
+    for ax, (names, bary, util), face_marks in zip(axes[0], faces, marks, strict=True):
         xy = bary @ _CORNERS
         image = ax.tripcolor(mtri.Triangulation(xy[:, 0], xy[:, 1]), util, shading="gouraud", cmap="viridis", vmin=lo, vmax=hi)
-        for label, mark in marks.items():
-            if mark is not None and abs(float(np.sum(mark)) - 1) < 1e-3:
-                p = np.asarray(mark) @ _CORNERS
-                ax.plot(p[0], p[1], "o", ms=6, mec="white", label=label)
+        for label, mark in face_marks.items():
+            p = np.asarray(mark) @ _CORNERS
+            colours.setdefault(label, f"C{len(colours)}")
+            ax.plot(p[0], p[1], "o", ms=7, mec="white", color=colours[label], label=label)
         for corner, name in zip(_CORNERS, names, strict=True):
             ax.annotate(name, corner, ha="center", va="top" if corner[1] == 0 else "bottom", fontsize=9)
         ax.set_aspect("equal")
         ax.axis("off")
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="proxy utility (higher is better)")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
+    if colours:
+        handles = [plt.Line2D([], [], marker="o", ls="", color=c, mec="white", ms=7) for c in colours.values()]
+        fig.legend(handles, list(colours), loc="lower center", ncol=len(colours), fontsize=8)
     fig.suptitle("Proxy utility of merged mixtures on simplex faces")
     return _save(fig, path)
 
