@@ -3,14 +3,14 @@
 #
 # Usage: tpu_scripts/launch.sh [shared flags] [--job NAME] [--detach] [--resume [--max-restarts N]] -- COMMAND...
 #   e.g. tpu_scripts/launch.sh --accelerator v5p-64 --job expert-code --resume -- \
-#          mergemix train --config configs/llama_1b_v5p.yaml train.mixture.code=1 train.output_dir=gs://B/experts/code
+#          mergemix train --config configs/llama_1b_v5p.yaml train.mixture.code=1 train.output_dir=/gcs/BUCKET/experts/code
 # COMMAND runs in the project folder inside its venv on every worker; its output streams here
 # and is appended to ~/mergemix-logs/NAME.log on each worker (tpu_scripts/logs.sh follows it).
 # --detach   start it in the background on the workers and return (follow with logs.sh).
 # --resume   survive preemption: when the command fails because the TPU was preempted or is gone,
 #            delete and re-create the TPU (same flags), re-install, and run the command again.
 #            `mergemix train` resumes from the last orbax checkpoint in train.output_dir, so put
-#            output_dir on gs:// (a re-created VM has a fresh disk). A failure on a healthy TPU
+#            output_dir in a gcsfuse-mounted bucket (a re-created VM has a fresh disk). A failure on a healthy TPU
 #            is a real error and stops the loop.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 

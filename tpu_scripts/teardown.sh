@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Delete the TPU VM / pod slice (and its queued resource). Results on its disks are lost:
-# copy them first with fetch.sh, or keep outputs on gs://.
+# copy them first with fetch.sh, or keep outputs in the gcsfuse-mounted bucket.
 #
 # Usage: tpu_scripts/teardown.sh [shared flags]
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
