@@ -21,7 +21,7 @@ from mergemix_jax.model import count_params, init_params
 from mergemix_jax.model.params import param_shapes
 from mergemix_jax.parallel.mesh import build_mesh, maybe_initialize_distributed
 from mergemix_jax.reliability import atomic_write_json, check_free_space
-from mergemix_jax.train.checkpoint import latest_step, load_params, make_manager, restore_newest_good, save_checkpoint
+from mergemix_jax.train.checkpoint import load_params, make_manager, restore_newest_good, save_checkpoint
 from mergemix_jax.train.metrics import MetricsLog
 from mergemix_jax.train.optimizer import learning_rate_schedule, make_optimizer
 from mergemix_jax.train.step import (
@@ -83,10 +83,7 @@ def train(config: Config, *, resume: bool = True, dataset: Any = None, config_so
     maybe_initialize_distributed()
     tc = config.train
     run_dir = Path(tc.output_dir).resolve()
-    finished = _finished_result(run_dir, tc.steps) if resume else None
-    if finished is not None:
-        log.info("%s already finished %d steps; nothing to do", run_dir, tc.steps)
-        return finished
+    finished = _recorded_result(run_dir, tc.steps) if resume else None
     run_dir.mkdir(parents=True, exist_ok=True)
     check_free_space(run_dir, checkpoint_bytes(config) * (tc.keep_checkpoints + 1), f"keeping {tc.keep_checkpoints} checkpoint(s)")
     mesh = build_mesh(config.mesh, source=config_source)
@@ -99,6 +96,10 @@ def train(config: Config, *, resume: bool = True, dataset: Any = None, config_so
 
     with jax.set_mesh(mesh):
         start, state = _initial_state(config, tx, mesh, manager, resume, data_iterator)
+        if finished is not None and start == tc.steps:  # restored (so verified) the final step
+            manager.close()
+            log.info("%s already finished %d steps; nothing to do", run_dir, tc.steps)
+            return finished
         step_fn = make_train_step(config.model, tx, mesh, schedule)
         metrics_log = MetricsLog(run_dir / "metrics.jsonl", resume_step=start if start is not None else -1)
         try:
@@ -112,9 +113,9 @@ def train(config: Config, *, resume: bool = True, dataset: Any = None, config_so
     return TrainResult(run_dir, tc.steps, final_loss, tps, start)
 
 
-def _finished_result(run_dir: Path, steps: int) -> TrainResult | None:
-    """The recorded result of a run that already finished exactly `steps` steps, else None."""
-    if not is_finished(run_dir) or latest_step(run_dir) != steps:
+def _recorded_result(run_dir: Path, steps: int) -> TrainResult | None:
+    """The result `done.json` records for a run that finished exactly `steps` steps, else None."""
+    if not is_finished(run_dir):
         return None
     try:
         done = json.loads((run_dir / DONE_FILE).read_text())
