@@ -5,31 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from mergemix_jax.config import EvalConfig, ModelConfig
-from mergemix_jax.eval import (
-    EvalSuite,
-    make_chunk_scorer,
-    merge_fn_from_config,
-    metric_names,
-    score_mixtures,
-    score_one,
-)
-from mergemix_jax.eval.suite import LOWER_IS_BETTER_PREFIXES
+from mergemix_jax.eval import EvalSuite, merge_fn_from_config
 from mergemix_jax.merge import ExpertStack
+from mergemix_jax.search.merged import merged_problem as search_merged_problem
+from mergemix_jax.search.merged import metric_direction
 from mergemix_jax.search.problem import SearchProblem
 from mergemix_jax.search.types import Utility
 from mergemix_jax.search.utility import weighted_utility
 
 DEFAULT_UTILITY = {"loss/mean": 1.0}
-
-
-def direction(metric: str) -> str:
-    """"min" for losses and cross-entropies, "max" for accuracies and exact match."""
-    return "min" if metric.startswith(LOWER_IS_BETTER_PREFIXES) else "max"
 
 
 def utility_weights(utility_cfg: Mapping[str, float], available: list[str]) -> dict[str, float]:
@@ -43,7 +30,7 @@ def utility_weights(utility_cfg: Mapping[str, float], available: list[str]) -> d
 
 def make_utility(weights: Mapping[str, float]) -> Utility:
     """utility = sum_m w_m * (+-) metric_m, higher is better (losses enter negated)."""
-    return weighted_utility(weights, {m: direction(m) for m in weights})
+    return weighted_utility(weights, {m: metric_direction(m) for m in weights})
 
 
 def utility_of(weights: Mapping[str, float], metrics: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -59,29 +46,18 @@ def merged_problem(
     weights: Mapping[str, float],
     prior: np.ndarray | None = None,
 ) -> SearchProblem:
-    """A SearchProblem over the merge weights of `stack`.
+    """The search problem over the merge weights of `stack`, with the merge and chunking of `eval_cfg`.
 
-    objective(w): sum of the smooth (lower-is-better) utility metrics of the merged model, weighted,
+    objective(w): the weighted smooth (lower-is-better) utility metrics of the merged model,
     differentiable for gradient search; score(W [B, K]): every metric of each merged model, batched.
+    (The search package's `merged_problem`, configured from the pipeline's eval section.)
     """
-    merge_fn = merge_fn_from_config(eval_cfg)
-    smooth = {m: w for m, w in weights.items() if direction(m) == "min"}
-
-    def objective(w_K: jax.Array) -> jax.Array:
-        scores = score_one(model_cfg, stack, w_K, suite, merge_fn)
-        return sum(jnp.float32(w) * scores[m] for m, w in smooth.items()) if smooth else jnp.float32(0.0)
-
-    scorer = make_chunk_scorer(model_cfg, merge_fn)
-
-    def score(weights_BxK: np.ndarray) -> dict[str, np.ndarray]:
-        out = score_mixtures(model_cfg, stack, np.asarray(weights_BxK, np.float32), suite, mixtures_per_device=eval_cfg.mixtures_per_device, merge_fn=merge_fn, scorer=scorer)
-        return {k: np.asarray(v, np.float64) for k, v in out.items()}
-
-    return SearchProblem(
-        domains=stack.names,
-        objective=objective if smooth else None,
-        score=score,
-        utility=make_utility(weights),
+    return search_merged_problem(
+        model_cfg,
+        stack,
+        suite,
+        weights,
+        merge_fn=merge_fn_from_config(eval_cfg),
         prior=prior,
-        description={"proxy": "merged experts", "merge": eval_cfg.merge, "utility": dict(weights), "metrics": metric_names(suite)},
+        mixtures_per_device=eval_cfg.mixtures_per_device,
     )
