@@ -1,5 +1,7 @@
 """Batched scoring = a loop of single merges; sharded over 8 devices = unsharded; resumable results files."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,7 +19,7 @@ from mergemix_jax.eval import (
     score_one,
     tokenize_task,
 )
-from mergemix_jax.eval.batched import merge_fn_for
+from mergemix_jax.eval.batched import merge_fn_for, shard_expert_stack
 from mergemix_jax.merge import build_expert_stack, sample_dirichlet
 from mergemix_jax.model import init_params
 from mergemix_jax.parallel.mesh import build_mesh
@@ -58,6 +60,22 @@ def test_sharded_over_8_devices_equals_unsharded(setup):
     mesh = build_mesh(MeshConfig(data=2, fsdp=4, tensor=1))
     weights = sample_dirichlet(11, K, seed=2)
     sharded = score_mixtures(CFG, stack, weights, suite, mixtures_per_device=1, mesh=mesh)
+    plain = score_mixtures(CFG, stack, weights, suite, mixtures_per_device=4, scorer=scorer)
+    for name in plain:
+        np.testing.assert_allclose(sharded[name], plain[name], rtol=2e-5, atol=1e-6, err_msg=name)
+
+
+def test_fsdp_sharded_experts_equal_unsharded(setup, tmp_path):
+    stack, suite, scorer = setup
+    mesh = build_mesh(MeshConfig(data=1, fsdp=4, tensor=2))
+    placed = shard_expert_stack(CFG, stack, mesh)
+    up = placed.experts["blocks"][0]["mlp"]["w_up_DxF"]
+    assert up.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp", "tensor")
+    assert up.addressable_shards[0].data.shape == (K, CFG.d_model // 4, CFG.d_ff // 2)  # 1/8 per device
+    weights = sample_dirichlet(5, K, seed=5)
+    eval_cfg = dataclasses.replace(EVAL, shard_experts=True, mixtures_per_device=2)
+    evaluate_mixtures(CFG, stack, weights, suite, tmp_path / "fsdp.csv", eval_cfg, mesh=mesh, progress=False)
+    sharded = read_results(tmp_path / "fsdp.csv")
     plain = score_mixtures(CFG, stack, weights, suite, mixtures_per_device=4, scorer=scorer)
     for name in plain:
         np.testing.assert_allclose(sharded[name], plain[name], rtol=2e-5, atol=1e-6, err_msg=name)

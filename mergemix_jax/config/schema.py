@@ -111,6 +111,7 @@ class EvalConfig:
     seq_len: int = 128  # length of each held-out sequence
     micro_batch: int = 16  # rows per forward pass (0 = all rows of a domain/task at once)
     mixtures_per_device: int = 4  # mixtures each device scores per compiled chunk
+    shard_experts: bool = False  # experts too big for one device: FSDP/tensor-shard them, mixtures in turn
     merge: str = "linear"  # linear | ties | dare
     merge_scale: float = 1.0  # task-arithmetic coefficient: base + scale * sum_k w_k (expert_k - base)
     ties_density: float = 0.2  # TIES: share of each task vector kept (largest magnitudes)

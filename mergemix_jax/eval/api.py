@@ -15,7 +15,14 @@ from jax.sharding import NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from mergemix_jax.config import Config, EvalConfig, ModelConfig
-from mergemix_jax.eval.batched import MergeFn, iter_scores, make_chunk_scorer, merge_fn_for, score_one
+from mergemix_jax.eval.batched import (
+    MergeFn,
+    iter_scores,
+    make_chunk_scorer,
+    merge_fn_for,
+    score_one,
+    shard_expert_stack,
+)
 from mergemix_jax.eval.quadratic import quadratic_scores
 from mergemix_jax.eval.results import ResultsFileError, append_results, open_results, result_columns
 from mergemix_jax.eval.suite import EvalSuite, make_suite, metric_names, smooth_metric_names
@@ -39,9 +46,9 @@ def merge_fn_from_config(eval_cfg: EvalConfig) -> MergeFn:
 
 
 @functools.lru_cache(maxsize=16)
-def _cached_scorer(model_cfg: ModelConfig, merge_key: tuple, mesh: jax.sharding.Mesh | None):
+def _cached_scorer(model_cfg: ModelConfig, merge_key: tuple, mesh: jax.sharding.Mesh | None, shard_experts: bool = False):
     method, scale, options = merge_key
-    return make_chunk_scorer(model_cfg, merge_fn_for(method, scale, **dict(options)), mesh)
+    return make_chunk_scorer(model_cfg, merge_fn_for(method, scale, **dict(options)), mesh, shard_experts)
 
 
 @functools.lru_cache(maxsize=16)
@@ -65,7 +72,7 @@ def proxy_metrics_fn(model_cfg: ModelConfig, eval_cfg: EvalConfig, names: tuple[
 def chunk_scorer_for(model_cfg: ModelConfig, eval_cfg: EvalConfig, mesh: jax.sharding.Mesh | None = None):
     """The jitted chunk scorer for this model, merge and mesh, built once per process and reused, so
     repeated `evaluate_mixtures` calls (a search, a resumed job) trace and compile it only once."""
-    return _cached_scorer(model_cfg, _merge_key(eval_cfg), mesh)
+    return _cached_scorer(model_cfg, _merge_key(eval_cfg), mesh, eval_cfg.shard_experts and mesh is not None)
 
 
 def load_expert_stack(base_dir: str | os.PathLike, expert_dirs: Sequence[str | os.PathLike], model_cfg: ModelConfig | None = None) -> tuple[ExpertStack, ModelConfig]:
@@ -139,9 +146,14 @@ def evaluate_mixtures(
         return summary
     bar = tqdm(total=len(weights), initial=len(done), desc=f"mixtures ({proxy})", unit="mix", disable=not progress)
     if proxy == "exact":
-        stack, suite = _replicated(stack, mesh), _replicated(suite, mesh)
+        shard = eval_cfg.shard_experts and mesh is not None
+        stack = shard_expert_stack(model_cfg, stack, mesh) if shard else _replicated(stack, mesh)
+        suite = _replicated(suite, mesh)
         scorer = chunk_scorer_for(model_cfg, eval_cfg, mesh)
-        chunks = iter_scores(model_cfg, stack, weights, suite, rows=todo, mixtures_per_device=eval_cfg.mixtures_per_device, mesh=mesh, scorer=scorer)
+        chunks = iter_scores(
+            model_cfg, stack, weights, suite, rows=todo, mixtures_per_device=eval_cfg.mixtures_per_device, mesh=mesh,
+            scorer=scorer, shard_experts=shard,
+        )  # fmt: skip
         non_finite: list[int] = []
         for rows, metrics in chunks:
             append_results(out, rows, [hashes[r] for r in rows], weights[rows], metrics, names)

@@ -3,12 +3,16 @@
 Within a chunk, `lax.map` merges and scores one mixture at a time per device, so memory holds one
 merged model per device whatever B is. On a mesh the chunk's mixtures are split across devices with
 `shard_map` over the logical "mixture" axis (each device scores different mixtures, with the
-experts and eval arrays replicated). The last chunk is padded with copies of a real row, so every
-call has the same shape and nothing recompiles.
+experts and eval arrays replicated). When the experts do not fit on one device, `shard_experts`
+places them FSDP/tensor-sharded by the model's parameter specs instead (`shard_expert_stack`) and
+every mixture of the chunk uses all devices in turn (XLA gathers each weight as it is used). The
+last chunk is padded with copies of a real row, so every call has the same shape and nothing
+recompiles.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Iterator, Sequence
 
@@ -21,6 +25,7 @@ from mergemix_jax.config import ModelConfig
 from mergemix_jax.eval.suite import EvalSuite, evaluate
 from mergemix_jax.merge.operators import merge
 from mergemix_jax.merge.stack import ExpertStack
+from mergemix_jax.model import param_partition_specs
 from mergemix_jax.parallel.partitioning import logical_to_spec
 
 MergeFn = Callable[[ExpertStack, jax.Array], dict]
@@ -36,23 +41,36 @@ def score_one(cfg: ModelConfig, stack: ExpertStack, weights_K: jax.Array, suite:
     return evaluate(cfg, merge_fn(stack, weights_K), suite)
 
 
-def mixture_devices(mesh: jax.sharding.Mesh | None) -> int:
-    """How many devices split the mixtures of a chunk (1 without a mesh)."""
-    if mesh is None:
+def shard_expert_stack(cfg: ModelConfig, stack: ExpertStack, mesh: jax.sharding.Mesh) -> ExpertStack:
+    """The stack with base and experts sharded like the model's parameters on `mesh` (the expert axis
+    K stays whole), so its memory per device falls with the number of fsdp x tensor devices."""
+    specs = param_partition_specs(cfg)
+    is_spec = lambda x: isinstance(x, PartitionSpec)  # noqa: E731
+    base_shardings = jax.tree.map(lambda spec: NamedSharding(mesh, spec), specs, is_leaf=is_spec)
+    expert_shardings = jax.tree.map(lambda spec: NamedSharding(mesh, PartitionSpec(None, *spec)), specs, is_leaf=is_spec)
+    return ExpertStack(jax.device_put(stack.base, base_shardings), jax.device_put(stack.experts, expert_shardings), stack.names)
+
+
+def mixture_devices(mesh: jax.sharding.Mesh | None, shard_experts: bool = False) -> int:
+    """How many devices split the mixtures of a chunk (1 without a mesh or with sharded experts)."""
+    if mesh is None or shard_experts:
         return 1
     spec = logical_to_spec(("mixture",))[0]
     axes = spec if isinstance(spec, tuple) else (spec,)
     return int(np.prod([mesh.shape[a] for a in axes if a is not None]))
 
 
-def make_chunk_scorer(cfg: ModelConfig, merge_fn: MergeFn = merge, mesh: jax.sharding.Mesh | None = None) -> Callable:
+def make_chunk_scorer(
+    cfg: ModelConfig, merge_fn: MergeFn = merge, mesh: jax.sharding.Mesh | None = None, shard_experts: bool = False
+) -> Callable:
     """A jitted (stack, weights [C, K], suite) -> {metric: [C]} scoring C mixtures sequentially per
-    device; C must be a multiple of `mixture_devices(mesh)`."""
+    device; C must be a multiple of `mixture_devices(mesh)`. With `shard_experts` the shardings come
+    from the arguments (a `shard_expert_stack` stack); call it inside `jax.set_mesh(mesh)`."""
 
     def local(stack, weights_CxK, suite):
         return jax.lax.map(lambda w: score_one(cfg, stack, w, suite, merge_fn), weights_CxK)
 
-    if mesh is None:
+    if mesh is None or shard_experts:
         return jax.jit(local)
     mixture_spec = logical_to_spec(("mixture",))
     sharded = jax.shard_map(
@@ -75,25 +93,29 @@ def iter_scores(
     merge_fn: MergeFn = merge,
     mesh: jax.sharding.Mesh | None = None,
     scorer: Callable | None = None,
+    shard_experts: bool = False,
 ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """Yield (row indices [c], {metric: [c]}) chunk by chunk for the given rows (default: all).
 
     Chunk c+1 is dispatched before chunk c's results are fetched, so the host never idles the devices.
+    With `shard_experts`, `stack` must come from `shard_expert_stack` on `mesh`.
     """
     weights_BxK = np.asarray(weights_BxK, np.float32)
     rows = np.arange(len(weights_BxK)) if rows is None else np.asarray(rows, dtype=np.int64)
     if len(rows) == 0:
         return
-    chunk = mixtures_per_device * mixture_devices(mesh)
-    scorer = scorer or make_chunk_scorer(cfg, merge_fn, mesh)
-    weight_sharding = NamedSharding(mesh, PartitionSpec(*logical_to_spec(("mixture",)), None)) if mesh is not None else None
+    chunk = mixtures_per_device * mixture_devices(mesh, shard_experts)
+    scorer = scorer or make_chunk_scorer(cfg, merge_fn, mesh, shard_experts)
+    weight_spec = PartitionSpec() if shard_experts else PartitionSpec(*logical_to_spec(("mixture",)), None)
+    weight_sharding = NamedSharding(mesh, weight_spec) if mesh is not None else None
     pending = None
     for start in range(0, len(rows), chunk):
         chunk_rows = rows[start : start + chunk]
         padded = np.concatenate([chunk_rows, np.full(chunk - len(chunk_rows), chunk_rows[0])])
         w = weights_BxK[padded]
         w = jax.device_put(w, weight_sharding) if weight_sharding is not None else jnp.asarray(w)
-        result = scorer(stack, w, suite)
+        with jax.set_mesh(mesh) if shard_experts else contextlib.nullcontext():
+            result = scorer(stack, w, suite)
         if pending is not None:
             yield _fetch(*pending)
         pending = (chunk_rows, result)
