@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from mergemix_jax.data import batch_from_sequences
 from mergemix_jax.diagnostics import curvature_ratios, domain_loss_fn, hvp, task_vector_cosines
 from mergemix_jax.eval import make_suite
 from mergemix_jax.merge import build_expert_stack
@@ -13,14 +14,7 @@ from tests.helpers import tiny_config
 
 
 def _batch(seed: int, rows: int = 4, length: int = 16, vocab: int = 64) -> dict:
-    tokens = np.random.default_rng(seed).integers(3, vocab, size=(rows, length + 1)).astype(np.int32)
-    return {
-        "inputs": tokens[:, :-1],
-        "targets": tokens[:, 1:],
-        "positions": np.tile(np.arange(length, dtype=np.int32), (rows, 1)),
-        "segment_ids": np.ones((rows, length), np.int32),
-        "loss_mask": np.ones((rows, length), np.float32),
-    }
+    return batch_from_sequences(np.random.default_rng(seed).integers(3, vocab, size=(rows, length + 1)))
 
 
 def _setup(k: int = 3):

@@ -9,6 +9,7 @@ import pytest
 
 import mergemix_jax.eval.api as api
 from mergemix_jax.config import EvalConfig, MeshConfig, ModelConfig
+from mergemix_jax.data import batch_from_sequences
 from mergemix_jax.eval import (
     ResultsFileError,
     chunk_scorer_for,
@@ -38,7 +39,7 @@ def setup():
     experts = [jax.tree.map(lambda b: b + jnp.asarray(0.05 * rng.standard_normal(b.shape), b.dtype), base) for _ in range(K)]
     stack = build_expert_stack(base, experts, ["code", "web", "math"])
     tokens = rng.integers(1, 64, (4, 13)).astype(np.int32)
-    heldout = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:], "positions": np.tile(np.arange(12), (4, 1)), "segment_ids": np.ones((4, 12), np.int32), "loss_mask": np.ones((4, 12), np.float32)}
+    heldout = batch_from_sequences(tokens)
     suite = make_suite({"web": heldout}, {"mc": tokenize_task(MC, TOK, "mc"), "qa": tokenize_task(QA, TOK, "qa")})
     return stack, suite, chunk_scorer_for(CFG, EVAL)  # the scorer evaluate_mixtures reuses: compiled once
 

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mergemix_jax.config import ModelConfig
+from mergemix_jax.data import batch_from_sequences
 from mergemix_jax.eval import fit_quadratic, make_suite, quadratic_scores, score_one
 from mergemix_jax.merge import build_expert_stack, sample_dirichlet
 from mergemix_jax.model import init_params
@@ -43,7 +44,7 @@ def test_gradient_and_hessian_of_a_merged_model_match_finite_differences():
     experts = [jax.tree.map(lambda b: b + jnp.asarray(0.1 * rng.standard_normal(b.shape), b.dtype), base) for _ in range(K)]
     stack = build_expert_stack(base, experts)
     tokens = rng.integers(1, 64, (2, 9)).astype(np.int32)
-    batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:], "positions": np.tile(np.arange(8), (2, 1)), "segment_ids": np.ones((2, 8), np.int32), "loss_mask": np.ones((2, 8), np.float32)}
+    batch = batch_from_sequences(tokens)
     suite = make_suite({"d": batch})
     loss = lambda w: score_one(cfg, stack, w, suite)["loss/d"]  # noqa: E731
     centre = jnp.asarray(sample_dirichlet(1, K, seed=0)[0])

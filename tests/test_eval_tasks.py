@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mergemix_jax.config import ModelConfig
+from mergemix_jax.data import batch_from_sequences
 from mergemix_jax.eval import evaluate, make_suite, metric_names, tokenize_task
 from mergemix_jax.eval.metrics import choice_metrics
 from mergemix_jax.model import forward, init_params
@@ -73,7 +74,7 @@ def test_suite_scores_equal_a_direct_computation():
     mc, qa = tokenize_task(MC, TOK, "mc"), tokenize_task(QA, TOK, "qa")
     rng = np.random.default_rng(0)
     tokens = rng.integers(1, 64, (3, 11)).astype(np.int32)
-    heldout = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:], "positions": np.tile(np.arange(10), (3, 1)), "segment_ids": np.ones((3, 10), np.int32), "loss_mask": (rng.random((3, 10)) > 0.3).astype(np.float32)}
+    heldout = batch_from_sequences(tokens, loss_mask_BxL=rng.random((3, 10)) > 0.3)
     suite = make_suite({"web": heldout}, {"mc": mc, "qa": qa}, micro_batch=2)
     scores = jax.jit(lambda p, s: evaluate(CFG, p, s))(params, suite)
     assert list(scores) == sorted(metric_names(suite))
