@@ -123,7 +123,12 @@ def save_config(config: Config, path: str | os.PathLike) -> None:
     """Write a config as YAML that `load_config` reads back to an equal `Config` (atomically)."""
     from mergemix_jax.reliability.atomic import atomic_write_text
 
-    atomic_write_text(path, yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
+    atomic_write_text(path, config_to_yaml(config))
+
+
+def config_to_yaml(config: Config) -> str:
+    """The YAML text `save_config` writes."""
+    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
 
 
 def is_absolute_location(path: str) -> bool:

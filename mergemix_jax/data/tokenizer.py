@@ -9,7 +9,6 @@ evaluation contexts start with the same bos; padding (`pad_id`) never carries lo
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from mergemix_jax.config.schema import DataConfig, ModelConfig
 from mergemix_jax.data.errors import DataError
+from mergemix_jax.reliability.atomic import atomic_write_text
 
 EOS_NAMES = ("<eos>", "</s>", "<|endoftext|>", "<|end_of_text|>", "<|im_end|>")
 PAD_NAMES = ("<pad>", "<|pad|>", "[PAD]")
@@ -180,16 +180,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int, out_path: str) -> HFTokeniz
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
-    folder = os.path.dirname(os.path.abspath(out_path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".json.tmp", dir=folder)
-    os.close(fd)
-    try:
-        tok.save(tmp)
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write_text(out_path, tok.to_str(pretty=True))
     return HFTokenizer(out_path)
 
 

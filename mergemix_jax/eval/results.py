@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mergemix_jax.reliability.atomic import atomic_write_text
+
 log = logging.getLogger(__name__)
 
 
@@ -28,15 +30,6 @@ class ResultsFileError(ValueError):
 def result_columns(expert_names: Sequence[str], metric_names: Sequence[str]) -> list[str]:
     """The header of a results file."""
     return ["row", "weights_hash", *[f"w/{n}" for n in expert_names], *metric_names]
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _csv_line(values: Sequence) -> str:
@@ -50,17 +43,17 @@ def open_results(path: str | os.PathLike, columns: Sequence[str]) -> dict[int, s
     path = Path(path)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(path, _csv_line(columns))
+        atomic_write_text(path, _csv_line(columns))
         return {}
     raw = path.read_text()
     if raw and not raw.endswith("\n"):
         complete = raw[: raw.rfind("\n") + 1]
         log.warning("%s: dropping a partial last line left by an interrupted write (%d bytes)", path, len(raw) - len(complete))
-        _write_atomic(path, complete)
+        atomic_write_text(path, complete)
         raw = complete
     lines = list(csv.reader(io.StringIO(raw)))
     if not lines:
-        _write_atomic(path, _csv_line(columns))
+        atomic_write_text(path, _csv_line(columns))
         return {}
     if lines[0] != list(columns):
         raise ResultsFileError(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from mergemix_jax.export.mixture_file import atomic_write_text
+from mergemix_jax.reliability.atomic import atomic_write_text
 
 
 def grain_mixture(weights: Mapping[str, float], min_weight: float = 1e-6) -> dict[str, float]:

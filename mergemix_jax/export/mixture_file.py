@@ -10,13 +10,13 @@ import json
 import math
 import os
 import platform
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mergemix_jax.reliability.atomic import atomic_write_text
 from mergemix_jax.search.types import SearchResult
 
 FORMAT = "mergemix.mixture/v1"
@@ -88,18 +88,6 @@ def write_mixture(mixture: MixtureFile, path: str | os.PathLike) -> Path:
     text = json.dumps(_jsonable(mixture.to_dict()), indent=2, allow_nan=False)
     atomic_write_text(path, text + "\n")
     return path
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text to path so readers see the old file or the whole new one, never a partial one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_mixture(path: str | os.PathLike) -> MixtureFile:

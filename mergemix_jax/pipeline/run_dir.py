@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mergemix_jax.config import Config
+from mergemix_jax.reliability.atomic import atomic_write_text
 
 STAGE_LOG = "stages.jsonl"
 _UNHASHED = {("pipeline", "output_root"), ("pipeline", "name"), ("train", "output_dir"), ("train", "progress"), ("train", "log_every")}
@@ -78,12 +79,8 @@ def cpu_seconds() -> float:
 
 
 def write_json_atomic(path: Path, payload: Any) -> Path:
-    """Write JSON so readers see the old file or the whole new one (temp name, then os.replace)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=_default))
-    os.replace(tmp, path)
-    return path
+    """Write JSON (numpy values as lists; NaN allowed, e.g. an undefined rank correlation) atomically."""
+    return atomic_write_text(path, json.dumps(payload, indent=2, default=_default) + "\n")
 
 
 def _default(value: Any) -> Any:

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mergemix_jax.config import Config, save_config
+from mergemix_jax.config import Config
+from mergemix_jax.config.loading import config_to_yaml
 from mergemix_jax.pipeline import mixtures, training
 from mergemix_jax.pipeline.problem import merged_problem, utility_of, utility_weights
 from mergemix_jax.pipeline.run_dir import log_stage, run_dir_for, run_stage, write_json_atomic
+from mergemix_jax.reliability.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 STAGES = ("base", "experts", "probe", "diagnostics", "search", "select", "report")
@@ -39,13 +41,9 @@ def prepare_run_dir(config: Config, config_path: str | os.PathLike | None, comma
     """Create the run folder, write config.yaml (the full config) and remember the command."""
     run_dir = run_dir_for(config, config_path)
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / ".config.yaml.tmp"
-    save_config(config, tmp)
-    target = run_dir / "config.yaml"
-    if target.is_file() and target.read_text() == tmp.read_text():
-        tmp.unlink()  # unchanged: keep the file (and its time) from the first run
-    else:
-        os.replace(tmp, target)
+    text, target = config_to_yaml(config), run_dir / "config.yaml"
+    if not (target.is_file() and target.read_text() == text):  # unchanged: keep the first run's file and time
+        atomic_write_text(target, text)
     if command:
         commands = run_dir / "commands.txt"
         seen = commands.read_text().splitlines() if commands.is_file() else []

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from mergemix_jax.reliability.atomic import atomic_write_text
 from mergemix_jax.report import plots
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -144,8 +145,4 @@ def render_report(run_dir: str | os.PathLike) -> Path:
     ]
     body = "\n".join(f"<h2>{html.escape(t)}</h2>\n{content}" for t, content in sections)
     page = f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>mergemix report: {html.escape(run_dir.name)}</title><style>{STYLE}</style></head>\n<body><h1>mergemix report: {html.escape(run_dir.name)}</h1>\n{body}\n</body></html>\n"
-    path = out / "index.html"
-    tmp = out / ".index.html.tmp"
-    tmp.write_text(page)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(out / "index.html", page)

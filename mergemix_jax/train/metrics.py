@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+from mergemix_jax.reliability.atomic import atomic_write_text
+
 
 class MetricsLog:
     """One JSON object per line; on resume, entries past the restored step are discarded."""
@@ -14,9 +16,7 @@ class MetricsLog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         kept = [r for r in read_metrics(self.path) if resume_step is not None and r.get("step", 0) <= resume_step]
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         self._file = self.path.open("a")
 
     def write(self, record: dict) -> None:
