@@ -52,6 +52,8 @@ def tiny_pipeline_raw(folder: Path, **pipeline) -> dict:
             "surrogate_seeds": 6,
             "probe_mixtures": 1,
             "heatmap_resolution": 3,
+            "verify_candidates": 1,
+            "verify_pool": 4,
             **pipeline,
         },
         "validate": {"n_dirichlet": 1, "noise_ceiling": True, "baselines": True},

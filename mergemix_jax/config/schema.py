@@ -143,6 +143,12 @@ class PipelineConfig:
     probe_mixtures: int = 8  # Dirichlet draws scored besides vertices and centre (report, diagnostics)
     heatmap_resolution: int = 8  # simplex grid steps per side for the utility heatmap
     diagnostics: bool = True  # task-vector cosines and curvature ratios (Hessian-vector products)
+    verify_candidates: int = 3  # top proxy candidates trained for real besides uniform and natural (0 = no verification)
+    verify_seeds: int = 2  # data seeds per verification run (2+ measures the seed noise)
+    verify_rounds: int = 2  # 1 + rounds that train the best candidate by calibrated utility
+    verify_min_distance: float = 0.1  # total-variation distance between verified mixtures
+    verify_confidence: float = 0.9  # a candidate replaces the best baseline only if better at this one-sided level
+    verify_pool: int = 64  # Dirichlet mixtures scored by the proxy as extra candidates to re-rank
 
 
 @dataclass

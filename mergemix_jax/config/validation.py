@@ -14,7 +14,7 @@ SPLIT_MODES = ("file", "blank_line")
 
 def validate(config: Config) -> list[str]:
     """Return every problem found in `config` (empty when it is valid)."""
-    return [*_model_problems(config), *_mesh_problems(config), *_optim_problems(config), *_data_problems(config), *_train_problems(config), *_eval_problems(config), *_pipeline_problems(config)]
+    return [*_model_problems(config), *_mesh_problems(config), *_optim_problems(config), *_data_problems(config), *_train_problems(config), *_eval_problems(config), *_pipeline_problems(config), *_verify_problems(config)]
 
 
 def _positive(values: dict[str, float]) -> list[str]:
@@ -128,6 +128,17 @@ def _eval_problems(config: Config) -> list[str]:
         problems.append(f"key 'eval.ties_density' must be in (0, 1], got {e.ties_density}")
     if not 0 <= e.dare_drop_rate < 1:
         problems.append(f"key 'eval.dare_drop_rate' must be in [0, 1), got {e.dare_drop_rate}")
+    return problems
+
+
+def _verify_problems(config: Config) -> list[str]:
+    p = config.pipeline
+    problems = [f"key 'pipeline.{k}' must be >= 0, got {getattr(p, k)}" for k in ("verify_candidates", "verify_pool") if getattr(p, k) < 0]
+    problems += _positive({"pipeline.verify_seeds": p.verify_seeds, "pipeline.verify_rounds": p.verify_rounds})
+    if not 0 <= p.verify_min_distance < 1:
+        problems.append(f"key 'pipeline.verify_min_distance' is a total-variation distance in [0, 1), got {p.verify_min_distance}")
+    if not 0.5 <= p.verify_confidence < 1:
+        problems.append(f"key 'pipeline.verify_confidence' must be in [0.5, 1) (0.9: a candidate must beat uniform/natural at 90%), got {p.verify_confidence}")
     return problems
 
 

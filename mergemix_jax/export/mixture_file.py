@@ -35,6 +35,7 @@ class MixtureFile:
     ratios: dict[str, Any] | None = None  # data ratios report (see search.ratios)
     search: dict[str, Any] = field(default_factory=dict)  # wall time, evaluations, trace, extras
     provenance: dict[str, Any] = field(default_factory=dict)
+    verification: dict[str, Any] | None = None  # real short runs of the top candidates (pipeline verify stage)
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, **{k: getattr(self, k) for k in self.__dataclass_fields__}}

@@ -25,7 +25,7 @@ from mergemix_jax.pipeline.run_dir import log_stage, run_dir_for, run_stage, wri
 from mergemix_jax.reliability.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
-STAGES = ("base", "experts", "probe", "diagnostics", "search", "select", "report")
+STAGES = ("base", "experts", "probe", "diagnostics", "search", "select", "verify", "report")
 
 
 @dataclass
@@ -204,10 +204,10 @@ def stage_search(engine: Engine) -> None:
 
 
 def stage_select(engine: Engine) -> Path:
-    """Score every method's mixture exactly, pick the best utility, write mixture.json (+ grain YAML)."""
-    from mergemix_jax.export import read_mixture, write_grain_mixture, write_mixture
+    """Score every method's mixture exactly and keep the best by proxy utility in search/selected.json."""
+    from mergemix_jax.export import read_mixture, write_mixture
 
-    out = engine.run_dir / "mixture.json"
+    out = engine.run_dir / "search" / "selected.json"
 
     def work():
         methods = engine.config.pipeline.methods
@@ -219,10 +219,45 @@ def stage_select(engine: Engine) -> Path:
         chosen = files[methods[best]]
         chosen.metrics = {k: float(v[best]) for k, v in table["metrics"].items()} | {"utility": float(utilities[best])}
         chosen.search = {**chosen.search, "compared": {m: float(u) for m, u in zip(methods, utilities, strict=True)}}
-        write_grain_mixture(chosen.weights, engine.run_dir / "mixture.grain.yaml")
         write_mixture(chosen, out)
 
     run_stage(engine.run_dir, "select", out.is_file, work)
+    return out
+
+
+def stage_verify(engine: Engine) -> Path | None:
+    """Train the top proxy candidates, uniform and natural for real; verify/verification.json (None when off)."""
+    from mergemix_jax.verify.stage import VERIFICATION_FILE, write_verification
+
+    if engine.config.pipeline.verify_candidates == 0:
+        return None
+    out = engine.run_dir / VERIFICATION_FILE
+    run_stage(engine.run_dir, "verify", out.is_file, lambda: write_verification(engine))
+    return out
+
+
+def write_recommendation(engine: Engine, verification: Path | None) -> Path:
+    """mixture.json + mixture.grain.yaml: the verified choice, or the proxy's pick with a warning when
+    verification is off (always rewritten: cheap, and follows the latest verification)."""
+    from mergemix_jax.export import read_mixture, write_grain_mixture, write_mixture
+    from mergemix_jax.verify.stage import read_verification
+
+    chosen = read_mixture(engine.run_dir / "search" / "selected.json")
+    if verification is None:
+        log.warning("pipeline.verify_candidates is 0: the recommendation is the proxy's pick, NOT checked by real training")
+        chosen.verification = {"skipped": True, "message": "Not verified: pipeline.verify_candidates is 0, so this is the merged proxy's pick, unchecked by real training."}
+    else:
+        block = read_verification(engine.run_dir)
+        entry = next(c for c in block["candidates"] if c["name"] == block["chosen"])
+        chosen.method = f"verified:{entry['name']} ({', '.join(entry['sources'])})"
+        chosen.weights = entry["weights"]
+        chosen.metrics = {**entry["proxy_metrics"], "utility": entry["proxy_utility"]}
+        chosen.objective = -entry["proxy_utility"]
+        chosen.verification = block
+        log.info("%s", block["message"])
+    out = engine.run_dir / "mixture.json"
+    write_grain_mixture(chosen.weights, engine.run_dir / "mixture.grain.yaml")
+    write_mixture(chosen, out)
     return out
 
 
@@ -256,8 +291,11 @@ def run_pipeline(config: Config, config_path: str | os.PathLike | None = None, c
         fn(engine)
         if stop_after == name:
             return run_dir
-    mixture_path = stage_select(engine)
+    stage_select(engine)
     if stop_after == "select":
+        return run_dir
+    mixture_path = write_recommendation(engine, stage_verify(engine))
+    if stop_after == "verify":
         return run_dir
     report = stage_report(config, run_dir)
     chosen = read_mixture(mixture_path)

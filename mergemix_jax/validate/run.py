@@ -55,7 +55,7 @@ def run_validation(config: Config, config_path: str | os.PathLike | None = None,
     from mergemix_jax.export import read_mixture
 
     if run_dir is None:
-        run_dir = run_pipeline(config, config_path, command=command, stop_after="select")
+        run_dir = run_pipeline(config, config_path, command=command, stop_after="verify")
     vdir = validation_dir(config, run_dir)
     vdir.mkdir(parents=True, exist_ok=True)
     engine = Engine(config, run_dir)

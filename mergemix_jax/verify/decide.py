@@ -1,0 +1,90 @@
+"""Choosing the recommendation from real runs: seed noise, the margin a candidate must clear, the verdict.
+
+Every verified candidate has one real utility per data seed (higher is better). The noise is the
+pooled within-candidate standard deviation over seeds. A candidate other than the baselines
+(uniform, natural) is recommended only when its mean beats the best baseline by more than
+margin = z * noise * sqrt(2 / seeds), z the one-sided normal quantile of `confidence`; otherwise
+the best baseline is kept. So the recommendation is never a mixture that the product's own runs
+show training worse than uniform or natural, and a within-noise "win" is not sold as one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+BASELINES = ("uniform", "natural")
+
+
+@dataclass
+class Decision:
+    """The outcome of verification (see module doc); utilities higher-is-better."""
+
+    chosen: str
+    verdict: str  # proxy_pick_confirmed | baseline_kept | other_candidate
+    proxy_pick: str | None
+    noise: float | None
+    margin: float
+    indistinguishable: list[str] = field(default_factory=list)
+    message: str = ""
+
+
+def seed_noise(real_utilities: Sequence[Sequence[float]]) -> float | None:
+    """Pooled within-candidate standard deviation of real utility over seeds (None without replicates)."""
+    dof, ss = 0, 0.0
+    for values in real_utilities:
+        v = np.asarray(values, np.float64)
+        if len(v) >= 2:
+            ss += float(np.sum((v - v.mean()) ** 2))
+            dof += len(v) - 1
+    return float(np.sqrt(ss / dof)) if dof else None
+
+
+def decision_margin(noise: float | None, seeds: int, confidence: float) -> float:
+    """z(confidence) * noise * sqrt(2 / seeds): the gap between two means that is more than noise."""
+    if noise is None or seeds < 1:
+        return 0.0
+    return float(stats.norm.ppf(confidence) * noise * np.sqrt(2.0 / seeds))
+
+
+def decide(
+    names: Sequence[str],
+    real_utilities: Sequence[Sequence[float]],
+    proxy_utilities: Sequence[float],
+    confidence: float = 0.9,
+) -> Decision:
+    """Pick the recommendation among verified candidates (baselines named as in BASELINES)."""
+    if len(names) != len(real_utilities) or len(names) != len(proxy_utilities):
+        raise ValueError("names, real_utilities and proxy_utilities must have one entry per candidate")
+    means = {n: float(np.mean(u)) for n, u in zip(names, real_utilities, strict=True)}
+    baselines = [n for n in names if n in BASELINES]
+    if not baselines:
+        raise ValueError(f"verification needs at least one baseline among {BASELINES}")
+    seeds = min(len(u) for u in real_utilities)
+    noise = seed_noise(real_utilities)
+    margin = decision_margin(noise, seeds, confidence)
+    others = [n for n in names if n not in BASELINES]
+    proxied = {n: p for n, p in zip(names, proxy_utilities, strict=True) if n in others}
+    proxy_pick = max(proxied, key=proxied.get) if proxied else None
+    best_baseline = max(baselines, key=means.get)
+    best_other = max(others, key=means.get) if others else None
+    if best_other is not None and means[best_other] - means[best_baseline] > margin:
+        chosen = best_other
+        verdict = "proxy_pick_confirmed" if chosen == proxy_pick else "other_candidate"
+    else:
+        chosen, verdict = best_baseline, "baseline_kept"
+    close = sorted((n for n in names if n != chosen and means[chosen] - means[n] <= margin), key=lambda n: -means[n])
+    return Decision(chosen, verdict, proxy_pick, noise, margin, close, _message(chosen, verdict, proxy_pick, means, best_baseline, margin, noise))
+
+
+def _message(chosen: str, verdict: str, proxy_pick: str | None, means: dict, best_baseline: str, margin: float, noise: float | None) -> str:
+    gap = means[chosen] - means[best_baseline]
+    noise_text = "noise unknown (one seed)" if noise is None else f"seed noise {noise:.4f} nats, margin {margin:.4f}"
+    if verdict == "baseline_kept":
+        lost = "" if proxy_pick is None else f"; the proxy's pick {proxy_pick} trained {means[best_baseline] - means[proxy_pick]:+.4f} nats worse than {best_baseline}"
+        return f"No candidate trained better than {best_baseline} by more than seed noise ({noise_text}): recommending {best_baseline}{lost}."
+    who = "the proxy's own pick" if verdict == "proxy_pick_confirmed" else "a candidate other than the proxy's pick"
+    return f"Verified by real training: {chosen} ({who}) beats {best_baseline} by {gap:.4f} nats of loss ({noise_text})."

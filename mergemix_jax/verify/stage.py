@@ -1,0 +1,266 @@
+"""The verification stage of `mergemix run`: real short runs of the best proxy candidates.
+
+Round 1 trains, with the reference recipe (validate's: `pipeline.expert_steps` from the base at a
+constant LR) and `pipeline.verify_seeds` data seeds each, the baselines uniform and natural plus
+the top `pipeline.verify_candidates` mixtures of the pooled candidates (every search method's pick,
+the probe table, a Dirichlet pool; when the output-space ensemble proxy is available, slots
+alternate between the merged proxy's and the ensemble's ranking), each at least
+`pipeline.verify_min_distance` (total variation) from the others. After each round the per-domain
+calibration (mergemix_jax.calibrate) is refitted on the vertices (a one-hot reference is the expert
+itself) and every real run so far; rounds 2.. `pipeline.verify_rounds` train the best candidate by
+calibrated utility not yet covered. The recommendation follows verify.decide. Every run is cached in
+its own folder (verify/runs/<hash>-s<seed>), so a rerun or a killed job resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mergemix_jax.calibrate import Calibration, fit_calibration, save_calibration
+from mergemix_jax.verify.candidates import Candidate, pool_from_tables, select_diverse, tv_distance
+from mergemix_jax.verify.decide import Decision, decide
+
+log = logging.getLogger(__name__)
+VERIFICATION_FILE = Path("verify") / "verification.json"
+SAME_MIXTURE_TV = 0.01  # natural proportions this close to uniform are measured by uniform's runs
+
+
+@dataclass
+class Verified:
+    """A candidate with its real runs: per-seed utilities and metrics."""
+
+    candidate: Candidate
+    real_metrics: list[dict[str, float]]
+    real_utility: list[float]
+    round: int
+    measured_as: str = ""
+
+
+def run_key(weights_K: np.ndarray) -> str:
+    """A short stable hash of a mixture (rounded), naming its run folders."""
+    return hashlib.sha256(np.round(np.asarray(weights_K, np.float64), 6).tobytes()).hexdigest()[:10]
+
+
+def proxy_utilities(engine: Any, candidates: list[Candidate], calibration: Calibration | None = None) -> np.ndarray:
+    """Utility [N] of each candidate's proxy metrics, calibrated when a calibration is given."""
+    from mergemix_jax.pipeline.problem import utility_of
+
+    names = list(candidates[0].proxy_metrics)
+    table = {m: np.asarray([c.proxy_metrics[m] for c in candidates]) for m in names}
+    if calibration is not None:
+        table = calibration.apply(table)
+    return utility_of(engine.weights, table)
+
+
+def candidate_pool(engine: Any) -> list[Candidate]:
+    """Every method's pick, the probe table and a Dirichlet pool, scored by the merged proxy (no vertices)."""
+    from mergemix_jax.export import read_mixture
+    from mergemix_jax.pipeline.stages import read_table
+
+    run_dir, domains = engine.run_dir, engine.domains
+    tables = []
+    methods = engine.config.pipeline.methods
+    scored = read_table(run_dir / "eval" / "methods.csv", domains)
+    for method in methods:
+        w = np.asarray([read_mixture(run_dir / "search" / f"{method}.json").weights[d] for d in domains])
+        row = int(np.argmin(np.abs(scored["weights"] - w).sum(1)))
+        tables.append((method, scored["weights"][row : row + 1], {k: v[row : row + 1] for k, v in scored["metrics"].items()}))
+    probe = read_table(run_dir / "eval" / "probe.csv", domains)
+    tables.append(("probe", probe["weights"], probe["metrics"]))
+    pool = engine.score_table(dirichlet_pool(engine), run_dir / "eval" / "verify_pool.csv")
+    tables.append(("pool", pool["weights"], pool["metrics"]))
+    return [c for c in pool_from_tables(tables) if c.weights_K.max() < 1.0 - 1e-6]
+
+
+def dirichlet_pool(engine: Any) -> np.ndarray:
+    """`pipeline.verify_pool` Dirichlet(1) mixtures (seeded by pipeline.search_seed): interior points to re-rank."""
+    rng = np.random.default_rng(engine.config.pipeline.search_seed + 7919)
+    return rng.dirichlet(np.ones(len(engine.domains)), size=engine.config.pipeline.verify_pool)
+
+
+def ensemble_utilities(engine: Any, candidates: list[Candidate]) -> np.ndarray | None:
+    """The output-space ensemble's utility [N] of each candidate, or None when it is unavailable."""
+    try:
+        from mergemix_jax.eval.ensemble import ensemble_metrics
+    except ImportError:
+        return None
+    from mergemix_jax.pipeline.problem import utility_of
+
+    if any(not m.startswith("loss/") for m in engine.weights):
+        return None  # the ensemble scores held-out losses only
+    weights = np.stack([c.weights_K for c in candidates])
+    metrics = ensemble_metrics(engine.model_cfg, engine.stack, engine.suite, weights, cache_dir=engine.run_dir / "eval" / "ensemble")
+    return utility_of(engine.weights, metrics)
+
+
+def first_round(engine: Any, pool: list[Candidate], baselines: list[Candidate]) -> list[Candidate]:
+    """The top `verify_candidates` diverse candidates, slots alternating merged / ensemble ranking."""
+    p = engine.config.pipeline
+    weights = np.stack([c.weights_K for c in pool])
+    avoid = np.stack([b.weights_K for b in baselines])
+    rankings = [proxy_utilities(engine, pool)]
+    ensemble = ensemble_utilities(engine, pool)
+    if ensemble is not None:
+        rankings.append(ensemble)
+        for c, u in zip(pool, ensemble, strict=True):
+            c.proxy_metrics["ensemble_utility"] = float(u)
+    picked: list[int] = []
+    while len(picked) < p.verify_candidates:
+        before = len(picked)
+        for scores in rankings:
+            if len(picked) == p.verify_candidates:
+                break
+            taken = np.concatenate([avoid, weights[picked]]) if picked else avoid
+            nxt = select_diverse(weights, scores, 1, p.verify_min_distance, taken)
+            picked += nxt
+        if len(picked) == before:
+            break  # the pool has no more mixtures far enough from the ones taken
+    return [pool[i] for i in picked]
+
+
+def train_candidate(engine: Any, candidate: Candidate, round_: int, score) -> Verified:
+    """Train `candidate` for real with every verification seed (cached per seed)."""
+    from mergemix_jax.pipeline.problem import utility_of
+    from mergemix_jax.validate.references import train_and_score
+    from mergemix_jax.validate.run import suite_key
+
+    cfg, key = engine.config, run_key(candidate.weights_K)
+    seeds = verification_seeds(cfg)
+    records = [
+        train_and_score(cfg, engine.run_dir, engine.run_dir / "verify" / "runs" / f"{key}-s{s}", candidate.weights_K, s, score, suite_key(cfg))
+        for s in seeds
+    ]
+    metrics = [r["metrics"] for r in records]
+    utility = [float(utility_of(engine.weights, {m: np.asarray([r[m]]) for m in engine.weights})[0]) for r in metrics]
+    log.info("verified %s %s: real utility %s", candidate.name, np.round(candidate.weights_K, 3).tolist(), np.round(utility, 4).tolist())
+    return Verified(candidate, metrics, utility, round_)
+
+
+def verification_seeds(config: Any) -> list[int]:
+    """Data seeds of the verification runs: train.data_seed, +1, ... (`pipeline.verify_seeds` of them)."""
+    return [config.train.data_seed + i for i in range(config.pipeline.verify_seeds)]
+
+
+def refit_calibration(engine: Any, vertices: dict, verified: list[Verified]) -> tuple[Calibration, dict]:
+    """Fit the per-domain maps on the vertices (proxy = real) plus the mean real metrics of each run."""
+    names = [f"loss/{d}" for d in engine.domains]
+    proxy = {m: list(vertices[m]) for m in names}
+    real = {m: list(vertices[m]) for m in names}
+    for v in verified:
+        for m in names:
+            proxy[m].append(v.candidate.proxy_metrics[m])
+            real[m].append(float(np.mean([r[m] for r in v.real_metrics])))
+    proxy = {m: np.asarray(x) for m, x in proxy.items()}
+    real = {m: np.asarray(x) for m, x in real.items()}
+    return fit_calibration(proxy, real, engine.domains), {"proxy": proxy, "real": real, "n_vertices": len(vertices[names[0]])}
+
+
+def run_verification(engine: Any) -> dict:
+    """Run (or resume) verification; returns the `verification` block of mixture.json (see contract)."""
+    from mergemix_jax.pipeline.stages import natural_prior, read_table
+    from mergemix_jax.validate.references import make_model_scorer
+
+    cfg, p, k = engine.config, engine.config.pipeline, len(engine.domains)
+    score = make_model_scorer(cfg, engine.suite)
+    pool = candidate_pool(engine)
+    for i, c in enumerate(pool):
+        c.name = f"pool{i}"
+    probe = read_table(engine.run_dir / "eval" / "probe.csv", engine.domains)
+    vertex_rows = [i for i, w in enumerate(probe["weights"]) if w.max() > 1.0 - 1e-6]
+    vertices = {m: probe["metrics"][m][vertex_rows] for m in probe["metrics"]}
+    baselines = baseline_candidates(engine, natural_prior(cfg), k)
+    verified = [train_candidate(engine, b, 0, score) for b in baselines if b.name != "natural" or tv_distance(b.weights_K, baselines[0].weights_K) >= SAME_MIXTURE_TV]
+    if len(verified) < len(baselines):
+        verified.append(Verified(baselines[1], verified[0].real_metrics, verified[0].real_utility, 0, measured_as="uniform"))
+    for j, c in enumerate(first_round(engine, pool, baselines), start=1):
+        c.name = f"c{j}"
+        verified.append(train_candidate(engine, c, 1, score))
+    calibration, points = refit_calibration(engine, vertices, verified)
+    for r in range(2, p.verify_rounds + 1):
+        nxt = next_calibrated(engine, pool, verified, calibration)
+        if nxt is None:
+            break
+        nxt.name = f"c{sum(v.candidate.name.startswith('c') for v in verified) + 1}"
+        verified.append(train_candidate(engine, nxt, r, score))
+        calibration, points = refit_calibration(engine, vertices, verified)
+    save_calibration(calibration, engine.run_dir, points)
+    return verification_block(engine, verified, calibration)
+
+
+def baseline_candidates(engine: Any, natural_K: np.ndarray, k: int) -> list[Candidate]:
+    """uniform and natural, with their merged proxy metrics (scored into eval/baselines.csv)."""
+    weights = np.stack([np.full(k, 1.0 / k), natural_K])
+    table = engine.score_table(weights, engine.run_dir / "eval" / "baselines.csv")
+    return [Candidate(name, weights[i], ["baseline"], {m: float(v[i]) for m, v in table["metrics"].items()}) for i, name in enumerate(("uniform", "natural"))]
+
+
+def next_calibrated(engine: Any, pool: list[Candidate], verified: list[Verified], calibration: Calibration) -> Candidate | None:
+    """The best pool mixture by calibrated utility, at least verify_min_distance from every trained one."""
+    scores = proxy_utilities(engine, pool, calibration)
+    trained = np.stack([v.candidate.weights_K for v in verified])
+    picked = select_diverse(np.stack([c.weights_K for c in pool]), scores, 1, engine.config.pipeline.verify_min_distance, trained)
+    return pool[picked[0]] if picked else None
+
+
+def verification_block(engine: Any, verified: list[Verified], calibration: Calibration) -> dict:
+    """The JSON block of mixture.json (names, weights, proxy / calibrated / real utilities, decision)."""
+    cands = [v.candidate for v in verified]
+    raw = proxy_utilities(engine, cands)
+    calibrated = proxy_utilities(engine, cands, calibration)
+    decision: Decision = decide([c.name for c in cands], [v.real_utility for v in verified], raw, engine.config.pipeline.verify_confidence)
+    seeds = verification_seeds(engine.config)
+    trained = sum(1 for v in verified if not v.measured_as)
+    entries = []
+    for v, u_raw, u_cal in zip(verified, raw, calibrated, strict=True):
+        entries.append(
+            {
+                "name": v.candidate.name,
+                "sources": v.candidate.sources,
+                "weights": dict(zip(engine.domains, v.candidate.weights_K.tolist(), strict=True)),
+                "proxy_utility": float(u_raw),
+                "calibrated_utility": float(u_cal),
+                "ensemble_utility": v.candidate.proxy_metrics.get("ensemble_utility"),
+                "real_utility": v.real_utility,
+                "real_mean": float(np.mean(v.real_utility)),
+                "real_metrics": v.real_metrics,
+                "proxy_metrics": {m: x for m, x in v.candidate.proxy_metrics.items() if m != "ensemble_utility"},
+                "round": v.round,
+                **({"measured_as": v.measured_as} if v.measured_as else {}),
+            }
+        )
+    return {
+        "candidates": entries,
+        "chosen": decision.chosen,
+        "proxy_pick": decision.proxy_pick,
+        "noise": decision.noise,
+        "margin": decision.margin,
+        "verdict": decision.verdict,
+        "message": decision.message,
+        "indistinguishable": decision.indistinguishable,
+        "seeds": seeds,
+        "steps": engine.config.validate.reference_steps or engine.config.pipeline.expert_steps,
+        "real_steps_total": trained * len(seeds) * (engine.config.validate.reference_steps or engine.config.pipeline.expert_steps),
+        "confidence": engine.config.pipeline.verify_confidence,
+    }
+
+
+def write_verification(engine: Any) -> Path:
+    """Run verification and write verify/verification.json (the stage's marker)."""
+    from mergemix_jax.pipeline.run_dir import write_json_atomic
+
+    block = run_verification(engine)
+    path = engine.run_dir / VERIFICATION_FILE
+    write_json_atomic(path, block)
+    return path
+
+
+def read_verification(run_dir: Path) -> dict:
+    """The verification block written by `write_verification`."""
+    return json.loads((Path(run_dir) / VERIFICATION_FILE).read_text())
