@@ -108,6 +108,7 @@ class EvalConfig:
     task_max_items: int = 0  # first N items of each task (0 = all)
     task_max_len: int = 256  # tokens per context+continuation row; older context tokens are dropped
     heldout_sequences: int = 16  # held-out sequences per domain, the same tokens for every mixture
+    heldout_offset: int = 0  # > 0: skip the sequences a suite of this many draws and draw from the rest (a disjoint split)
     seq_len: int = 128  # length of each held-out sequence
     micro_batch: int = 16  # rows per forward pass (0 = all rows of a domain/task at once)
     mixtures_per_device: int = 4  # mixtures each device scores per compiled chunk
@@ -160,7 +161,8 @@ class ValidateConfig:
     seed: int = 0  # mixture sampling seed
     reference_steps: int = 0  # 0 = pipeline.expert_steps (the same token budget as one expert)
     noise_ceiling: bool = True  # re-train every reference with another data seed
-    baselines: bool = True  # also train the searched mixture and natural proportions for real
+    baselines: bool = True  # also train the recommended mixture, the raw proxy pick and natural proportions for real
+    disjoint_heldout: bool = True  # score references and proxies on held-out sequences the search never saw; false = the search's own
 
 
 @dataclass

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import heapq
 import logging
 import math
 
@@ -142,13 +143,15 @@ def make_sequence_dataset(
     return JsonStateIterDataset(mixed)
 
 
-def heldout_batches(data_cfg: DataConfig, domain: str, *, seq_len: int, n_sequences: int, batch_size: int) -> list[dict[str, np.ndarray]]:
+def heldout_batches(data_cfg: DataConfig, domain: str, *, seq_len: int, n_sequences: int, batch_size: int, skip: int = 0) -> list[dict[str, np.ndarray]]:
     """Fixed evaluation batches from `domain`'s held-out documents: the same for every call.
 
     The held-out documents are packed in file order and `n_sequences` packed sequences are drawn
     by a reservoir sample seeded with `data.split_seed` (so long documents do not crowd out the
     rest), kept in stream order. With fewer held-out sequences, all are used (with a warning).
     The last batch is padded with empty rows (segment_ids 0, loss_mask 0) to `batch_size`.
+    `skip` > 0 draws a disjoint split: the `skip` sequences a call with `n_sequences=skip` (and no
+    skip) returns are excluded and `n_sequences` are drawn uniformly from the rest.
     """
     if n_sequences <= 0 or batch_size <= 0:
         raise DataError(f"n_sequences ({n_sequences}) and batch_size ({batch_size}) must be > 0")
@@ -159,7 +162,8 @@ def heldout_batches(data_cfg: DataConfig, domain: str, *, seq_len: int, n_sequen
     tokenizer = load_tokenizer(data_cfg)
     docs = grain.MapDataset.source(source).map(functools.partial(_encode_document, tokenizer)).to_iter_dataset(_READ)
     packed = grain.experimental.ConcatThenSplitIterDataset(docs, length_struct={"inputs": seq_len, "targets": seq_len})
-    rows = _reservoir(map(_drop_domain, map(functools.partial(_to_sequence, domain=0), packed)), n_sequences, data_cfg.split_seed)
+    stream = map(_drop_domain, map(functools.partial(_to_sequence, domain=0), packed))
+    rows = _reservoir_excluding(stream, n_sequences, skip, data_cfg.split_seed) if skip else _reservoir(stream, n_sequences, data_cfg.split_seed)
     if len(rows) < n_sequences:
         log.warning("domain '%s' holds %d held-out sequences of length %d; asked for %d", domain, len(rows), seq_len, n_sequences)
     batches = []
@@ -182,6 +186,33 @@ def _reservoir(stream, n: int, seed: int) -> list[dict[str, np.ndarray]]:
             if j < n:
                 kept[j] = (i, item)
     return [item for _, item in sorted(kept, key=lambda pair: pair[0])]
+
+
+def _reservoir_excluding(stream, n: int, skip: int, seed: int) -> list[dict[str, np.ndarray]]:
+    """Uniform sample of `n` elements of `stream` outside `_reservoir(stream, skip, seed)`, in stream order.
+
+    One pass: Algorithm R of size `skip` is replayed on indices (the same draws as `_reservoir`), and
+    the `n + skip` elements with the smallest random keys are kept; at most `skip` of them are
+    excluded, so the `n` smallest keys outside the excluded set are among them.
+    """
+    rng_r, rng_key = np.random.default_rng(seed), np.random.default_rng([seed, 1])
+    excluded: list[int] = []
+    heap: list[tuple[float, int, dict]] = []  # max-heap on the key (negated) of the n + skip smallest
+    for i, item in enumerate(stream):
+        if i < skip:
+            excluded.append(i)
+        else:
+            j = int(rng_r.integers(0, i + 1))
+            if j < skip:
+                excluded[j] = i
+        entry = (-float(rng_key.random()), i, item)
+        if len(heap) < n + skip:
+            heapq.heappush(heap, entry)
+        elif entry[0] > heap[0][0]:
+            heapq.heapreplace(heap, entry)
+    gone = set(excluded)
+    kept = sorted((e for e in heap if e[1] not in gone), key=lambda e: -e[0])[:n]
+    return [item for _, _, item in sorted(kept, key=lambda e: e[1])]
 
 
 def document_ids(tokenizer: Tokenizer, text: str) -> np.ndarray:

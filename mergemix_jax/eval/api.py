@@ -97,7 +97,7 @@ def build_suite(config: Config, tokenizer=None) -> EvalSuite:
     tokenizer = tokenizer or load_tokenizer(config.data)
     heldout = {}
     for domain in config.data.domains:
-        (batch,) = heldout_batches(config.data, domain.name, seq_len=e.seq_len, n_sequences=e.heldout_sequences, batch_size=e.heldout_sequences)
+        (batch,) = heldout_batches(config.data, domain.name, seq_len=e.seq_len, n_sequences=e.heldout_sequences, batch_size=e.heldout_sequences, skip=e.heldout_offset)
         heldout[domain.name] = batch
     tasks = {}
     if e.task_dir:
