@@ -135,12 +135,7 @@ class PipelineConfig:
     expert_learning_rate: float = 0.0  # 0 = optim.learning_rate; experts always use a constant LR
     methods: list[str] = field(default_factory=lambda: ["gradient", "surrogate", "subsets", "cmaes"])
     utility: dict[str, float] = field(default_factory=dict)  # metric -> weight; {} = {"loss/mean": 1}
-    search_seed: int = 0
-    gradient_steps: int = 60  # upper bound per restart (early stopping may end sooner)
-    gradient_restarts: int = 2
-    surrogate_seeds: int = 32  # mixtures scored in the surrogate's first round
-    cmaes_generations: int = 8
-    cmaes_population: int = 8
+    search_seed: int = 0  # seed of the probe and verification mixtures (the searches use search.seed)
     probe_mixtures: int = 8  # Dirichlet draws scored besides vertices and centre (report, diagnostics)
     heatmap_resolution: int = 8  # simplex grid steps per side for the utility heatmap
     diagnostics: bool = True  # task-vector cosines and curvature ratios (Hessian-vector products)
@@ -153,6 +148,91 @@ class PipelineConfig:
 
 
 @dataclass
+@dataclass
+class GradientSearchConfig:
+    """Gradient search over merge weights (search/gradient.py GradientOptions, same field names)."""
+
+    parametrisation: str = "softmax"  # softmax | mirror | projected
+    optimizer: str = ""  # optax optimiser name; "" = adam (softmax) or sgd (mirror, projected)
+    learning_rate: float = 0.1
+    steps: int = 500  # upper bound per restart; early stopping may end sooner
+    chunk: int = 25  # steps per jitted chunk (early-stopping granularity)
+    rel_tol: float = 1e-6  # stop when a chunk improves the best loss by less than this, relatively
+    restarts: int = 4  # starting points searched at once (the prior + Dirichlet draws)
+    kl_weight: float = 0.0  # pull toward the prior mixture
+
+
+@dataclass
+class SurrogateSearchConfig:
+    """MergeMix/DeMix/RegMix surrogate search (search/surrogate.py SurrogateOptions, same field names)."""
+
+    n_seeds: int = 64  # n0: mixtures scored in round 0; refinement round r scores n0 / 2^r
+    rounds: int = 2  # refinement rounds after the seeds: 2 = DeMix's n0, n0/2, n0/4
+    grid_fraction: float = 0.25  # share of the seeds taken from a regular simplex grid
+    regressor: str = "auto"  # auto | lightgbm | ridge | gp (auto: LightGBM from min_lightgbm_samples rows)
+    preset: str = "demix"  # LightGBM hyperparameters: demix (lr 0.01, 300 trees) | regmix (lr 0.01, 1000 iterations, early stopping)
+    learning_rate: float = 0.0  # overrides the preset's when > 0
+    n_estimators: int = 0  # trees / boosting iterations; overrides the preset's when > 0
+    num_leaves: int = 0  # overrides the preset's when > 0
+    min_lightgbm_samples: int = 64  # auto: fewer scored mixtures than this fit ridge instead (a tree ensemble is too coarse)
+    use_observed: bool = True  # also fit on mixtures already scored (the pipeline's probe table, an imported swarm)
+    swarm_csv: str = ""  # CSV of trained-proxy results (w/<domain> or <domain> columns + metrics) added to the fit
+    top_k: int = 8  # predicted-best candidates averaged into the answer (RegMix: 128 of 100k)
+    n_candidates: int = 20_000  # candidate pool on which the surrogate is maximised
+    prior_power: float = 0.5  # pool: Dirichlet(prior^p * s); p < 1 flattens a skewed prior (RegMix: 0.5)
+    strength_min: float = 0.1  # pool: smallest concentration s (sparse mixtures near faces)
+    strength_max: float = 5.0  # pool: largest concentration s (mixtures near the prior)
+    strength_steps: int = 15  # pool: log-spaced values of s between the two
+    local_concentration: float = 50.0  # refinement draws: Dirichlet concentration around a top prediction
+    batch_size: int = 64  # mixtures per scorer call
+
+
+@dataclass
+class SubsetSearchConfig:
+    """Merge-to-Mix subset search (search/subsets.py SubsetOptions, same field names)."""
+
+    batch_size: int = 256  # mixtures per scorer call
+    respect_caps: bool = True  # skip subsets whose uniform weights exceed a domain's repetition cap
+
+
+@dataclass
+class CMAESSearchConfig:
+    """CMA-ES over the simplex (search/cmaes.py CMAESOptions, same field names)."""
+
+    mapping: str = "project"  # project | softmax
+    population_size: int = 16
+    generations: int = 60
+    std_init: float = 0.0  # 0 = 0.2 (project) or 1.0 (softmax)
+    penalty: float = 1.0  # project: weight of ||x - project(x)||^2
+    patience: int = 15  # stop after this many generations without improving the best
+    batch_size: int = 256  # mixtures per scorer call
+
+
+@dataclass
+class HierarchicalSearchConfig:
+    """MergeMix top-down search: cluster weights first, then each cluster's split."""
+
+    inner: str = "gradient"  # method solving each stage: gradient | surrogate | cmaes
+    sweeps: int = 1  # top-down passes
+    clusters: dict[str, list[str]] = field(default_factory=dict)  # {name: [domains]}; {} = from task-vector cosines
+    n_clusters: int = 0  # clusters cut from the cosine tree when `clusters` is {}; 0 = about sqrt(K)
+
+
+@dataclass
+class SearchConfig:
+    """Options of every search method, shared by `mergemix run` and `mergemix search` (flags override)."""
+
+    seed: int = 0  # sampling seed of every search method
+    progress: bool = False  # progress bars inside the searches
+    caps: bool = True  # repetition caps: no domain repeated beyond data.max_epochs over the token budget
+    token_budget: float = 0.0  # tokens of the final training run the caps are computed for; 0 = train.steps x batch x seq_len
+    gradient: GradientSearchConfig = field(default_factory=GradientSearchConfig)
+    surrogate: SurrogateSearchConfig = field(default_factory=SurrogateSearchConfig)
+    subsets: SubsetSearchConfig = field(default_factory=SubsetSearchConfig)
+    cmaes: CMAESSearchConfig = field(default_factory=CMAESSearchConfig)
+    hierarchical: HierarchicalSearchConfig = field(default_factory=HierarchicalSearchConfig)
+
+
 class ValidateConfig:
     """`mergemix validate`: reference models trained on sampled mixtures, compared with their proxies."""
 
@@ -177,6 +257,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -84,3 +86,19 @@ def make_train_step(cfg: ModelConfig, tx: optax.GradientTransformation, mesh: ja
         out_shardings=(state_shardings, replicated),
         donate_argnums=(0,),
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_training(cfg: ModelConfig, optim_key: tuple, optim_cfg_type: type, total_steps: int, mesh: jax.sharding.Mesh):
+    from mergemix_jax.train.optimizer import learning_rate_schedule, make_optimizer
+
+    optim_cfg = optim_cfg_type(*optim_key)
+    schedule = learning_rate_schedule(optim_cfg, total_steps)
+    tx = make_optimizer(optim_cfg, total_steps)
+    return tx, make_train_step(cfg, tx, mesh, schedule)
+
+
+def training_parts(cfg: ModelConfig, optim_cfg, total_steps: int, mesh: jax.sharding.Mesh):
+    """(optimizer, jitted step) for one recipe, shared by every run of the same recipe in this
+    process, so a pipeline's many short runs (experts, verification, references) compile the step once."""
+    return _cached_training(cfg, dataclasses.astuple(optim_cfg), type(optim_cfg), total_steps, mesh)
