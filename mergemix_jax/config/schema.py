@@ -112,6 +112,7 @@ class EvalConfig:
     seq_len: int = 128  # length of each held-out sequence
     micro_batch: int = 16  # rows per forward pass (0 = all rows of a domain/task at once)
     mixtures_per_device: int = 4  # mixtures each device scores per compiled chunk
+    mixtures_per_step: int = 1  # mixtures merged and scored at once (vmapped) within a chunk; 1 = one at a time
     shard_experts: bool = False  # experts too big for one device: FSDP/tensor-shard them, mixtures in turn
     merge: str = "linear"  # linear | ties | dare
     merge_scale: float = 1.0  # task-arithmetic coefficient: base + scale * sum_k w_k (expert_k - base)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec
+from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from mergemix_jax.config import Config, EvalConfig, ModelConfig
@@ -20,6 +20,7 @@ from mergemix_jax.eval.batched import (
     iter_scores,
     make_chunk_scorer,
     merge_fn_for,
+    replicate,
     score_one,
     shard_expert_stack,
 )
@@ -46,9 +47,9 @@ def merge_fn_from_config(eval_cfg: EvalConfig) -> MergeFn:
 
 
 @functools.lru_cache(maxsize=16)
-def _cached_scorer(model_cfg: ModelConfig, merge_key: tuple, mesh: jax.sharding.Mesh | None, shard_experts: bool = False):
+def _cached_scorer(model_cfg: ModelConfig, merge_key: tuple, mesh: jax.sharding.Mesh | None, shard_experts: bool = False, per_step: int = 1):
     method, scale, options = merge_key
-    return make_chunk_scorer(model_cfg, merge_fn_for(method, scale, **dict(options)), mesh, shard_experts)
+    return make_chunk_scorer(model_cfg, merge_fn_for(method, scale, **dict(options)), mesh, shard_experts, per_step)
 
 
 @functools.lru_cache(maxsize=16)
@@ -72,7 +73,7 @@ def proxy_metrics_fn(model_cfg: ModelConfig, eval_cfg: EvalConfig, names: tuple[
 def chunk_scorer_for(model_cfg: ModelConfig, eval_cfg: EvalConfig, mesh: jax.sharding.Mesh | None = None):
     """The jitted chunk scorer for this model, merge and mesh, built once per process and reused, so
     repeated `evaluate_mixtures` calls (a search, a resumed job) trace and compile it only once."""
-    return _cached_scorer(model_cfg, _merge_key(eval_cfg), mesh, eval_cfg.shard_experts and mesh is not None)
+    return _cached_scorer(model_cfg, _merge_key(eval_cfg), mesh, eval_cfg.shard_experts and mesh is not None, eval_cfg.mixtures_per_step)
 
 
 def load_expert_stack(base_dir: str | os.PathLike, expert_dirs: Sequence[str | os.PathLike], model_cfg: ModelConfig | None = None) -> tuple[ExpertStack, ModelConfig]:
@@ -107,8 +108,19 @@ def build_suite(config: Config, tokenizer=None) -> EvalSuite:
     return make_suite(heldout, tasks, micro_batch=e.micro_batch)
 
 
-def _replicated(tree, mesh):
-    return tree if mesh is None else jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+_STALE = 2  # a row of the results file scored for other weights
+
+
+def _row_state(out: str | os.PathLike, columns: list[str], hashes: list[str]) -> np.ndarray:
+    """[B] int8: 1 = already in the results file, 0 = to score, _STALE = scored for other weights.
+    Process 0 opens (or creates) the file; on several processes it tells the others."""
+    state = np.zeros(len(hashes), np.int8)
+    if jax.process_index() == 0:
+        for row, h in open_results(out, columns).items():
+            state[min(row, len(hashes) - 1)] = 1 if row < len(hashes) and hashes[row] == h else _STALE
+    if jax.process_count() > 1:
+        state = np.asarray(multihost_utils.broadcast_one_to_all(state))
+    return state
 
 
 def evaluate_mixtures(
@@ -136,19 +148,20 @@ def evaluate_mixtures(
     hashes = [weights_hash(w) for w in weights]
     names = metric_names(suite) if proxy == "exact" else smooth_metric_names(suite)
     columns = result_columns(stack.names, names)
-    done = open_results(out, columns)
-    for row, h in done.items():
-        if row >= len(weights) or hashes[row] != h:
-            raise ResultsFileError(f"{out}: row {row} was scored for other weights than this job's; write to a new --out file or delete it")
-    todo = np.array([r for r in range(len(weights)) if r not in done], dtype=np.int64)
-    summary: dict = {"out": str(out), "scored": len(todo), "skipped": len(done), "metrics": names}
+    state = _row_state(out, columns, hashes)
+    if (state == _STALE).any():
+        row = int(np.argmax(state == _STALE))
+        raise ResultsFileError(f"{out}: row {row} was scored for other weights than this job's; write to a new --out file or delete it")
+    todo = np.flatnonzero(state == 0).astype(np.int64)
+    summary: dict = {"out": str(out), "scored": len(todo), "skipped": int((state == 1).sum()), "metrics": names}
     if len(todo) == 0:
         return summary
-    bar = tqdm(total=len(weights), initial=len(done), desc=f"mixtures ({proxy})", unit="mix", disable=not progress)
+    writer = jax.process_index() == 0  # several processes (jax.distributed): all score, process 0 writes
+    bar = tqdm(total=len(weights), initial=summary["skipped"], desc=f"mixtures ({proxy})", unit="mix", disable=not progress)
     if proxy == "exact":
         shard = eval_cfg.shard_experts and mesh is not None
-        stack = shard_expert_stack(model_cfg, stack, mesh) if shard else _replicated(stack, mesh)
-        suite = _replicated(suite, mesh)
+        stack = shard_expert_stack(model_cfg, stack, mesh) if shard else replicate(stack, mesh)
+        suite = replicate(suite, mesh)
         scorer = chunk_scorer_for(model_cfg, eval_cfg, mesh)
         chunks = iter_scores(
             model_cfg, stack, weights, suite, rows=todo, mixtures_per_device=eval_cfg.mixtures_per_device, mesh=mesh,
@@ -156,7 +169,8 @@ def evaluate_mixtures(
         )  # fmt: skip
         non_finite: list[int] = []
         for rows, metrics in chunks:
-            append_results(out, rows, [hashes[r] for r in rows], weights[rows], metrics, names)
+            if writer:
+                append_results(out, rows, [hashes[r] for r in rows], weights[rows], metrics, names)
             finite = np.all([np.isfinite(np.asarray(metrics[n], np.float64)) for n in names], axis=0)
             non_finite += [int(r) for r in np.asarray(rows)[~finite]]
             bar.update(len(rows))
@@ -176,7 +190,8 @@ def evaluate_mixtures(
             max_centres=eval_cfg.quadratic_max_centres, args=(stack, suite),
         )  # fmt: skip
         predictions = {n: result.predictions[:, j] for j, n in enumerate(names)}
-        append_results(out, todo, [hashes[r] for r in todo], weights[todo], predictions, names)
+        if writer:
+            append_results(out, todo, [hashes[r] for r in todo], weights[todo], predictions, names)
         bar.update(len(todo))
         summary.update(centres=[c.tolist() for c in result.centres], checks=result.checks)
     bar.close()

@@ -1,13 +1,14 @@
 """Score many merged models: one compiled chunk function, called in a host loop over fixed-size chunks.
 
-Within a chunk, `lax.map` merges and scores one mixture at a time per device, so memory holds one
-merged model per device whatever B is. On a mesh the chunk's mixtures are split across devices with
+Within a chunk, `lax.map` merges and scores `mixtures_per_step` mixtures at a time per device (vmapped;
+1 = one at a time), so memory holds that many merged models per device whatever B is. On a mesh the chunk's mixtures are split across devices with
 `shard_map` over the logical "mixture" axis (each device scores different mixtures, with the
 experts and eval arrays replicated). When the experts do not fit on one device, `shard_experts`
 places them FSDP/tensor-sharded by the model's parameter specs instead (`shard_expert_stack`) and
 every mixture of the chunk uses all devices in turn (XLA gathers each weight as it is used). The
 last chunk is padded with copies of a real row, so every call has the same shape and nothing
-recompiles.
+recompiles. On several processes (jax.distributed) every process passes the same host arrays, the
+mesh spans all of them, and the scores are gathered with `multihost_utils.process_allgather`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
 from mergemix_jax.config import ModelConfig
@@ -48,7 +50,23 @@ def shard_expert_stack(cfg: ModelConfig, stack: ExpertStack, mesh: jax.sharding.
     is_spec = lambda x: isinstance(x, PartitionSpec)  # noqa: E731
     base_shardings = jax.tree.map(lambda spec: NamedSharding(mesh, spec), specs, is_leaf=is_spec)
     expert_shardings = jax.tree.map(lambda spec: NamedSharding(mesh, PartitionSpec(None, *spec)), specs, is_leaf=is_spec)
-    return ExpertStack(jax.device_put(stack.base, base_shardings), jax.device_put(stack.experts, expert_shardings), stack.names)
+    return ExpertStack(_put(stack.base, base_shardings), _put(stack.experts, expert_shardings), stack.names)
+
+
+def replicate(tree, mesh: jax.sharding.Mesh | None):
+    """`tree` replicated on every device of `mesh` (unchanged without a mesh)."""
+    if mesh is None:
+        return tree
+    sharding = NamedSharding(mesh, PartitionSpec())
+    return _put(tree, jax.tree.map(lambda _: sharding, tree))
+
+
+def _put(tree, shardings):
+    """device_put that also works when the shardings span several processes: each process passes its
+    (identical) host copy, so committed single-device arrays are fetched to the host first."""
+    if jax.process_count() > 1:
+        tree = jax.tree.map(np.asarray, tree)
+    return jax.device_put(tree, shardings)
 
 
 def mixture_devices(mesh: jax.sharding.Mesh | None, shard_experts: bool = False) -> int:
@@ -61,14 +79,22 @@ def mixture_devices(mesh: jax.sharding.Mesh | None, shard_experts: bool = False)
 
 
 def make_chunk_scorer(
-    cfg: ModelConfig, merge_fn: MergeFn = merge, mesh: jax.sharding.Mesh | None = None, shard_experts: bool = False
+    cfg: ModelConfig,
+    merge_fn: MergeFn = merge,
+    mesh: jax.sharding.Mesh | None = None,
+    shard_experts: bool = False,
+    mixtures_per_step: int = 1,
 ) -> Callable:
-    """A jitted (stack, weights [C, K], suite) -> {metric: [C]} scoring C mixtures sequentially per
-    device; C must be a multiple of `mixture_devices(mesh)`. With `shard_experts` the shardings come
-    from the arguments (a `shard_expert_stack` stack); call it inside `jax.set_mesh(mesh)`."""
+    """A jitted (stack, weights [C, K], suite) -> {metric: [C]} scoring C mixtures per chunk,
+    `mixtures_per_step` at a time per device (vmapped); C must be a multiple of `mixture_devices(mesh)`.
+    With `shard_experts` the shardings come from the arguments (a `shard_expert_stack` stack); call
+    it inside `jax.set_mesh(mesh)`."""
+    if mixtures_per_step < 1:
+        raise ValueError(f"eval.mixtures_per_step must be >= 1 (1 = one mixture at a time), got {mixtures_per_step}")
+    per_step = None if mixtures_per_step == 1 else mixtures_per_step
 
     def local(stack, weights_CxK, suite):
-        return jax.lax.map(lambda w: score_one(cfg, stack, w, suite, merge_fn), weights_CxK)
+        return jax.lax.map(lambda w: score_one(cfg, stack, w, suite, merge_fn), weights_CxK, batch_size=per_step)
 
     if mesh is None or shard_experts:
         return jax.jit(local)
@@ -94,6 +120,7 @@ def iter_scores(
     mesh: jax.sharding.Mesh | None = None,
     scorer: Callable | None = None,
     shard_experts: bool = False,
+    mixtures_per_step: int = 1,
 ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """Yield (row indices [c], {metric: [c]}) chunk by chunk for the given rows (default: all).
 
@@ -105,7 +132,7 @@ def iter_scores(
     if len(rows) == 0:
         return
     chunk = mixtures_per_device * mixture_devices(mesh, shard_experts)
-    scorer = scorer or make_chunk_scorer(cfg, merge_fn, mesh, shard_experts)
+    scorer = scorer or make_chunk_scorer(cfg, merge_fn, mesh, shard_experts, mixtures_per_step)
     weight_spec = PartitionSpec() if shard_experts else PartitionSpec(*logical_to_spec(("mixture",)), None)
     weight_sharding = NamedSharding(mesh, weight_spec) if mesh is not None else None
     pending = None
@@ -113,7 +140,7 @@ def iter_scores(
         chunk_rows = rows[start : start + chunk]
         padded = np.concatenate([chunk_rows, np.full(chunk - len(chunk_rows), chunk_rows[0])])
         w = weights_BxK[padded]
-        w = jax.device_put(w, weight_sharding) if weight_sharding is not None else jnp.asarray(w)
+        w = _put(w, weight_sharding) if weight_sharding is not None else jnp.asarray(w)
         with jax.set_mesh(mesh) if shard_experts else contextlib.nullcontext():
             result = scorer(stack, w, suite)
         if pending is not None:
@@ -123,7 +150,8 @@ def iter_scores(
 
 
 def _fetch(chunk_rows: np.ndarray, result: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    host = jax.device_get(result)
+    """The chunk's scores on the host; on several processes gathered from every process's devices."""
+    host = multihost_utils.process_allgather(result, tiled=True) if jax.process_count() > 1 else jax.device_get(result)
     return chunk_rows, {k: np.asarray(v)[: len(chunk_rows)] for k, v in host.items()}
 
 
