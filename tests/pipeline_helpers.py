@@ -49,13 +49,13 @@ def tiny_pipeline_raw(folder: Path, **pipeline) -> dict:
             "base_steps": 6,
             "expert_steps": 3,
             "methods": ["subsets", "surrogate"],
-            "surrogate_seeds": 6,
             "probe_mixtures": 1,
             "heatmap_resolution": 3,
             "verify_candidates": 1,
             "verify_pool": 4,
             **pipeline,
         },
+        "search": {"surrogate": {"n_seeds": 6}},
         "validate": {"n_dirichlet": 1, "noise_ceiling": True, "baselines": True},
     }
 

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--experts", nargs="+", default=[], help="run folders of the K experts, named by domain")
     parser.add_argument("--metrics", default="loss/mean", help="weighted metrics, e.g. loss/mean or loss/web=0.5,acc/qa=1")
     parser.add_argument("--groups", default="", help="gradient search: per-'layer' or per-'module' merge weights")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None, help="search.seed (default 0)")
     parser.add_argument("--out", default="", help="mixture JSON (several methods: one file each, <stem>.<method>.json)")
     parser.add_argument("--grain-out", default="", help="also write train.mixture for the grain pipeline (.yaml/.json)")
     parser.add_argument("--cache", default="", help="JSONL of scored mixtures; a rerun with the same settings resumes from it")
@@ -37,45 +37,61 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--token-budget", type=float, default=0.0, help="tokens the final run trains on")
     parser.add_argument("--max-epochs", type=float, default=4.0, help="cap: at most this many passes over a domain")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    g = parser.add_argument_group("gradient")
-    g.add_argument("--parametrisation", default="softmax", help="softmax | mirror | projected")
-    g.add_argument("--steps", type=int, default=500)
-    g.add_argument("--learning-rate", type=float, default=0.1)
-    g.add_argument("--restarts", type=int, default=4)
-    g.add_argument("--kl-weight", type=float, default=0.0, help="pull toward the prior mixture")
-    s = parser.add_argument_group("surrogate")
-    s.add_argument("--n-seeds", type=int, default=64)
-    s.add_argument("--rounds", type=int, default=2)
-    s.add_argument("--regressor", default="auto", help="auto | lightgbm | ridge | gp")
-    s.add_argument("--top-k", type=int, default=8)
-    c = parser.add_argument_group("cmaes")
-    c.add_argument("--generations", type=int, default=60)
-    c.add_argument("--population-size", type=int, default=16)
-    c.add_argument("--mapping", default="project", help="project | softmax")
-    h = parser.add_argument_group("hierarchical")
-    h.add_argument("--clusters", default="", help="'name=d0,d1;name2=d2,...' (every domain in one cluster; default: two halves)")
-    h.add_argument("--inner", default="gradient", help="method solving each stage: gradient | surrogate | cmaes")
-    h.add_argument("--sweeps", type=int, default=1)
+    # every flag below overrides one key of the config's `search:` section (None = keep the config's value)
+    for group_name, flags in FLAGS.items():
+        group = parser.add_argument_group(group_name, f"override search.{group_name}.* of the config")
+        for flag, (key, kind, text) in flags.items():
+            group.add_argument(flag, type=kind, default=None, help=f"search.{group_name}.{key}: {text}")
     parser.set_defaults(func=run)
 
 
-def _settings(args: argparse.Namespace) -> dict:
-    return {
-        "seed": args.seed,
-        "progress": not args.no_progress,
-        "parametrisation": args.parametrisation,
-        "steps": args.steps,
-        "learning_rate": args.learning_rate,
-        "restarts": args.restarts,
-        "kl_weight": args.kl_weight,
-        "n_seeds": args.n_seeds,
-        "rounds": args.rounds,
-        "regressor": args.regressor,
-        "top_k": args.top_k,
-        "generations": args.generations,
-        "population_size": args.population_size,
-        "mapping": args.mapping,
-    }
+# flag -> (search.<method> key, type, help); the defaults live in config/schema.py SearchConfig
+FLAGS = {
+    "gradient": {
+        "--parametrisation": ("parametrisation", str, "softmax | mirror | projected"),
+        "--steps": ("steps", int, "steps per restart"),
+        "--learning-rate": ("learning_rate", float, "optimiser step size"),
+        "--restarts": ("restarts", int, "starting points searched at once"),
+        "--kl-weight": ("kl_weight", float, "pull toward the prior mixture"),
+    },
+    "surrogate": {
+        "--n-seeds": ("n_seeds", int, "mixtures scored in round 0"),
+        "--rounds": ("rounds", int, "refinement rounds of n/2, n/4, ..."),
+        "--regressor": ("regressor", str, "auto | lightgbm | ridge | gp"),
+        "--preset": ("preset", str, "LightGBM hyperparameters: demix | regmix"),
+        "--top-k": ("top_k", int, "predicted-best candidates averaged"),
+        "--swarm-csv": ("swarm_csv", str, "CSV of trained-proxy results added to the fit"),
+    },
+    "cmaes": {
+        "--generations": ("generations", int, "generations"),
+        "--population-size": ("population_size", int, "mixtures per generation"),
+        "--mapping": ("mapping", str, "project | softmax"),
+    },
+    "hierarchical": {
+        "--inner": ("inner", str, "method solving each stage: gradient | surrogate | cmaes"),
+        "--sweeps": ("sweeps", int, "top-down passes"),
+        "--clusters": ("clusters", str, "'name=d0,d1;name2=d2,...' (every domain in one cluster; default: two halves)"),
+    },
+}
+
+
+def search_overrides(args: argparse.Namespace) -> list[str]:
+    """The flags the user gave, as `search.<method>.<key>=value` config overrides."""
+    import json
+
+    overrides = [] if args.seed is None else [f"search.seed={args.seed}"]
+    overrides += [] if args.no_progress else ["search.progress=true"]
+    for group_name, flags in FLAGS.items():
+        for flag, (key, _, _) in flags.items():
+            value = getattr(args, flag.lstrip("-").replace("-", "_"))
+            if value is None:
+                continue
+            if key == "clusters":
+                from mergemix_jax.search.run import parse_clusters
+
+                value = parse_clusters(value)
+            overrides.append(f"search.{group_name}.{key}={json.dumps(value)}")
+    return overrides
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,26 +99,23 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from mergemix_jax.config import load_config
     from mergemix_jax.export import mixture_from_result, write_grain_mixture, write_mixture
     from mergemix_jax.search.cache import CachedScorer
     from mergemix_jax.search.problem import build_problem, caps_from_tokens
     from mergemix_jax.search.ratios import weights_to_ratios
-    from mergemix_jax.search.run import METHODS, parse_clusters, run_search
+    from mergemix_jax.search.run import METHODS, run_search
 
     methods = list(METHODS) if args.method == "all" else [m.strip() for m in args.method.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise SystemExit(f"mergemix search: unknown method(s) {unknown}; choose from {METHODS} or all")
-    config = None
-    if args.config and not args.synthetic:
-        from mergemix_jax.config import load_config
-
-        config = load_config(args.config, args.overrides)
+        raise SystemExit(f"mergemix search: unknown method(s) {unknown}; choose from {tuple(METHODS)} or all")
     try:
+        config = load_config(args.config or None, [*args.overrides, *search_overrides(args)])
         problem, optimum = build_problem(
-            args.synthetic or None, seed=args.seed, config=config, base_dir=args.base, expert_dirs=args.experts, metrics=args.metrics,
-            groups=args.groups,
-        )
+            args.synthetic or None, seed=config.search.seed, config=None if args.synthetic else config, base_dir=args.base, expert_dirs=args.experts,
+            metrics=args.metrics, groups=args.groups,
+        )  # fmt: skip
     except ValueError as err:
         raise SystemExit(f"mergemix search: {err}") from None
     tokens = None
@@ -115,22 +128,23 @@ def run(args: argparse.Namespace) -> int:
         problem = dataclasses.replace(problem, tokens=tokens, caps=caps, prior=tokens / tokens.sum())
     if args.cache and problem.score is not None:
         problem = dataclasses.replace(problem, score=CachedScorer(problem.score, args.cache))
-    clusters = parse_clusters(args.clusters) if args.clusters else None
-    if "hierarchical" in methods and clusters is None:
-        half = problem.k // 2
-        clusters = {"c0": list(problem.domains[:half]), "c1": list(problem.domains[half:])}
-    settings = _settings(args)
+    half = problem.k // 2
+    clusters = {"c0": list(problem.domains[:half]), "c1": list(problem.domains[half:])}  # when search.hierarchical.clusters is {}
+    settings = dataclasses.asdict(config.search)
 
     rows = []
     for method in methods:
-        result = run_search(problem, method, settings, clusters=clusters, inner=args.inner, sweeps=args.sweeps)
+        try:
+            result = run_search(problem, method, config.search, clusters=clusters)
+        except ValueError as err:
+            raise SystemExit(f"mergemix search: {err}") from None
         ratios = weights_to_ratios(result.weights, problem.domains, tokens, args.token_budget or None, args.max_epochs, correct=tokens is not None)
         error = None if optimum is None else float(np.abs(np.asarray(result.weights) - np.atleast_2d(optimum).mean(0)).max())
         rows.append((result, error, objective_at(problem, result.weights)))
         if args.out:
             out = Path(args.out)
             path = out if len(methods) == 1 else out.with_name(f"{out.stem}.{method}{out.suffix or '.json'}")
-            job = {"method": method, "problem": problem.description, "settings": settings, "clusters": clusters, "inner": args.inner}
+            job = {"method": method, "problem": problem.description, "settings": settings}
             write_mixture(mixture_from_result(result, job, ratios.to_dict(problem.domains)), path)
             print(f"wrote {path}")
         if args.grain_out and len(methods) == 1:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
-from mergemix_jax.config.schema import Config
+from mergemix_jax.config.schema import Config, SearchConfig
 
 SCHEDULES = ("constant", "cosine", "wsd")
 DTYPES = ("float32", "bfloat16")
@@ -14,7 +15,7 @@ SPLIT_MODES = ("file", "blank_line")
 
 def validate(config: Config) -> list[str]:
     """Return every problem found in `config` (empty when it is valid)."""
-    return [*_model_problems(config), *_mesh_problems(config), *_optim_problems(config), *_data_problems(config), *_train_problems(config), *_eval_problems(config), *_pipeline_problems(config), *_verify_problems(config)]
+    return [*_model_problems(config), *_mesh_problems(config), *_optim_problems(config), *_data_problems(config), *_train_problems(config), *_eval_problems(config), *_pipeline_problems(config), *_search_problems(config), *_verify_problems(config)]
 
 
 def _positive(values: dict[str, float]) -> list[str]:
@@ -142,12 +143,13 @@ def _verify_problems(config: Config) -> list[str]:
     return problems
 
 
-SEARCH_METHODS = ("gradient", "surrogate", "subsets", "cmaes", "hierarchical")
+# one options section per search method in SearchConfig; search/run.py METHODS is the registry (a test ties them)
+SEARCH_METHODS = tuple(f.name for f in dataclasses.fields(SearchConfig) if str(f.type).endswith("SearchConfig"))
 
 
 def _pipeline_problems(config: Config) -> list[str]:
     p, v = config.pipeline, config.validate
-    keys = ("base_steps", "expert_steps", "gradient_steps", "gradient_restarts", "surrogate_seeds", "cmaes_generations", "cmaes_population", "heatmap_resolution")
+    keys = ("base_steps", "expert_steps", "heatmap_resolution")
     problems = _positive({f"pipeline.{k}": getattr(p, k) for k in keys})
     problems += _positive({"validate.dirichlet_alpha": v.dirichlet_alpha})
     problems += [f"key '{k}' must be >= 0, got {val}" for k, val in (("pipeline.expert_learning_rate", p.expert_learning_rate), ("pipeline.probe_mixtures", p.probe_mixtures), ("validate.n_dirichlet", v.n_dirichlet), ("validate.reference_steps", v.reference_steps)) if val < 0]
@@ -157,4 +159,62 @@ def _pipeline_problems(config: Config) -> list[str]:
     bad = {m: w for m, w in p.utility.items() if not (isinstance(w, (int, float)) and math.isfinite(w))}
     if bad:
         problems.append(f"key 'pipeline.utility' needs a finite weight per metric, got {bad}")
+    return problems
+
+
+# the search modules' option values (tests/test_search_config.py checks they match search/)
+PARAMETRISATIONS = ("softmax", "mirror", "projected")
+REGRESSORS = ("auto", "lightgbm", "ridge", "gp")
+LIGHTGBM_PRESETS = ("demix", "regmix")
+MAPPINGS = ("project", "softmax")
+INNER_METHODS = ("gradient", "surrogate", "cmaes")
+
+
+def _choice(key: str, value: str, choices: tuple[str, ...]) -> list[str]:
+    return [] if value in choices else [f"key '{key}' must be one of {choices}, got {value!r}"]
+
+
+def _search_problems(config: Config) -> list[str]:
+    s = config.search
+    g, r, c, h = s.gradient, s.surrogate, s.cmaes, s.hierarchical
+    problems = _positive({f"search.gradient.{k}": getattr(g, k) for k in ("learning_rate", "steps", "chunk", "restarts")})
+    problems += _positive({f"search.surrogate.{k}": getattr(r, k) for k in ("top_k", "n_candidates", "strength_min", "strength_max", "strength_steps", "local_concentration", "batch_size")})
+    problems += _positive({f"search.cmaes.{k}": getattr(c, k) for k in ("generations", "patience", "batch_size")})
+    problems += _positive({"search.subsets.batch_size": s.subsets.batch_size, "search.hierarchical.sweeps": h.sweeps})
+    non_negative = {"search.token_budget": s.token_budget, "search.gradient.kl_weight": g.kl_weight, "search.gradient.rel_tol": g.rel_tol, "search.surrogate.rounds": r.rounds,
+                    "search.surrogate.learning_rate": r.learning_rate, "search.surrogate.n_estimators": r.n_estimators, "search.surrogate.prior_power": r.prior_power,
+                    "search.cmaes.std_init": c.std_init, "search.cmaes.penalty": c.penalty, "search.hierarchical.n_clusters": h.n_clusters}  # fmt: skip
+    problems += [f"key '{k}' must be >= 0, got {v}" for k, v in non_negative.items() if v < 0]
+    problems += _choice("search.gradient.parametrisation", g.parametrisation, PARAMETRISATIONS)
+    problems += _choice("search.surrogate.regressor", r.regressor, REGRESSORS)
+    problems += _choice("search.surrogate.preset", r.preset, LIGHTGBM_PRESETS)
+    problems += _choice("search.cmaes.mapping", c.mapping, MAPPINGS)
+    problems += _choice("search.hierarchical.inner", h.inner, INNER_METHODS)
+    if r.n_seeds < 3:
+        problems.append(f"key 'search.surrogate.n_seeds' must be >= 3 (a surrogate needs 3 scored mixtures), got {r.n_seeds}")
+    if not 0 <= r.grid_fraction <= 1:
+        problems.append(f"key 'search.surrogate.grid_fraction' must be in [0, 1], got {r.grid_fraction}")
+    if r.strength_min > r.strength_max:
+        problems.append(f"key 'search.surrogate.strength_min' ({r.strength_min}) exceeds 'search.surrogate.strength_max' ({r.strength_max})")
+    if r.num_leaves == 1 or r.num_leaves < 0:
+        problems.append(f"key 'search.surrogate.num_leaves' must be 0 (the preset's) or >= 2, got {r.num_leaves}")
+    if c.population_size < 2:
+        problems.append(f"key 'search.cmaes.population_size' must be >= 2, got {c.population_size}")
+    if h.n_clusters == 1:
+        problems.append("key 'search.hierarchical.n_clusters' must be 0 (automatic) or >= 2; one cluster is a flat search")
+    return problems + _cluster_problems(config)
+
+
+def _cluster_problems(config: Config) -> list[str]:
+    clusters, names = config.search.hierarchical.clusters, [d.name for d in config.data.domains]
+    if not clusters or not names:
+        return []
+    listed = [d for members in clusters.values() for d in members]
+    problems = [f"key 'search.hierarchical.clusters.{c}' names unknown domain(s) {sorted(set(m) - set(names))}; known: {names}" for c, m in clusters.items() if set(m) - set(names)]
+    twice = sorted({d for d in listed if listed.count(d) > 1})
+    missing = [d for d in names if d not in listed]
+    if twice:
+        problems.append(f"key 'search.hierarchical.clusters' puts {twice} in more than one cluster; put each domain in one")
+    if missing:
+        problems.append(f"key 'search.hierarchical.clusters' leaves {missing} in no cluster; every domain needs one (or set clusters: {{}} for automatic ones)")
     return problems

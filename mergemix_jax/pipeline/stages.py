@@ -23,6 +23,7 @@ from mergemix_jax.pipeline import mixtures, training
 from mergemix_jax.pipeline.problem import merged_problem, utility_of, utility_weights
 from mergemix_jax.pipeline.run_dir import log_stage, run_dir_for, run_stage, write_json_atomic
 from mergemix_jax.reliability.atomic import atomic_write_text
+from mergemix_jax.search.problem import SearchProblem
 
 log = logging.getLogger(__name__)
 STAGES = ("base", "experts", "probe", "diagnostics", "search", "select", "verify", "report")
@@ -166,22 +167,47 @@ def stage_diagnostics(engine: Engine) -> None:
     run_stage(engine.run_dir, "diagnostics", out.is_file, work)
 
 
-def search_settings(config: Config) -> dict:
-    """Options of every search method from the pipeline section (run_search ignores the others')."""
-    p = config.pipeline
-    return {
-        "seed": p.search_seed,
-        "progress": False,
-        "steps": p.gradient_steps,
-        "restarts": p.gradient_restarts,
-        "chunk": max(1, min(10, p.gradient_steps)),
-        "n_seeds": p.surrogate_seeds,
-        "rounds": 1,
-        "batch_size": 64,
-        "generations": p.cmaes_generations,
-        "population_size": p.cmaes_population,
-        "patience": max(2, p.cmaes_generations // 2),
-    }
+def search_problem(engine: Engine) -> tuple[SearchProblem, dict]:
+    """The problem every search of `mergemix run` solves, and a note of what went into it:
+    repetition caps from token counts and data.max_epochs (search.caps) over the final run's
+    tokens, and the probe table as mixtures already scored (the surrogate fits on them)."""
+    from mergemix_jax.data import token_counts
+    from mergemix_jax.search.problem import caps_from_tokens
+
+    config, problem = engine.config, engine.problem
+    counts = token_counts(config.data)
+    tokens = np.asarray([counts[d]["train"] for d in engine.domains], np.float64)
+    budget = config.search.token_budget or float(config.train.steps * config.train.batch_size * config.train.seq_len)
+    caps = caps_from_tokens(tokens, budget, config.data.max_epochs) if config.search.caps else None
+    note = {"token_budget": budget, "max_epochs": config.data.max_epochs, "caps": None if caps is None else dict(zip(engine.domains, caps.tolist(), strict=True))}
+    if caps is not None and caps.sum() < 1:
+        log.warning("repetition caps sum to %.3f < 1: %g tokens need more than data.max_epochs=%g passes; searching without caps", caps.sum(), budget, config.data.max_epochs)
+        caps, note["caps"] = None, f"infeasible (sum {caps.sum():.3f} < 1): searched without caps"
+    probe = engine.run_dir / "eval" / "probe.csv"
+    observed = None
+    if probe.is_file():
+        table = read_table(probe, engine.domains)
+        observed = (table["weights"], table["metrics"]) if len(table["weights"]) else None
+    note["observed_mixtures"] = 0 if observed is None else len(observed[0])
+    return dataclasses.replace(problem, caps=caps, tokens=tokens, observed=observed), note
+
+
+def search_clusters(engine: Engine) -> dict[str, list[str]]:
+    """Hierarchical search's clusters: search.hierarchical.clusters, else cut from the task-vector
+    cosines (diagnostics.json, or computed here) by average linkage."""
+    from mergemix_jax.search.hierarchical import clusters_from_similarity
+
+    h = engine.config.search.hierarchical
+    if h.clusters:
+        return {k: list(v) for k, v in h.clusters.items()}
+    saved = engine.run_dir / "diagnostics.json"
+    if saved.is_file():
+        cosine = np.asarray(json.loads(saved.read_text())["cosine"])
+    else:
+        from mergemix_jax.diagnostics.interference import task_vector_cosines
+
+        cosine = task_vector_cosines(engine.stack)
+    return clusters_from_similarity(engine.domains, cosine, h.n_clusters)
 
 
 def stage_search(engine: Engine) -> None:
@@ -189,15 +215,15 @@ def stage_search(engine: Engine) -> None:
     from mergemix_jax.export import mixture_from_result, write_mixture
     from mergemix_jax.search.run import run_search
 
-    settings = search_settings(engine.config)
-    domains = list(engine.domains)
-    clusters = {"c0": domains[: len(domains) // 2], "c1": domains[len(domains) // 2 :]}
+    settings = dataclasses.asdict(engine.config.search)
+    problem, note = search_problem(engine)
+    clusters = search_clusters(engine) if "hierarchical" in engine.config.pipeline.methods else None
     for method in engine.config.pipeline.methods:
         out = engine.run_dir / "search" / f"{method}.json"
 
         def work(method=method, out=out):
-            result = run_search(engine.problem, method, settings, clusters=clusters, inner="gradient")
-            job = {"method": method, "problem": engine.problem.description, "settings": settings}
+            result = run_search(problem, method, engine.config.search, clusters=clusters)
+            job = {"method": method, "problem": problem.description, "settings": settings, "inputs": note, "clusters": clusters}
             write_mixture(mixture_from_result(result, job), out)
 
         run_stage(engine.run_dir, f"search:{method}", out.is_file, work)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -21,6 +23,43 @@ from mergemix_jax.search.problem import SearchProblem, affine_subproblem, black_
 from mergemix_jax.search.types import SearchResult
 
 Solver = Callable[[SearchProblem], SearchResult]
+
+
+@dataclass(frozen=True)
+class HierarchicalOptions:
+    """Settings of one hierarchical search (config section search.hierarchical)."""
+
+    inner: str = "gradient"  # method solving each stage: gradient | surrogate | cmaes
+    sweeps: int = 1
+    clusters: dict[str, list[str]] = field(default_factory=dict)  # {name: [domains]}
+    n_clusters: int = 0  # how many clusters `clusters_from_similarity` cuts when clusters is {} (0 = ~sqrt(K))
+    inner_options: Any = None  # the inner method's options dataclass
+
+
+def clusters_from_similarity(domains: Sequence[str], cosine_KxK: np.ndarray, n_clusters: int = 0) -> dict[str, list[str]]:
+    """Clusters of domains whose task vectors point the same way (average-linkage on 1 - cosine).
+
+    The tree is cut into `n_clusters` (0 = round(sqrt(K)), at least 2) groups, each named after its
+    members; hierarchical search then weighs the groups first and splits each one (top-down).
+    """
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    k = len(domains)
+    cosine = np.asarray(cosine_KxK, np.float64)
+    if cosine.shape != (k, k) or not np.all(np.isfinite(cosine)):
+        raise ValueError(f"need a finite {k}x{k} cosine matrix for domains {list(domains)}, got shape {cosine.shape}")
+    n = n_clusters or max(2, round(np.sqrt(k)))
+    if not 2 <= n <= k:
+        raise ValueError(f"n_clusters must be in [2, {k}] for {k} domains, got {n}")
+    distance = np.clip(1.0 - (cosine + cosine.T) / 2, 0.0, 2.0)
+    np.fill_diagonal(distance, 0.0)
+    labels = fcluster(linkage(squareform(distance, checks=False), method="average"), t=n, criterion="maxclust")
+    groups: dict[int, list[str]] = {}
+    for name, label in zip(domains, labels, strict=True):
+        groups.setdefault(int(label), []).append(name)
+    ordered = sorted(groups.values(), key=lambda g: list(domains).index(g[0]))
+    return {"+".join(members): members for members in ordered}
 
 
 def cluster_index(problem: SearchProblem, clusters: Mapping[str, Sequence[str]]) -> list[np.ndarray]:

@@ -39,6 +39,7 @@ class SearchProblem:
     n_groups: int = 0  # 0: one weight vector [K]; G > 0: per-group weights [G, K] for `objective`
     tokens: np.ndarray | None = None  # [K] tokens available per domain, for the ratio report
     description: dict[str, Any] = field(default_factory=dict)  # JSON-able, hashed into provenance
+    observed: tuple[np.ndarray, dict[str, np.ndarray]] | None = None  # mixtures [N, K] scored before the search and their metrics (a surrogate fits on them)
 
     def __post_init__(self) -> None:
         k = len(self.domains)
@@ -56,6 +57,12 @@ class SearchProblem:
             raise ValueError(f"prior must be {k} finite weights > 0 (one per domain), got {prior}")
         object.__setattr__(self, "prior", prior / prior.sum())
         object.__setattr__(self, "caps", check_caps(self.caps, k))
+        if self.observed is not None:
+            x, metrics = self.observed
+            x = np.asarray(x, np.float64)
+            bad = [n for n, v in metrics.items() if np.shape(v) != (len(x),)]
+            if x.ndim != 2 or x.shape[1] != k or bad:
+                raise ValueError(f"observed must be (mixtures [N, {k}], {{metric: [N]}}); got shape {x.shape}, mismatched metrics {bad}")
 
     @property
     def k(self) -> int:
@@ -138,6 +145,7 @@ def affine_subproblem(
         prior=np.asarray(prior, np.float64),
         caps=caps,
         tokens=None,
+        observed=None,
         description={**problem.description, "subproblem": list(domains)},
     )
 
