@@ -149,7 +149,6 @@ class PipelineConfig:
 
 
 @dataclass
-@dataclass
 class GradientSearchConfig:
     """Gradient search over merge weights (search/gradient.py GradientOptions, same field names)."""
 
@@ -234,6 +233,7 @@ class SearchConfig:
     hierarchical: HierarchicalSearchConfig = field(default_factory=HierarchicalSearchConfig)
 
 
+@dataclass
 class ValidateConfig:
     """`mergemix validate`: reference models trained on sampled mixtures, compared with their proxies."""
 
@@ -257,8 +257,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
-    validate: ValidateConfig = field(default_factory=ValidateConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    validate: ValidateConfig = field(default_factory=ValidateConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
