@@ -1,4 +1,5 @@
-"""`mergemix validate` on the tiny run: references trained, identities between proxies and references hold."""
+"""`mergemix validate` on the tiny run: references trained on a held-out split the search never saw,
+identities between proxies and references, intervals, baselines with regret."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from mergemix_jax.cli.main import main
+from mergemix_jax.pipeline.stages import read_table
 from tests.pipeline_helpers import finished_tiny_run
 
 
@@ -15,20 +17,38 @@ def test_validate_trains_references_and_reports_rank_statistics(capsys):
     run = finished_tiny_run()
     assert main(["validate", "--config", str(run.config_path), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "| utility | all |" in out and "regret of the searched mixture" in out
+    assert "| utility | all |" in out and "recommended: real loss / rank / regret" in out
     (path,) = run.run_dir.glob("validate-*/validation.json")
     v = json.loads(path.read_text())
     assert v["kinds"] == ["vertex"] * 3 + ["centre", "dirichlet"]
     # a reference on a vertex is trained exactly like that domain's expert, which is the merge at the vertex
     for metric, proxy in v["proxy"].items():
         np.testing.assert_allclose(v["reference"][metric][:3], proxy[:3], rtol=1e-5, err_msg=metric)
+    # scored on held-out sequences disjoint from the search's: the centre's proxy differs from the probe table's
+    assert v["suite"]["heldout_offset"] == 2
+    probe = read_table(run.run_dir / "eval" / "probe.csv", tuple(v["domains"]))
+    centre = int(np.argmin(np.abs(probe["weights"] - 1 / 3).sum(axis=1)))
+    assert abs(probe["metrics"]["loss/mean"][centre] - v["proxy"]["loss/mean"][3]) > 1e-4
     rows = {(r["metric"], r["subset"]): r for r in v["table"]}
-    assert rows[("utility", "all")]["n"] == 5 and rows[("utility", "interior")]["n"] == 2
-    assert -1.0 <= rows[("utility", "all")]["spearman"] <= 1.0
-    assert np.isfinite(rows[("utility", "all")]["ceiling_spearman"])
+    util = rows[("utility", "all")]
+    assert util["n"] == 5 and rows[("utility", "interior")]["n"] == 2 and util["replicates"] == 2
+    assert util["spearman_lo"] <= util["spearman"] <= util["spearman_hi"]
+    assert np.isfinite(util["reliability"]) and util["bound"] == pytest.approx(np.sqrt(max(2 * util["reliability"] / (1 + util["reliability"]), 0)))
     assert v["reference_seed2"]["loss/mean"] != v["reference"]["loss/mean"]  # another data order
+    # the run's calibration (fitted by verification) is applied to the proxy
+    assert v["calibrated"] is not None and np.isfinite(rows[("loss/mean", "all")]["calibrated_spearman"])
+    b = v["baselines"]
+    assert set(b) == {"recommended", "proxy pick", "uniform", "natural"}
+    mixture = json.loads((run.run_dir / "mixture.json").read_text())
+    assert b["recommended"]["weights"] == pytest.approx(mixture["weights"])
+    best = v["best"]["real_loss"]
+    assert best == pytest.approx(min(v["real_loss"]))
+    for name, entry in b.items():
+        assert entry["regret"] == pytest.approx(entry["real_loss"] - best), name
+        assert entry["regret_lo"] <= entry["regret_hi"], name
+    assert b["uniform"]["real_loss"] == pytest.approx(v["real_loss"][3])  # the centre, mean of its two runs
+    assert v["best"]["name"] in v["indistinguishable"]
     s = v["summary"]
     assert s["proxy train steps / reference train steps"] == pytest.approx(3 / 5)
-    assert s["regret of the searched mixture (best reference - searched)"] == pytest.approx(s["best reference utility"] - s["searched reference utility"])
     html = (run.run_dir / "report" / "index.html").read_text()
     assert "scatter.png" in html and (run.run_dir / "report" / "scatter.png").stat().st_size > 0

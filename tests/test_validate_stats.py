@@ -40,10 +40,65 @@ def test_rank_of_and_subsets():
     masks = stats.subsets(["vertex", "vertex", "centre", "dirichlet"], population)
     assert masks["interior"].tolist() == [False, False, True, True]
     assert masks["top quartile"].tolist() == [False, False, False, True]
-    rows = stats.rank_rows("m", population, population * 2, masks, ceiling=population)
-    assert rows[0]["spearman"] == pytest.approx(1.0) and rows[0]["ceiling_spearman"] == pytest.approx(1.0)
-    assert rows[0]["recovery"] == pytest.approx(0.5)
-    assert "| m | all | 4 | 1.000 |" in stats.format_table(rows)
+    rows = stats.rank_rows("m", population, [population * 2, population * 2], masks, others={"calibrated": None})
+    assert rows[0]["spearman"] == pytest.approx(1.0) and rows[0]["reliability"] == pytest.approx(1.0) and rows[0]["bound"] == pytest.approx(1.0)
+    assert rows[0]["recovery"] == pytest.approx(0.5) and np.isnan(rows[0]["calibrated_spearman"])
+    assert "| m | all | 4 | 1.000 [1.00, 1.00] | – |" in stats.format_table(rows)
+    one = stats.rank_rows("m", population, [population], masks)
+    assert np.isnan(one[0]["reliability"]) and np.isnan(one[0]["bound"])  # no replicate, no bound
+
+
+def _noisy_pair(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    return x, x + rng.normal(size=n)
+
+
+def test_bootstrap_interval_contains_the_estimate_and_narrows_with_more_mixtures():
+    widths = []
+    for n in (12, 48, 400):
+        x, y = _noisy_pair(n, n)
+        rho = stats.spearman(x, y)
+        lo, hi = stats.spearman_interval(x, y, stats.bootstrap_indices(n, seed=1))
+        assert lo <= rho <= hi
+        widths.append(hi - lo)
+    assert widths[0] > widths[1] > widths[2]
+    assert widths[0] > 0.3 and widths[2] < 0.2  # 12 mixtures: a wide interval, as fidelity-notes measured
+
+
+def test_perfect_predictor_reaches_sqrt_of_the_replicate_reliability():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=4000)  # expected outcome of each mixture
+    rep1, rep2 = (truth + rng.normal(scale=0.8, size=truth.size) for _ in range(2))
+    r = stats.spearman(rep1, rep2)
+    assert 0.5 < r < 0.75
+    assert stats.spearman(truth, rep1) == pytest.approx(stats.predictor_bound(r, 1), abs=0.02)
+    assert stats.spearman(truth, (rep1 + rep2) / 2) == pytest.approx(stats.predictor_bound(r, 2), abs=0.02)
+    assert stats.predictor_bound(r, 1) > r  # the replicate Spearman is not a ceiling
+    row = stats.rank_rows("u", truth, [rep1, rep2], {"all": np.ones(truth.size, bool)}, n_boot=200)[0]
+    assert row["spearman"] == pytest.approx(row["bound"], abs=0.02)
+    assert row["bound_lo"] <= row["bound"] <= row["bound_hi"]
+
+
+def test_indistinguishable_set_with_known_noise():
+    truth = np.array([0.0, -0.001, -0.002, -0.3, -0.5, -1.0])  # utility, higher is better; the first three within noise
+    noise = 0.01
+    hits = np.zeros(truth.size)
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        runs = truth + rng.normal(scale=noise, size=(2, truth.size))
+        estimated = stats.replicate_noise(runs[0], runs[1])
+        hits += stats.indistinguishable(runs.mean(axis=0), estimated, replicates=2)
+    assert np.all(hits[:3] / 200 > 0.75) and np.all(hits[3:] == 0)
+    assert stats.indistinguishable(truth, float("nan")).tolist() == [True] + [False] * 5
+
+
+def test_regret_interval_follows_the_seed_noise():
+    refs = np.array([-1.0, -1.2, -1.5])
+    assert stats.regret_interval(refs, -1.1, 0.0) == pytest.approx((0.1, 0.1, 0.1))
+    regret, lo, hi = stats.regret_interval(refs, -1.1, 0.05, replicates=2)
+    assert regret == pytest.approx(0.1) and lo < regret < hi and hi - lo < 0.3
+    assert np.isnan(stats.regret_interval(refs, -1.1, float("nan"))[1])
 
 
 def test_loss_interpolation_is_exact_at_vertices():

@@ -1,11 +1,15 @@
 """`run_validation`: does the merged proxy rank mixtures like real mixture training?
 
-Steps (each resumable): finish the pipeline up to the chosen mixture; sample mixtures (vertices,
-centre, Dirichlet draws); train a reference on each from the base (same steps as one expert), and
-again with another data seed (the noise ceiling); train the searched mixture and the natural
-proportions too (uniform = the centre); score proxies and references on the same suite; compute
-rank statistics, the two non-merging baselines, regret, ranks and compute. Outputs go to
-<run>/validate-<hash8 of the validate section>/validation.json and the report is re-rendered.
+Steps (each resumable): finish the pipeline up to the verified recommendation; sample mixtures
+(vertices, centre, Dirichlet draws); train a reference on each from the base (same steps as one
+expert), and again with another data seed (the replicate: reliability and noise); train the
+recommended mixture, the raw proxy's own pick and the natural proportions too (uniform = the
+centre); score proxies (raw, and calibrated when the run has a calibration) and references on an
+evaluation split disjoint from the one the search optimised (`validate.disjoint_heldout`); compute
+rank statistics with bootstrap intervals against the replicate mean, the bound of a perfect
+predictor, the two non-merging baselines, the mixtures indistinguishable from the best, regret with
+an interval, ranks and compute. Outputs go to <run>/validate-<hash8>/validation.json (see stats.py
+for the definitions) and the report is re-rendered.
 """
 
 from __future__ import annotations
@@ -17,16 +21,19 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from mergemix_jax.config import Config
+from mergemix_jax.merge.weights import weights_hash
 from mergemix_jax.pipeline import mixtures
 from mergemix_jax.pipeline.problem import utility_of
 from mergemix_jax.pipeline.run_dir import config_hash, log_stage, write_json_atomic
-from mergemix_jax.pipeline.stages import Engine, natural_prior, run_pipeline
+from mergemix_jax.pipeline.stages import Engine, natural_prior, run_pipeline, with_overrides
 from mergemix_jax.validate import baselines, stats
 from mergemix_jax.validate.references import make_model_scorer, train_and_score
 
 log = logging.getLogger(__name__)
+BASELINE_NAMES = ("recommended", "proxy pick", "uniform", "natural")
 
 
 def validation_dir(config: Config, run_dir: Path) -> Path:
@@ -46,61 +53,105 @@ def suite_key(config: Config) -> str:
     return config_hash({"eval": config.eval.__dict__, "domains": [d.__dict__ for d in config.data.domains], "split": [config.data.heldout_fraction, config.data.split_seed]})
 
 
+def scoring_config(config: Config, run_dir: Path) -> Config:
+    """The config whose evaluation suite validation scores on: with `validate.disjoint_heldout`, held-out
+    sequences the run's search never saw (eval.heldout_offset = the search suite's size); else the same."""
+    if not config.validate.disjoint_heldout:
+        return config
+    saved = run_dir / "config.yaml"
+    searched = (yaml.safe_load(saved.read_text()) or {}).get("eval", {}) if saved.is_file() else {}
+    n_search = int(searched.get("heldout_sequences", config.eval.heldout_sequences))
+    if int(searched.get("heldout_offset", 0)):
+        log.warning("the run's search already scored an offset held-out split; validation's split is drawn apart from the default one and may overlap it")
+    return with_overrides(config, eval={"heldout_offset": n_search})
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def baseline_mixtures(config: Config, run_dir: Path, domains: list[str]) -> dict[str, np.ndarray]:
+    """{"recommended", "proxy pick", "natural": [K]}: mixture.json's top-level weights, the raw proxy's
+    own pick (verification.proxy_pick, or the recommendation itself when unverified), natural proportions."""
+    mixture = _read_json(run_dir / "mixture.json")
+    if not mixture.get("weights"):
+        raise FileNotFoundError(f"{run_dir / 'mixture.json'} is missing or has no weights; finish `mergemix run` first")
+    out = {"recommended": np.asarray([mixture["weights"][d] for d in domains], np.float64)}
+    verification = mixture.get("verification") or {}
+    picked = [c for c in verification.get("candidates", []) if c.get("name") == verification.get("proxy_pick")]
+    out["proxy pick"] = np.asarray([picked[0]["weights"][d] for d in domains], np.float64) if picked else out["recommended"]
+    out["natural"] = np.asarray(natural_prior(config), np.float64)
+    return out
+
+
+def _train_baselines(config, run_dir, vdir, extra, weights, refs, seed0, score, key) -> dict[str, dict]:
+    """Train (or reuse) each baseline mixture: a reference with the same weights is reused, else one
+    run per distinct mixture in baselines/<hash8 of its weights>."""
+    out = {}
+    for name, w in extra.items():
+        same = [i for i, row in enumerate(weights) if np.allclose(row, w, atol=1e-9)]
+        out[name] = refs[same[0]] if same else train_and_score(config, run_dir, vdir / "baselines" / weights_hash(w)[:8], w, seed0, score, key)
+    return out
+
+
 def run_validation(config: Config, config_path: str | os.PathLike | None = None, command: str = "", run_dir: Path | None = None) -> dict:
     """Run (or resume) the validation; returns the validation.json content (see module doc).
 
     `run_dir`: a finished pipeline folder to validate instead of the config's own (e.g. to re-score
     its references and proxies on a larger evaluation suite: eval.* overrides change the config hash).
     """
-    from mergemix_jax.export import read_mixture
-
     if run_dir is None:
         run_dir = run_pipeline(config, config_path, command=command, stop_after="verify")
     vdir = validation_dir(config, run_dir)
     vdir.mkdir(parents=True, exist_ok=True)
-    engine = Engine(config, run_dir)
+    scoring = scoring_config(config, run_dir)
+    engine = Engine(scoring, run_dir)
     domains, k = list(engine.domains), len(engine.domains)
     v = config.validate
     weights, kinds = mixtures.spread_mixtures(k, v.n_dirichlet, v.dirichlet_alpha, v.seed)
-    searched = np.asarray([read_mixture(run_dir / "mixture.json").weights[d] for d in domains])
-    natural = natural_prior(config)
-    extra = {"searched": searched, "natural": natural} if v.baselines else {}
+    extra = baseline_mixtures(config, run_dir, domains) if v.baselines else {}
     score = make_model_scorer(config, engine.suite)
-    key = suite_key(config)
+    key = suite_key(scoring)
     seed0 = config.train.data_seed
     start = time.perf_counter()
     refs = [train_and_score(config, run_dir, vdir / "refs" / f"m{i:02d}", w, seed0, score, key) for i, w in enumerate(weights)]
-    extra_refs = {name: train_and_score(config, run_dir, vdir / "baselines" / name, w, seed0, score, key) for name, w in extra.items()}
+    extra_refs = _train_baselines(config, run_dir, vdir, extra, weights, refs, seed0, score, key)
     noise = [train_and_score(config, run_dir, vdir / "refs_seed2" / f"m{i:02d}", w, seed0 + 1, score, key) for i, w in enumerate(weights)] if v.noise_ceiling else []
     log_stage(run_dir, "validate:references", "done", time.perf_counter() - start)
 
     all_weights = np.concatenate([weights, np.stack(list(extra.values()))]) if extra else weights
     t0 = time.perf_counter()
-    proxy_all = engine.score_table(all_weights, vdir / f"proxy-{key}.csv")["metrics"]
+    proxy_all = engine.score_table(all_weights, vdir / f"proxy-{key}-{weights_hash(all_weights.ravel())[:8]}.csv")["metrics"]
     proxy_seconds = (time.perf_counter() - t0) / max(len(all_weights), 1)
     names = [m for m in engine.metrics if m in proxy_all]
     n = len(weights)
     proxy = {m: proxy_all[m][:n] for m in names}
-    reference = _metrics_table(refs, names)
-    ceiling = _metrics_table(noise, names) if noise else None
+    replicates = [_metrics_table(refs, names)] + ([_metrics_table(noise, names)] if noise else [])
+    calibration = _calibration(run_dir)
+    calibrated = None if calibration is None else calibration.apply(proxy)
     vertex_rows = [kinds.index("vertex") + i for i in range(k)]
     expert_metrics = {m: proxy[m][vertex_rows] for m in names}  # one-hot merge = the expert itself
     interp = baselines.loss_interpolation(weights, expert_metrics)
     outspace = baselines.output_space(engine.model_cfg, engine.stack, engine.suite, weights)
 
-    result = _compare(engine, domains, kinds, proxy, reference, ceiling, interp, outspace)
+    result = {"table": _compare(engine, domains, kinds, proxy, replicates, calibrated, interp, outspace), "summary": {}}
+    result["scatter_metrics"] = ["loss/mean", *[f"loss/{d}" for d in domains]]
     result.update(
         domains=domains,
         kinds=kinds,
         mixtures=weights.tolist(),
         proxy={m: proxy[m].tolist() for m in names},
-        reference={m: reference[m].tolist() for m in names},
-        reference_seed2=None if ceiling is None else {m: ceiling[m].tolist() for m in names},
+        calibrated=None if calibrated is None else {m: np.asarray(calibrated[m]).tolist() for m in names},
+        reference={m: replicates[0][m].tolist() for m in names},
+        reference_seed2=None if len(replicates) < 2 else {m: replicates[1][m].tolist() for m in names},
         utility_weights=engine.weights,
     )
-    result["summary"].update(_baseline_summary(engine, names, reference, extra, extra_refs, proxy_all, n, kinds))
+    calibrated_all = None if calibration is None else calibration.apply(proxy_all)
+    outcome = compare_baselines(engine.weights, domains, kinds, weights, replicates, extra, extra_refs, proxy_all, calibrated_all)
+    result.update(outcome)
+    result["summary"].update(_baseline_summary(outcome))
     result["summary"].update(_compute_summary(run_dir, refs, noise, extra_refs, proxy_seconds, n))
-    result["suite"] = {"key": key, "heldout_sequences": config.eval.heldout_sequences, "seq_len": config.eval.seq_len}
+    result["suite"] = {"key": key, "heldout_sequences": scoring.eval.heldout_sequences, "heldout_offset": scoring.eval.heldout_offset, "seq_len": scoring.eval.seq_len}
     write_json_atomic(vdir / f"validation-{key}.json", result)
     write_json_atomic(vdir / "validation.json", result)  # the latest, which the report shows
     (vdir / f"table-{key}.md").write_text(stats.format_table(result["table"]) + "\n")
@@ -111,38 +162,96 @@ def run_validation(config: Config, config_path: str | os.PathLike | None = None,
     return result
 
 
-def _compare(engine: Engine, domains, kinds, proxy, reference, ceiling, interp, outspace) -> dict:
+def _calibration(run_dir: Path):
+    """The run's proxy calibration (fitted by the verification stage), or None."""
+    from mergemix_jax.calibrate import load_calibration
+
+    try:
+        return load_calibration(run_dir)
+    except ValueError as err:
+        log.warning("calibrated proxy left out: %s", err)
+        return None
+
+
+def _compare(engine: Engine, domains, kinds, proxy, replicates, calibrated, interp, outspace) -> list[dict]:
+    """Rank rows of the utility, the normalised utility and every metric (see stats.rank_rows)."""
+
     def util(table):
-        return None if table is None else utility_of(engine.weights, table) if all(m in table for m in engine.weights) else None
+        return None if table is None or not all(m in table for m in engine.weights) else utility_of(engine.weights, table)
 
     def norm(table):
         return None if table is None else stats.normalised_utility(table, domains)
 
-    masks = stats.subsets(kinds, util(reference))
-    rows = stats.rank_rows("utility", util(proxy), util(reference), masks, util(ceiling), util(interp), util(outspace))
-    rows += stats.rank_rows("utility (normalised)", norm(proxy), norm(reference), masks, norm(ceiling), norm(interp), norm(outspace))
+    target = np.mean([util(r) for r in replicates], axis=0)
+    masks = stats.subsets(kinds, target)
+
+    def rows(metric, fn, pick=None):
+        others = {"calibrated": fn(calibrated) if pick is None or pick.startswith("loss/") else None, "loss_interp": fn(interp), "output_space": fn(outspace)}
+        return stats.rank_rows(metric, fn(proxy), [fn(r) for r in replicates], masks, others)
+
+    out = rows("utility", util) + rows("utility (normalised)", norm)
     for m in proxy:
-        rows += stats.rank_rows(m, proxy[m], reference[m], masks, None if ceiling is None else ceiling[m], interp.get(m), outspace.get(m))
-    return {"table": rows, "summary": {}, "scatter_metrics": ["loss/mean", *[f"loss/{d}" for d in domains]]}
+        out += rows(m, lambda t, m=m: None if t is None or m not in t else np.asarray(t[m]), pick=m)
+    return out
 
 
-def _baseline_summary(engine: Engine, names, reference, extra, extra_refs, proxy_all, n, kinds) -> dict:
-    ref_util = utility_of(engine.weights, reference)
-    centre = kinds.index("centre")
-    out = {
-        "best reference utility": float(ref_util.max()),
-        "uniform (centre) reference utility": float(ref_util[centre]),
-        "uniform rank among references": f"{stats.rank_of(ref_util[centre], np.delete(ref_util, centre))} of {n}",
-    }
+def compare_baselines(utility: dict, domains, kinds, weights_NxK, replicates, extra, extra_refs, proxy_all, calibrated_all) -> dict:
+    """The references' best and the set indistinguishable from it, and per baseline (recommended, proxy
+    pick, uniform = the centre, natural): real and proxy loss, rank, regret with a 90% interval.
+    `proxy_all`/`calibrated_all` hold the N references' rows followed by one row per `extra` mixture."""
+    n = len(kinds)
+    reps = [utility_of(utility, r) for r in replicates]
+    ref_util, m = np.mean(reps, axis=0), len(reps)
+    noise = stats.replicate_noise(reps[0], reps[1]) if m == 2 else float("nan")
+    names = [f"m{i:02d} ({kind})" for i, kind in enumerate(kinds)]
+    best, centre = int(np.argmax(ref_util)), kinds.index("centre")
+    entries = {"uniform": (weights_NxK[centre], float(ref_util[centre]), m, centre)}
     for i, (name, record) in enumerate(extra_refs.items()):
-        u = float(utility_of(engine.weights, {m: np.asarray([record["metrics"][m]]) for m in engine.weights})[0])
-        rank = stats.rank_of(u, ref_util)
-        out[f"{name} reference utility"] = u
-        out[f"{name} rank among references"] = f"{rank} of {n + 1}"
-        out[f"{name} percentile (share of references it beats)"] = float(np.mean(ref_util < u))
-        out[f"{name} proxy utility"] = float(utility_of(engine.weights, {m: proxy_all[m][n + i : n + i + 1] for m in engine.weights})[0])
-        if name == "searched":
-            out["regret of the searched mixture (best reference - searched)"] = float(ref_util.max() - u)
+        u = float(utility_of(utility, {k: np.asarray([record["metrics"][k]]) for k in utility})[0])
+        entries[name] = (extra[name], u, 1, n + i)
+
+    def loss_at(table, row):
+        return None if table is None else -float(utility_of(utility, {k: np.asarray(table[k])[row : row + 1] for k in utility})[0])
+
+    out = {}
+    for name in [b for b in BASELINE_NAMES if b in entries]:
+        w, u, runs, row = entries[name]
+        regret, lo, hi = stats.regret_interval(ref_util, u, noise, m, runs)
+        margin = stats.Z_ONE_SIDED * noise * np.sqrt(1 / m + 1 / runs) if np.isfinite(noise) else 0.0
+        population = np.delete(ref_util, centre) if name == "uniform" else ref_util
+        out[name] = {
+            "weights": dict(zip(domains, np.asarray(w, np.float64).tolist(), strict=True)),
+            "real_loss": -u,
+            "real_runs": runs,
+            "proxy_loss": loss_at(proxy_all, row),
+            "calibrated_proxy_loss": loss_at(calibrated_all, row),
+            "rank": stats.rank_of(u, population),
+            "of": len(population) + 1,
+            "regret": regret,
+            "regret_lo": lo,
+            "regret_hi": hi,
+            "within_noise_of_best": bool(ref_util[best] - u <= margin),
+        }
+    return {
+        "noise": None if not np.isfinite(noise) else noise,
+        "best": {"name": names[best], "weights": dict(zip(domains, np.asarray(weights_NxK[best]).tolist(), strict=True)), "real_loss": -float(ref_util[best])},
+        "indistinguishable": [names[i] for i in np.flatnonzero(stats.indistinguishable(ref_util, noise, m))],
+        "reference_names": names,
+        "real_loss": (-ref_util).tolist(),
+        "baselines": out,
+    }
+
+
+def _baseline_summary(outcome: dict) -> dict:
+    """Flat "quantity: value" lines for the console and the report (losses: lower is better)."""
+    out = {
+        "best reference (real loss, lower is better)": f"{outcome['best']['name']}: {outcome['best']['real_loss']:.4f}",
+        "seed noise of one run (loss sd, from the replicates)": outcome["noise"] if outcome["noise"] is not None else "– (no replicate)",
+        "references indistinguishable from the best": ", ".join(outcome["indistinguishable"]),
+    }
+    for name, b in outcome["baselines"].items():
+        interval = f" [{b['regret_lo']:.4f}, {b['regret_hi']:.4f}]" if np.isfinite(b["regret_lo"]) else ""
+        out[f"{name}: real loss / rank / regret [90%]"] = f"{b['real_loss']:.4f} / {b['rank']} of {b['of']} / {b['regret']:.4f}{interval}"
     return out
 
 
@@ -156,6 +265,6 @@ def _compute_summary(run_dir: Path, refs, noise, extra_refs, proxy_seconds: floa
         "proxy train steps / reference train steps": expert_steps / max(ref_steps, 1),
         "proxy seconds / reference seconds (experts + merge-eval vs reference training)": (expert_seconds + proxy_seconds * n) / max(ref_seconds, 1e-9),
         "reference mixtures": n,
-        "noise-ceiling references": len(noise),
-        "baseline references": len(extra_refs),
+        "replicate references (second data seed)": len(noise),
+        "baseline references": len({id(r) for r in extra_refs.values()}),
     }

@@ -1,8 +1,17 @@
-"""Rank statistics of a proxy against real mixture training (scipy.stats), and the summary numbers.
+"""Rank statistics of a proxy against real mixture training, with their uncertainty.
 
-Every function takes {metric: [N]} tables over the same N mixtures. "Per-domain normalised" utility:
-each domain's held-out loss is z-scored over the mixtures of its own table before averaging, so a
-domain whose loss swings widely (forgotten fast) does not dominate the ranking by its spread alone.
+Every function takes {metric: [N]} tables or [N] arrays over the same N mixtures. Conventions:
+
+- Reliability r: Spearman between two trainings of the same mixtures with different data seeds
+  (test-retest). It is not a ceiling for a predictor: a perfect predictor of the expected outcome
+  correlates about sqrt(r) with one replicate, and about sqrt(2r / (1 + r)) with the mean of two
+  (Spearman-Brown), which is the target proxies are compared against when two replicates exist.
+- Intervals: paired percentile bootstrap over mixtures (the same resamples for every estimator of a
+  row), 90%, seeded numpy.
+- Indistinguishable from the best: mixtures whose mean real utility is within z * noise * sqrt(2/m)
+  of the best, the noise being one run's seed standard deviation estimated from replicate differences.
+- "Per-domain normalised" utility: each domain's held-out loss is z-scored over the mixtures of its
+  own table before averaging, so a domain whose loss swings widely does not dominate by spread alone.
 """
 
 from __future__ import annotations
@@ -13,6 +22,9 @@ import numpy as np
 from scipy import stats
 
 Table = Mapping[str, np.ndarray]
+LEVEL = 0.9  # coverage of every interval
+N_BOOT = 2000  # bootstrap resamples
+Z_ONE_SIDED = float(stats.norm.ppf(0.9))  # one-sided 90%, as the verification stage's margin
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
@@ -29,6 +41,85 @@ def kendall(x: np.ndarray, y: np.ndarray) -> float:
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
     return float(stats.kendalltau(x, y).statistic)
+
+
+def bootstrap_indices(n: int, n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:
+    """[n_boot, n] row indices drawn with replacement (one resample of the mixtures per row)."""
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def spearman_resampled(x: np.ndarray, y: np.ndarray, idx_BxN: np.ndarray) -> np.ndarray:
+    """[B] Spearman of (x, y) on each resample (average ranks for ties; NaN where one side is constant)."""
+    rx = stats.rankdata(np.asarray(x, np.float64)[idx_BxN], axis=1)
+    ry = stats.rankdata(np.asarray(y, np.float64)[idx_BxN], axis=1)
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
+    denom = np.sqrt((rx**2).sum(axis=1) * (ry**2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (rx * ry).sum(axis=1) / np.where(denom > 0, denom, 1.0), np.nan)
+
+
+def percentile_interval(samples: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """Central `level` percentile interval of the finite samples (NaNs when fewer than half are finite)."""
+    samples = np.asarray(samples, np.float64)
+    finite = samples[np.isfinite(samples)]
+    if finite.size < max(samples.size / 2, 1):
+        return float("nan"), float("nan")
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(finite, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def spearman_interval(x: np.ndarray, y: np.ndarray, idx_BxN: np.ndarray | None = None, level: float = LEVEL) -> tuple[float, float]:
+    """Paired bootstrap interval of Spearman(x, y); `idx_BxN` defaults to `bootstrap_indices(len(x))`."""
+    if len(x) < 3:
+        return float("nan"), float("nan")
+    idx_BxN = bootstrap_indices(len(x)) if idx_BxN is None else idx_BxN
+    return percentile_interval(spearman_resampled(x, y, idx_BxN), level)
+
+
+def spearman_brown(r: float, replicates: int) -> float:
+    """Reliability of the mean of `replicates` runs from the reliability r of one: m r / (1 + (m - 1) r)."""
+    return replicates * r / (1 + (replicates - 1) * r)
+
+
+def predictor_bound(r: float, replicates: int = 1) -> float:
+    """About the best Spearman a perfect predictor of the expected outcome reaches against the mean of
+    `replicates` runs whose test-retest reliability is r: sqrt(spearman_brown(r, m)); 0 when r <= 0."""
+    if not np.isfinite(r):
+        return float("nan")
+    return float(np.sqrt(np.clip(spearman_brown(r, replicates), 0.0, 1.0))) if r > 0 else 0.0
+
+
+def replicate_noise(u1: np.ndarray, u2: np.ndarray) -> float:
+    """One run's seed standard deviation from paired replicates: sqrt(mean((u1 - u2)^2) / 2)."""
+    d = np.asarray(u1, np.float64) - np.asarray(u2, np.float64)
+    return float(np.sqrt(np.mean(d**2) / 2)) if d.size else float("nan")
+
+
+def indistinguishable(utility_N: np.ndarray, noise: float, replicates: int = 1, z: float = Z_ONE_SIDED) -> np.ndarray:
+    """[N] bool: mixtures whose utility (mean of `replicates` runs, higher is better) is within
+    z * noise * sqrt(2 / replicates) of the best, i.e. not measurably worse than it at 90% one-sided."""
+    u = np.asarray(utility_N, np.float64)
+    if not np.isfinite(noise):
+        return u == u.max()
+    return u.max() - u <= z * noise * np.sqrt(2.0 / replicates)
+
+
+def regret_interval(
+    reference_N: np.ndarray, pick: float, noise: float, replicates: int = 1, pick_replicates: int = 1, level: float = LEVEL, n_boot: int = N_BOOT, seed: int = 0
+) -> tuple[float, float, float]:
+    """(regret, lo, hi): regret = best reference utility - the pick's; the interval re-draws every
+    measured utility with the seed noise (parametric bootstrap; NaNs without a noise estimate)."""
+    ref = np.asarray(reference_N, np.float64)
+    regret = float(ref.max() - pick)
+    if not np.isfinite(noise):
+        return regret, float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    ref_b = ref[None] + rng.normal(0.0, noise / np.sqrt(replicates), size=(n_boot, ref.size))
+    pick_b = pick + rng.normal(0.0, noise / np.sqrt(pick_replicates), size=n_boot)
+    lo, hi = percentile_interval(ref_b.max(axis=1) - pick_b, level)
+    return regret, lo, hi
 
 
 def normalised_utility(table: Table, domains: Sequence[str]) -> np.ndarray:
@@ -52,51 +143,78 @@ def subsets(kinds: Sequence[str], reference_utility: np.ndarray) -> dict[str, np
     return {"all": np.ones(len(kinds), bool), "interior": kinds != "vertex", "top quartile": top}
 
 
+def _with_interval(row: dict, key: str, x: np.ndarray | None, target: np.ndarray, idx: np.ndarray) -> None:
+    """row[key], row[key_lo], row[key_hi]: Spearman of x against the target and its bootstrap interval."""
+    if x is None:
+        row[key] = row[f"{key}_lo"] = row[f"{key}_hi"] = float("nan")
+        return
+    x = np.asarray(x, np.float64)
+    row[key] = spearman(x, target)
+    row[f"{key}_lo"], row[f"{key}_hi"] = percentile_interval(spearman_resampled(x, target, idx)) if len(x) >= 3 else (float("nan"), float("nan"))
+
+
 def rank_rows(
     metric: str,
     proxy: np.ndarray,
-    reference: np.ndarray,
+    replicates: Sequence[np.ndarray],
     masks: Mapping[str, np.ndarray],
-    ceiling: np.ndarray | None = None,
-    loss_interp: np.ndarray | None = None,
-    output_space: np.ndarray | None = None,
+    others: Mapping[str, np.ndarray | None] | None = None,
+    seed: int = 0,
+    n_boot: int = N_BOOT,
 ) -> list[dict]:
-    """One row per subset: Spearman/Kendall of the proxy, the ceiling (second reference seed) and the baselines."""
-    nan = float("nan")
+    """One row per subset: the proxy's Spearman (with interval) and Kendall against the target (the
+    mean of the 1 or 2 `replicates`, each [N]), the replicates' reliability r and the bound of a
+    perfect predictor against that target, and the Spearman (with interval) of each `others`
+    estimator (e.g. "calibrated", "loss_interp", "output_space"; None = not available)."""
+    runs = [np.asarray(r, np.float64) for r in replicates]
+    target = np.mean(runs, axis=0)
+    proxy = np.asarray(proxy, np.float64)
     rows = []
-    for subset, mask in masks.items():
-
-        def rho(x, mask=mask):
-            return nan if x is None else spearman(np.asarray(x)[mask], reference[mask])
-
-        rows.append(
-            {
-                "metric": metric,
-                "subset": subset,
-                "n": int(mask.sum()),
-                "spearman": rho(proxy),
-                "kendall": kendall(proxy[mask], reference[mask]),
-                "ceiling_spearman": rho(ceiling),
-                "ceiling_kendall": nan if ceiling is None else kendall(np.asarray(ceiling)[mask], reference[mask]),
-                "loss_interp_spearman": rho(loss_interp),
-                "output_space_spearman": rho(output_space),
-                "recovery": float(np.mean(proxy[mask] / np.where(reference[mask] == 0, np.nan, reference[mask]))),
-            }
-        )
+    for i, (subset, mask) in enumerate(masks.items()):
+        n = int(mask.sum())
+        idx = bootstrap_indices(n, n_boot, seed + i)
+        t = target[mask]
+        row = {"metric": metric, "subset": subset, "n": n, "replicates": len(runs)}
+        _with_interval(row, "spearman", proxy[mask], t, idx)
+        row["kendall"] = kendall(proxy[mask], t)
+        for name, values in (others or {}).items():
+            _with_interval(row, f"{name}_spearman", None if values is None else np.asarray(values)[mask], t, idx)
+        if len(runs) == 2:
+            _with_interval(row, "reliability", runs[0][mask], runs[1][mask], idx)
+        else:
+            _with_interval(row, "reliability", None, t, idx)
+        row["ceiling_spearman"] = row["reliability"]  # legacy name (benchmarks/fidelity.py): r, not a bound
+        for end in ("", "_lo", "_hi"):
+            row[f"bound{end}"] = predictor_bound(row[f"reliability{end}"], len(runs)) if len(runs) == 2 else float("nan")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            row["recovery"] = float(np.mean(proxy[mask] / np.where(t == 0, np.nan, t)))
+        rows.append(row)
     return rows
 
 
+def _cell(row: Mapping, key: str) -> str:
+    v = row.get(key, float("nan"))
+    if not np.isfinite(v):
+        return "–"
+    lo, hi = row.get(f"{key}_lo", float("nan")), row.get(f"{key}_hi", float("nan"))
+    return f"{v:.3f} [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) and np.isfinite(hi) else f"{v:.3f}"
+
+
+TABLE_COLUMNS = (
+    ("spearman", "proxy rho [90%]"),
+    ("calibrated_spearman", "calibrated rho"),
+    ("kendall", "tau"),
+    ("reliability", "reliability r"),
+    ("bound", "bound sqrt(2r/(1+r))"),
+    ("loss_interp_spearman", "loss interp rho"),
+    ("output_space_spearman", "output-space rho"),
+)
+
+
 def format_table(rows: Sequence[dict]) -> str:
-    """A fixed-width text table of rank rows (for the console and the README)."""
-    cols = [("metric", 22, "s"), ("subset", 12, "s"), ("n", 3, "d"), ("spearman", 8, ".3f"), ("kendall", 8, ".3f"), ("ceiling_spearman", 8, ".3f"),
-            ("ceiling_kendall", 8, ".3f"), ("loss_interp_spearman", 8, ".3f"), ("output_space_spearman", 8, ".3f"), ("recovery", 8, ".3f")]
-    names = {"ceiling_spearman": "ceil rho", "ceiling_kendall": "ceil tau", "loss_interp_spearman": "interp", "output_space_spearman": "outspace", "spearman": "rho", "kendall": "tau"}
-    head = "| " + " | ".join(names.get(c, c) for c, _, _ in cols) + " |"
-    lines = [head, "|" + "|".join("---" for _ in cols) + "|"]
+    """A markdown table of rank rows with their 90% intervals (for the console and the README)."""
+    head = "| metric | subset | n | " + " | ".join(name for _, name in TABLE_COLUMNS) + " |"
+    lines = [head, "|" + "|".join("---" for _ in range(3 + len(TABLE_COLUMNS))) + "|"]
     for r in rows:
-        cells = []
-        for c, _, f in cols:
-            v = r[c]
-            cells.append("–" if isinstance(v, float) and not np.isfinite(v) else format(v, f))
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(f"| {r['metric']} | {r['subset']} | {r['n']} | " + " | ".join(_cell(r, key) for key, _ in TABLE_COLUMNS) + " |")
     return "\n".join(lines)
