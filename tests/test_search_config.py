@@ -9,7 +9,7 @@ from mergemix_jax.config import ConfigError, load_config
 from mergemix_jax.config import validation as checks
 from mergemix_jax.config.schema import SearchConfig
 from mergemix_jax.export import read_mixture
-from mergemix_jax.search import cmaes, gradient, regressors
+from mergemix_jax.search import cmaes, gradient, regressors, subsets
 from mergemix_jax.search.run import METHODS, make_options
 
 
@@ -29,6 +29,7 @@ def test_validation_choices_match_the_search_modules():
     assert checks.REGRESSORS == regressors.REGRESSORS
     assert tuple(regressors.PRESETS) == checks.LIGHTGBM_PRESETS
     assert checks.MAPPINGS == cmaes.MAPPINGS
+    assert checks.SUBSET_EXPORTS == subsets.EXPORTS
 
 
 def test_yaml_search_section_reaches_the_options_and_unknown_options_are_named(tmp_path):

@@ -193,6 +193,7 @@ class SubsetSearchConfig:
 
     batch_size: int = 256  # mixtures per scorer call
     respect_caps: bool = True  # skip subsets whose uniform weights exceed a domain's repetition cap
+    export: str = "union"  # union: the chosen subset's data pooled, weights by tokens (Merge to Mix) | uniform: the merge weights scored
 
 
 @dataclass

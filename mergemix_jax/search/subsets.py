@@ -13,6 +13,7 @@ import numpy as np
 
 from mergemix_jax.search.batching import score_batches
 from mergemix_jax.search.problem import SearchProblem, black_box
+from mergemix_jax.search.simplex import project_rows_np
 from mergemix_jax.search.types import SearchResult
 
 MAX_CANDIDATES = 16
@@ -24,6 +25,7 @@ class SubsetOptions:
 
     batch_size: int = 256  # mixtures per scorer call
     respect_caps: bool = True  # skip subsets whose uniform weights exceed a domain's cap
+    export: str = "union"  # union: the chosen subset's data pooled (weights by tokens, Merge to Mix) | uniform: the scored merge weights
     progress: bool = False
 
 
@@ -38,6 +40,27 @@ def subset_masks(n: int) -> np.ndarray:
 def uniform_weights(masks_SxN: np.ndarray) -> np.ndarray:
     """[S, N] uniform mixture over each subset."""
     return masks_SxN / masks_SxN.sum(1, keepdims=True)
+
+
+EXPORTS = ("union", "uniform")
+
+
+def export_weights(problem: SearchProblem, mask_N: np.ndarray, uniform_N: np.ndarray, export: str) -> tuple[np.ndarray, str]:
+    """The data mixture of the chosen subset and how it was made.
+
+    Merge to Mix trains on the union of the chosen datasets, so each one enters by its size:
+    weights proportional to problem.tokens on the subset (projected onto the caps when the pooled
+    data would repeat a domain too often). Without token counts the uniform merge weights are kept.
+    """
+    if export not in EXPORTS:
+        raise ValueError(f"subsets export must be one of {EXPORTS}, got {export!r}")
+    if export == "uniform" or problem.tokens is None:
+        return uniform_N, "uniform" if export == "uniform" else "uniform (no token counts for a union)"
+    union = np.where(mask_N, np.asarray(problem.tokens, np.float64), 0.0)
+    union = union / union.sum()
+    if problem.caps is not None and np.any(union > problem.caps + 1e-9):
+        return project_rows_np(union[None], problem.caps)[0], "union by tokens, projected onto the caps"
+    return union, "union by tokens"
 
 
 def subset_search(problem: SearchProblem, options: SubsetOptions = SubsetOptions()) -> SearchResult:
@@ -60,10 +83,11 @@ def subset_search(problem: SearchProblem, options: SubsetOptions = SubsetOptions
     ranking = [
         {"subset": [problem.domains[i] for i in np.flatnonzero(masks[j])], "utility": float(u[j])} for j in order[:10]
     ]
+    exported, how = export_weights(problem, masks[best], weights[best], options.export)
     return SearchResult(
         method="subsets",
         domains=problem.domains,
-        weights=weights[best],
+        weights=exported,
         objective=-float(u[best]),
         wall_time_s=time.perf_counter() - start,
         n_evaluations=len(weights),
@@ -71,6 +95,8 @@ def subset_search(problem: SearchProblem, options: SubsetOptions = SubsetOptions
         metrics={name: float(values[best]) for name, values in metrics.items()},
         extras={
             "subset": [problem.domains[i] for i in np.flatnonzero(masks[best])],
+            "export": how,
+            "scored_weights": weights[best].tolist(),  # the merge that was scored (uniform over the subset)
             "n_subsets": len(weights),
             "skipped_over_caps": skipped,
             "top10": ranking,
