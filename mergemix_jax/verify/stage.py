@@ -185,7 +185,7 @@ def run_verification(engine: Any) -> dict:
     calibration, points = refit_calibration(engine, vertices, verified)
     for r in range(2, p.verify_rounds + 1):
         nxt = next_calibrated(engine, pool, verified, calibration)
-        if nxt is None:
+        if nxt is None or not worth_training(engine, nxt, verified, calibration):
             break
         nxt.name = f"c{sum(v.candidate.name.startswith('c') for v in verified) + 1}"
         verified.append(train_candidate(engine, nxt, r, score))
@@ -207,6 +207,21 @@ def next_calibrated(engine: Any, pool: list[Candidate], verified: list[Verified]
     trained = np.stack([v.candidate.weights_K for v in verified])
     picked = select_diverse(np.stack([c.weights_K for c in pool]), scores, 1, engine.config.pipeline.verify_min_distance, trained)
     return pool[picked[0]] if picked else None
+
+
+def worth_training(engine: Any, candidate: Candidate, verified: list[Verified], calibration: Calibration) -> bool:
+    """False when the calibrated proxy predicts `candidate` to lose to the best real run by more than
+    the decision margin (then another round cannot change the recommendation)."""
+    from mergemix_jax.verify.decide import decision_margin, seed_noise
+
+    predicted = float(proxy_utilities(engine, [candidate], calibration)[0])
+    best = max(float(np.mean(v.real_utility)) for v in verified)
+    p = engine.config.pipeline
+    margin = decision_margin(seed_noise([v.real_utility for v in verified]), p.verify_seeds, p.verify_confidence)
+    if predicted < best - margin:
+        log.info("verification stops: the best calibrated candidate is predicted %.4f nats below the best real run", best - predicted)
+        return False
+    return True
 
 
 def verification_block(engine: Any, verified: list[Verified], calibration: Calibration) -> dict:
