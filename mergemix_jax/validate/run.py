@@ -205,17 +205,18 @@ def compare_baselines(utility: dict, domains, kinds, weights_NxK, replicates, ex
     noise = stats.replicate_noise(reps[0], reps[1]) if m == 2 else float("nan")
     names = [f"m{i:02d} ({kind})" for i, kind in enumerate(kinds)]
     best, centre = int(np.argmax(ref_util)), kinds.index("centre")
-    entries = {"uniform": (weights_NxK[centre], float(ref_util[centre]), m, centre)}
+    centre_metrics = {k: float(np.mean([r[k][centre] for r in replicates])) for k in replicates[0]}
+    entries = {"uniform": (weights_NxK[centre], float(ref_util[centre]), m, centre, centre_metrics)}
     for i, (name, record) in enumerate(extra_refs.items()):
         u = float(utility_of(utility, {k: np.asarray([record["metrics"][k]]) for k in utility})[0])
-        entries[name] = (extra[name], u, 1, n + i)
+        entries[name] = (extra[name], u, 1, n + i, {k: float(record["metrics"][k]) for k in replicates[0]})
 
     def loss_at(table, row):
         return None if table is None else -float(utility_of(utility, {k: np.asarray(table[k])[row : row + 1] for k in utility})[0])
 
     out = {}
     for name in [b for b in BASELINE_NAMES if b in entries]:
-        w, u, runs, row = entries[name]
+        w, u, runs, row, real_metrics = entries[name]
         regret, lo, hi = stats.regret_interval(ref_util, u, noise, m, runs)
         margin = stats.Z_ONE_SIDED * noise * np.sqrt(1 / m + 1 / runs) if np.isfinite(noise) else 0.0
         population = np.delete(ref_util, centre) if name == "uniform" else ref_util
@@ -231,6 +232,8 @@ def compare_baselines(utility: dict, domains, kinds, weights_NxK, replicates, ex
             "regret_lo": lo,
             "regret_hi": hi,
             "within_noise_of_best": bool(ref_util[best] - u <= margin),
+            "real_metrics": real_metrics,
+            "proxy_metrics": {k: float(np.asarray(proxy_all[k])[row]) for k in real_metrics if k in proxy_all},
         }
     return {
         "noise": None if not np.isfinite(noise) else noise,
@@ -266,5 +269,5 @@ def _compute_summary(run_dir: Path, refs, noise, extra_refs, proxy_seconds: floa
         "proxy seconds / reference seconds (experts + merge-eval vs reference training)": (expert_seconds + proxy_seconds * n) / max(ref_seconds, 1e-9),
         "reference mixtures": n,
         "replicate references (second data seed)": len(noise),
-        "baseline references": len({id(r) for r in extra_refs.values()}),
+        "baseline mixtures (distinct)": len({weights_hash(r["weights"]) for r in extra_refs.values()}),
     }
