@@ -169,6 +169,7 @@ LIGHTGBM_PRESETS = ("demix", "regmix")
 MAPPINGS = ("project", "softmax")
 INNER_METHODS = ("gradient", "surrogate", "cmaes")
 SUBSET_EXPORTS = ("union", "uniform")
+NORMALISATIONS = ("none", "minmax", "zscore", "rank")
 
 
 def _choice(key: str, value: str, choices: tuple[str, ...]) -> list[str]:
@@ -192,6 +193,7 @@ def _search_problems(config: Config) -> list[str]:
     problems += _choice("search.cmaes.mapping", c.mapping, MAPPINGS)
     problems += _choice("search.hierarchical.inner", h.inner, INNER_METHODS)
     problems += _choice("search.subsets.export", s.subsets.export, SUBSET_EXPORTS)
+    problems += _choice("search.normalise", s.normalise, NORMALISATIONS)
     if r.n_seeds < 3:
         problems.append(f"key 'search.surrogate.n_seeds' must be >= 3 (a surrogate needs 3 scored mixtures), got {r.n_seeds}")
     if not 0 <= r.grid_fraction <= 1:
