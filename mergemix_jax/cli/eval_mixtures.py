@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from mergemix_jax.cli.main import add_config_arguments
@@ -47,34 +46,25 @@ def parse_sample(spec: str) -> tuple[int, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    import jax
-
     from mergemix_jax.config import load_config
     from mergemix_jax.data import DataError
-    from mergemix_jax.eval import build_suite, evaluate_mixtures, load_expert_stack
     from mergemix_jax.merge import read_weights_csv, sample_dirichlet
-    from mergemix_jax.parallel.mesh import build_mesh
+    from mergemix_jax.pipeline.engine import Engine
     from mergemix_jax.reliability import DiskFullError, OutOfMemoryError, oom_hint
     from mergemix_jax.train.checkpoint import CheckpointError
 
     config = load_config(args.config, args.overrides)
-    if config.eval.task_dir and not os.path.isabs(config.eval.task_dir):
-        task_dir = os.path.join(os.path.dirname(os.path.abspath(args.config)), config.eval.task_dir)
-        config = dataclasses.replace(config, eval=dataclasses.replace(config.eval, task_dir=task_dir))
     try:
-        stack, model_cfg = load_expert_stack(args.base, args.experts, config.model)
+        engine = Engine.from_checkpoints(config, args.base, args.experts)  # the configured mesh, stack placed on it
+        stack = engine.stack
         if args.weights:
             weights = read_weights_csv(args.weights, stack.names)
         else:
             count, alpha = parse_sample(args.sample)
             weights = sample_dirichlet(count, stack.num_experts, alpha, args.seed)
-        suite = build_suite(dataclasses.replace(config, model=model_cfg))
-        mesh = build_mesh(config.mesh) if jax.device_count() > 1 else None
         fix = f"lower eval.mixtures_per_device (now {config.eval.mixtures_per_device}) or eval.micro_batch (now {config.eval.micro_batch}; 0 = whole domain)"
         with oom_hint(f"scoring {config.eval.mixtures_per_device} mixture(s) per device per chunk", fix):
-            summary = evaluate_mixtures(model_cfg, stack, weights, suite, args.out, config.eval, args.proxy, mesh, progress=not args.no_progress)
+            summary = engine.evaluate(weights, args.out, args.proxy, progress=not args.no_progress)
     except (ValueError, DataError, CheckpointError, OutOfMemoryError, DiskFullError) as err:
         print(f"mergemix eval-mixtures: {err}", file=sys.stderr)
         return 2

@@ -98,7 +98,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
 def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> Config:
     """Read a YAML config (or start from defaults when `path` is None) and apply overrides.
 
-    Relative data paths in the file are resolved against the file's folder, so a config can be
+    Relative data paths and eval.task_dir in the file are resolved against the file's folder, so a config can be
     run from anywhere.
     """
     raw: dict[str, Any] = {}
@@ -146,6 +146,9 @@ def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         tokenizer = data.get("tokenizer")
         if isinstance(tokenizer, str) and tokenizer not in ("byte", "") and not is_absolute_location(tokenizer):
             data["tokenizer"] = str(base / tokenizer)
+    ev = raw.get("eval")
+    if isinstance(ev, dict) and isinstance(ev.get("task_dir"), str) and ev["task_dir"] and not is_absolute_location(ev["task_dir"]):
+        ev["task_dir"] = str(base / ev["task_dir"])
     return raw
 
 

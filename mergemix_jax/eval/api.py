@@ -93,6 +93,7 @@ def load_expert_stack(base_dir: str | os.PathLike, expert_dirs: Sequence[str | o
 def build_suite(config: Config, tokenizer=None) -> EvalSuite:
     """Held-out batches of every configured domain plus the tasks in `eval.task_dir`, tokenised once."""
     from mergemix_jax.data import heldout_batches, load_task_dir, load_tokenizer
+    from mergemix_jax.data.contamination import warn_contamination
 
     e = config.eval
     tokenizer = tokenizer or load_tokenizer(config.data)
@@ -102,7 +103,10 @@ def build_suite(config: Config, tokenizer=None) -> EvalSuite:
         heldout[domain.name] = batch
     tasks = {}
     if e.task_dir:
-        for name, items in sorted(load_task_dir(e.task_dir).items()):
+        loaded = load_task_dir(e.task_dir)
+        if config.data.domains:  # a warning names every task item found verbatim in a training split
+            warn_contamination(config.data, loaded)
+        for name, items in sorted(loaded.items()):
             items = items[: e.task_max_items] if e.task_max_items else items
             tasks[name] = tokenize_task(items, tokenizer, name, e.task_max_len)
     return make_suite(heldout, tasks, micro_batch=e.micro_batch)

@@ -63,3 +63,10 @@ def build_mesh(mesh: MeshConfig, source: str = "config", devices=None) -> jax.sh
     devices = devices if devices is not None else jax.devices()
     shape = resolve_mesh_shape(mesh, len(devices), source)
     return jax.make_mesh(shape, MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * 3, devices=devices)
+
+
+def configured_mesh(mesh: MeshConfig, source: str = "config") -> jax.sharding.Mesh | None:
+    """The configured mesh over every device of every process (jax.distributed is started first when
+    the environment describes a multi-host job), or None on a single device."""
+    maybe_initialize_distributed()
+    return build_mesh(mesh, source) if jax.device_count() > 1 else None

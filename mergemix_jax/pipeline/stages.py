@@ -20,7 +20,8 @@ import numpy as np
 from mergemix_jax.config import Config
 from mergemix_jax.config.loading import config_to_yaml
 from mergemix_jax.pipeline import mixtures, training
-from mergemix_jax.pipeline.problem import merged_problem, utility_of, utility_weights
+from mergemix_jax.pipeline.engine import Engine, natural_prior, read_table  # noqa: F401 (re-exported)
+from mergemix_jax.pipeline.problem import utility_of, utility_weights
 from mergemix_jax.pipeline.run_dir import log_stage, run_dir_for, run_stage, write_json_atomic
 from mergemix_jax.reliability.atomic import atomic_write_text
 from mergemix_jax.search.problem import SearchProblem
@@ -82,50 +83,6 @@ def _timed_train(cfg: Config, run_dir: Path, name: str) -> None:
     record = json.loads(timings.read_text()) if timings.is_file() else {}
     record[name] = {"seconds": seconds, "steps": cfg.train.steps, "tokens": cfg.train.steps * cfg.train.batch_size * cfg.train.seq_len}
     write_json_atomic(timings, record)
-
-
-class Engine:
-    """The loaded experts, the evaluation suite and the problem, built once per process."""
-
-    def __init__(self, config: Config, run_dir: Path):
-        from mergemix_jax.eval import build_suite, load_expert_stack, metric_names
-
-        self.config, self.run_dir = config, run_dir
-        self.stack, self.model_cfg = load_expert_stack(training.base_dir(config, run_dir), training.expert_dirs(config, run_dir), config.model)
-        self.suite = build_suite(config)
-        self.metrics = metric_names(self.suite)
-        self.weights = utility_weights(config.pipeline.utility, self.metrics)
-        self.problem = merged_problem(self.model_cfg, self.stack, self.suite, config.eval, self.weights, prior=natural_prior(config))
-
-    @property
-    def domains(self) -> tuple[str, ...]:
-        return self.stack.names
-
-    def score_table(self, weights_BxK: np.ndarray, out: Path) -> dict:
-        """Score every mixture exactly into the resumable CSV `out`; returns the table (see read_table)."""
-        from mergemix_jax.eval import evaluate_mixtures
-
-        evaluate_mixtures(self.model_cfg, self.stack, weights_BxK, self.suite, out, self.config.eval, progress=self.config.train.progress)
-        return read_table(out, self.domains)
-
-
-def natural_prior(config: Config) -> np.ndarray:
-    """Natural proportions: each domain's share of the training tokens (cached per data config)."""
-    from mergemix_jax.data import token_counts
-
-    counts = token_counts(config.data)
-    tokens = np.asarray([counts[d.name]["train"] for d in config.data.domains], np.float64)
-    return tokens / tokens.sum()
-
-
-def read_table(path: Path, domains: tuple[str, ...]) -> dict:
-    """{"weights": [B, K], "metrics": {name: [B]}} from a results CSV, in row order."""
-    from mergemix_jax.eval import read_results
-
-    columns = read_results(path)
-    skip = {"row", "weights_hash", *[f"w/{d}" for d in domains]}
-    weights = np.stack([columns[f"w/{d}"] for d in domains], axis=1) if len(columns["row"]) else np.zeros((0, len(domains)))
-    return {"weights": weights, "metrics": {k: v for k, v in columns.items() if k not in skip}}
 
 
 def probe_weights(config: Config, k: int) -> tuple[np.ndarray, dict]:

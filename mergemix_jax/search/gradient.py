@@ -21,6 +21,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from mergemix_jax.search.objective import split_objective
 from mergemix_jax.search.problem import SearchProblem
 from mergemix_jax.search.simplex import dirichlet, kl_divergence, kl_project_capped, project_simplex, softmax_weights
 from mergemix_jax.search.types import SearchResult
@@ -55,16 +56,24 @@ def _optimizer(options: GradientOptions) -> optax.GradientTransformation:
 
 def make_loss(problem: SearchProblem, kl_weight: float):
     """loss(w) = objective(w) + kl_weight * KL(w || prior): the function gradient search minimises."""
+    loss, data = make_data_loss(problem, kl_weight)
+    return lambda w: loss(w, data)
+
+
+def make_data_loss(problem: SearchProblem, kl_weight: float):
+    """(loss(w, data), data): loss = objective(w) + kl_weight * KL(w || prior), the function gradient
+    search minimises; `data` (the objective's expert stack and suite, see search.objective) is
+    passed to jitted steps as an argument, never closed over."""
     if problem.objective is None:
         raise ValueError("gradient search needs a differentiable objective; this problem only has a scorer")
-    prior = jnp.asarray(problem.prior, jnp.float32)
-    objective = problem.objective
+    prior = np.asarray(problem.prior, np.float32)
+    objective, data = split_objective(problem.objective)
 
-    def loss(w: jax.Array) -> jax.Array:
-        value = objective(w)
+    def loss(w: jax.Array, data) -> jax.Array:
+        value = objective(w, data)
         return value + kl_weight * kl_divergence(w, prior) if kl_weight else value
 
-    return loss
+    return loss, data
 
 
 def to_weights(parametrisation: str, params: jax.Array, caps: jax.Array | None) -> jax.Array:
@@ -85,17 +94,18 @@ def _initial_weights(problem: SearchProblem, options: GradientOptions) -> np.nda
 
 
 def make_chunk(problem: SearchProblem, options: GradientOptions):
-    """A jitted function running `chunk` steps for all restarts: (params, opt_state) -> (..., losses [R, chunk])."""
+    """(jitted chunk, optimiser, data): chunk(params, opt_state, data) runs `chunk` steps for all
+    restarts -> (params, opt_state, losses [R, chunk]); `data` is the objective's (see make_loss)."""
     if options.parametrisation not in PARAMETRISATIONS:
         raise ValueError(f"parametrisation must be one of {PARAMETRISATIONS}, got {options.parametrisation!r}")
-    loss = make_loss(problem, options.kl_weight)
+    loss, data = make_data_loss(problem, options.kl_weight)
     tx = _optimizer(options)
-    caps = None if problem.caps is None else jnp.asarray(problem.caps)
+    caps = None if problem.caps is None else np.asarray(problem.caps)
     kind = options.parametrisation
 
-    def step(carry, _):
+    def step(carry, data):
         params, opt_state = carry
-        value, grad = jax.value_and_grad(lambda p: loss(to_weights(kind, p, caps)))(params)
+        value, grad = jax.value_and_grad(lambda p: loss(to_weights(kind, p, caps), data))(params)
         updates, opt_state = tx.update(grad, opt_state, params)
         if kind == "softmax":
             params = params + updates
@@ -106,17 +116,20 @@ def make_chunk(problem: SearchProblem, options: GradientOptions):
             params = project_simplex(params + updates, caps)
         return (params, opt_state), value
 
-    def chunk(params, opt_state):
-        (params, opt_state), values = jax.lax.scan(step, (params, opt_state), None, length=options.chunk)
+    def chunk(params, opt_state, data):
+        def scan_step(carry, _):
+            return step(carry, data)
+
+        (params, opt_state), values = jax.lax.scan(scan_step, (params, opt_state), None, length=options.chunk)
         return params, opt_state, values
 
-    return jax.jit(jax.vmap(chunk)), tx
+    return jax.jit(jax.vmap(chunk, in_axes=(0, 0, None))), tx, data
 
 
-def _finish(problem: SearchProblem, options: GradientOptions, caps, params: jax.Array):
+def _finish(problem: SearchProblem, options: GradientOptions, caps, params: jax.Array, data):
     """(weights, objective, objective + KL term) of one restart's final parameters."""
     w = to_weights(options.parametrisation, params, caps)
-    value = problem.objective(w)
+    value = split_objective(problem.objective)[0](w, data)
     if options.kl_weight:
         return w, value, value + options.kl_weight * kl_divergence(w, jnp.asarray(problem.prior, jnp.float32))
     return w, value, value
@@ -125,12 +138,12 @@ def _finish(problem: SearchProblem, options: GradientOptions, caps, params: jax.
 def gradient_search(problem: SearchProblem, options: GradientOptions = GradientOptions()) -> SearchResult:
     """Minimise the problem's objective over the (capped) simplex from several starts at once."""
     start = time.perf_counter()
-    chunk_fn, tx = make_chunk(problem, options)
+    chunk_fn, tx, data = make_chunk(problem, options)
     caps = None if problem.caps is None else jnp.asarray(problem.caps)
     w0 = jnp.asarray(_initial_weights(problem, options))
     params = jnp.log(w0) if options.parametrisation == "softmax" else w0
     opt_state = jax.vmap(tx.init)(params)
-    finish = jax.jit(jax.vmap(functools.partial(_finish, problem, options, caps)))
+    finish = jax.jit(jax.vmap(functools.partial(_finish, problem, options, caps), in_axes=(0, None)))
 
     trace: list[float] = []
     best = float("inf")
@@ -138,7 +151,7 @@ def gradient_search(problem: SearchProblem, options: GradientOptions = GradientO
     stopped_early = False
     with tqdm(total=n_chunks * options.chunk, desc=f"gradient/{options.parametrisation}", disable=not options.progress) as bar:
         for _ in range(n_chunks):
-            params, opt_state, values = chunk_fn(params, opt_state)
+            params, opt_state, values = chunk_fn(params, opt_state, data)
             chunk_best = np.minimum.accumulate(np.asarray(values).min(0))  # [chunk] best over restarts
             trace.extend(np.minimum(chunk_best, best).tolist())
             new_best = min(best, float(chunk_best[-1]))
@@ -150,7 +163,7 @@ def gradient_search(problem: SearchProblem, options: GradientOptions = GradientO
                 stopped_early = True
                 break
 
-    final_w, final_objective, final_loss = (np.asarray(a) for a in finish(params))  # [R, ...], [R], [R]
+    final_w, final_objective, final_loss = (np.asarray(a) for a in finish(params, data))  # [R, ...], [R], [R]
     r = int(np.argmin(final_loss))
     w_best = np.asarray(final_w[r], np.float64)
     objective = float(final_objective[r])

@@ -15,11 +15,19 @@ import jax
 import numpy as np
 
 from mergemix_jax.config import ModelConfig
-from mergemix_jax.eval.batched import MergeFn, make_chunk_scorer, score_mixtures, score_one
+from mergemix_jax.eval.batched import (
+    MergeFn,
+    make_chunk_scorer,
+    replicate,
+    score_mixtures,
+    score_one,
+    shard_expert_stack,
+)
 from mergemix_jax.eval.suite import LOWER_IS_BETTER_PREFIXES, SMOOTH_PREFIXES, EvalSuite, evaluate, metric_names
 from mergemix_jax.merge.operators import merge
 from mergemix_jax.merge.stack import ExpertStack
 from mergemix_jax.search.grouped import grouped_linear_merge, leaf_groups
+from mergemix_jax.search.objective import DataObjective
 from mergemix_jax.search.problem import SearchProblem
 from mergemix_jax.search.utility import weighted_utility
 
@@ -56,8 +64,14 @@ def merged_problem(
     mesh: jax.sharding.Mesh | None = None,
     groups: str = "",
     merge_scale: float = 1.0,
+    shard_experts: bool = False,
+    mixtures_per_step: int = 1,
 ) -> SearchProblem:
     """The mixture-search problem over the stack's K experts, named by `stack.names`.
+
+    On a `mesh` the stack and suite are placed once: replicated (the scorer splits mixtures over the
+    devices) or, with `shard_experts`, sharded like the model's parameters. The objective is a
+    `DataObjective` whose data (stack, suite) jitted search steps take as arguments.
 
     groups="layer" or "module" gives the objective per-group weights [G, K] (a linear merge per
     leaf group with coefficient `merge_scale`, see search.grouped); the scorer keeps one mixture
@@ -72,28 +86,35 @@ def merged_problem(
     if unknown:
         raise ValueError(f"metrics {unknown} are not in the evaluation suite; it has {known}")
     smooth = {m: w for m, w in metric_weights.items() if m.startswith(SMOOTH_PREFIXES)}
+    shard = shard_experts and mesh is not None
+    stack = shard_expert_stack(model_cfg, stack, mesh) if shard else replicate(stack, mesh)
+    suite = replicate(suite, mesh)
     objective, n_groups, group_names = None, 0, ()
     if smooth and groups:
         group_ids, group_names = leaf_groups(stack.base, groups)
         n_groups = len(group_names)
 
-        def objective(weights_GxK: jax.Array) -> jax.Array:
-            scores = evaluate(model_cfg, grouped_linear_merge(stack, weights_GxK, group_ids, merge_scale), suite)
+        def grouped(weights_GxK: jax.Array, data: tuple[ExpertStack, EvalSuite]) -> jax.Array:
+            scores = evaluate(model_cfg, grouped_linear_merge(data[0], weights_GxK, group_ids, merge_scale), data[1])
             return sum(w * scores[m] for m, w in smooth.items())
 
+        objective = DataObjective(grouped, (stack, suite))
     elif smooth:
 
-        def objective(weights_K: jax.Array) -> jax.Array:
-            scores = score_one(model_cfg, stack, weights_K, suite, merge_fn)
+        def merged(weights_K: jax.Array, data: tuple[ExpertStack, EvalSuite]) -> jax.Array:
+            scores = score_one(model_cfg, data[0], weights_K, data[1], merge_fn)
             return sum(w * scores[m] for m, w in smooth.items())
 
-    chunk_scorer = make_chunk_scorer(model_cfg, merge_fn, mesh)  # compiled once, reused by every call
+        objective = DataObjective(merged, (stack, suite))
+
+    chunk_scorer = make_chunk_scorer(model_cfg, merge_fn, mesh, shard, mixtures_per_step)  # compiled once, reused by every call
 
     def score(weights_BxK: np.ndarray) -> dict[str, np.ndarray]:
         w = np.asarray(weights_BxK, np.float32)
         metrics = score_mixtures(
-            model_cfg, stack, w, suite, mixtures_per_device=mixtures_per_device, merge_fn=merge_fn, mesh=mesh, scorer=chunk_scorer
-        )
+            model_cfg, stack, w, suite, mixtures_per_device=mixtures_per_device, merge_fn=merge_fn, mesh=mesh, scorer=chunk_scorer,
+            shard_experts=shard,
+        )  # fmt: skip
         return {name: np.asarray(values, np.float64) for name, values in metrics.items()}
 
     utility = weighted_utility(dict(metric_weights), {m: metric_direction(m) for m in metric_weights})
@@ -115,11 +136,12 @@ def merged_problem(
     )
 
 
-
 def problem_from_checkpoints(
-    config, base_dir: str, expert_dirs: list[str], metrics: str = "loss/mean", groups: str = "", mesh: jax.sharding.Mesh | None = None
+    config, base_dir: str, expert_dirs: list[str], metrics: str = "loss/mean", groups: str = "", mesh: jax.sharding.Mesh | str | None = "config"
 ) -> SearchProblem:
-    """Load the base and experts (train run folders) and the config's evaluation suite into a problem.
+    """Load the base and experts (train run folders) and the config's evaluation suite into a problem,
+    on the configured mesh (`mesh="config"`; None = one device) with the eval section's merge,
+    chunking and expert sharding.
 
     The experts are named by folder; name each folder after its data domain so the mixture file's
     weights key the grain/seqio exports by domain.
@@ -127,19 +149,16 @@ def problem_from_checkpoints(
     import dataclasses
 
     from mergemix_jax.eval.api import build_suite, load_expert_stack, merge_fn_from_config
+    from mergemix_jax.parallel.mesh import configured_mesh
 
-    if groups and config.eval.merge != "linear":
-        raise ValueError(f"per-{groups} weights need eval.merge=linear, the config has {config.eval.merge!r}")
+    e = config.eval
+    if groups and e.merge != "linear":
+        raise ValueError(f"per-{groups} weights need eval.merge=linear, the config has {e.merge!r}")
+    mesh = configured_mesh(config.mesh) if isinstance(mesh, str) else mesh
     stack, model_cfg = load_expert_stack(base_dir, expert_dirs, config.model)
     suite = build_suite(dataclasses.replace(config, model=model_cfg))
     return merged_problem(
-        model_cfg,
-        stack,
-        suite,
-        parse_metric_weights(metrics),
-        merge_fn=merge_fn_from_config(config.eval),
-        mixtures_per_device=config.eval.mixtures_per_device,
-        mesh=mesh,
-        groups=groups,
-        merge_scale=config.eval.merge_scale,
-    )
+        model_cfg, stack, suite, parse_metric_weights(metrics), merge_fn=merge_fn_from_config(e),
+        mixtures_per_device=e.mixtures_per_device, mesh=mesh, groups=groups, merge_scale=e.merge_scale,
+        shard_experts=e.shard_experts, mixtures_per_step=e.mixtures_per_step,
+    )  # fmt: skip

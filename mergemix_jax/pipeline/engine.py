@@ -1,0 +1,120 @@
+"""The engine: ONE path from a Config to what every command scores with.
+
+`Engine(config, run_dir)` (a pipeline run folder) or `Engine.from_checkpoints(config, base, experts)`
+(any train run folders) loads the expert stack, builds the evaluation suite and the configured mesh,
+places the stack on it (replicated, mixtures split over the devices; or sharded like the model's
+parameters with `eval.shard_experts`), and offers the merge function, the search problem and an
+exact, resumable scorer. `mergemix run`, `search`, `validate`, `eval-mixtures` and notebooks use it
+alike, so they score on the same devices the same way. Relative `eval.task_dir` and data paths are
+resolved against the config file by `load_config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from mergemix_jax.config import Config
+from mergemix_jax.eval import (
+    build_suite,
+    evaluate_mixtures,
+    load_expert_stack,
+    merge_fn_from_config,
+    metric_names,
+    read_results,
+)
+from mergemix_jax.eval.batched import MergeFn, replicate, shard_expert_stack
+from mergemix_jax.parallel.mesh import configured_mesh
+from mergemix_jax.pipeline import training
+from mergemix_jax.pipeline.problem import utility_weights
+from mergemix_jax.search.merged import merged_problem
+from mergemix_jax.search.problem import SearchProblem
+
+
+class Engine:
+    """The loaded experts (placed on the mesh), the evaluation suite and the search problem, built once
+    per process. Attributes: config, run_dir, mesh, stack, model_cfg, suite, metrics, weights (the
+    utility's metric weights), merge_fn; `problem` is built on first use."""
+
+    def __init__(
+        self,
+        config: Config,
+        run_dir: Path | None = None,
+        *,
+        base_dir: str | os.PathLike | None = None,
+        expert_dirs: Sequence[str | os.PathLike] | None = None,
+        mesh: jax.sharding.Mesh | str | None = "config",
+    ):
+        if base_dir is None or expert_dirs is None:
+            if run_dir is None:
+                raise ValueError("Engine needs a pipeline run folder or base_dir and expert_dirs")
+            base_dir, expert_dirs = training.base_dir(config, run_dir), training.expert_dirs(config, run_dir)
+        self.config, self.run_dir = config, run_dir
+        self.mesh = configured_mesh(config.mesh) if isinstance(mesh, str) else mesh
+        stack, self.model_cfg = load_expert_stack(base_dir, expert_dirs, config.model)
+        self.shard_experts = config.eval.shard_experts and self.mesh is not None
+        self.stack = shard_expert_stack(self.model_cfg, stack, self.mesh) if self.shard_experts else replicate(stack, self.mesh)
+        self.suite = replicate(build_suite(dataclasses.replace(config, model=self.model_cfg)), self.mesh)
+        self.metrics = metric_names(self.suite)
+        self.weights = utility_weights(config.pipeline.utility, self.metrics)
+        self.merge_fn: MergeFn = merge_fn_from_config(config.eval)
+
+    @classmethod
+    def from_checkpoints(
+        cls, config: Config, base_dir: str | os.PathLike, expert_dirs: Sequence[str | os.PathLike], mesh: jax.sharding.Mesh | str | None = "config"
+    ) -> Engine:
+        """An engine over any base and expert train run folders (the experts are named by folder)."""
+        return cls(config, base_dir=base_dir, expert_dirs=expert_dirs, mesh=mesh)
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        return self.stack.names
+
+    @functools.cached_property
+    def problem(self) -> SearchProblem:
+        """The merged search problem: the utility's smooth metrics as objective, every metric scored."""
+        return self.search_problem(self.weights, prior=natural_prior(self.config))
+
+    def search_problem(self, metric_weights: dict[str, float], prior: np.ndarray | None = None, groups: str = "") -> SearchProblem:
+        """A merged search problem on this engine's stack, suite, mesh and merge (see search.merged)."""
+        e = self.config.eval
+        if groups and e.merge != "linear":
+            raise ValueError(f"per-{groups} weights need eval.merge=linear, the config has {e.merge!r}")
+        return merged_problem(
+            self.model_cfg, self.stack, self.suite, metric_weights, merge_fn=self.merge_fn, prior=prior,
+            mixtures_per_device=e.mixtures_per_device, mesh=self.mesh, groups=groups, merge_scale=e.merge_scale,
+            shard_experts=self.shard_experts, mixtures_per_step=e.mixtures_per_step,
+        )  # fmt: skip
+
+    def evaluate(self, weights_BxK: np.ndarray, out: str | os.PathLike, proxy: str = "exact", progress: bool | None = None) -> dict:
+        """Score every mixture into the resumable CSV `out` (see eval.evaluate_mixtures); the summary."""
+        progress = self.config.train.progress if progress is None else progress
+        return evaluate_mixtures(self.model_cfg, self.stack, weights_BxK, self.suite, out, self.config.eval, proxy, self.mesh, progress=progress)
+
+    def score_table(self, weights_BxK: np.ndarray, out: Path) -> dict:
+        """Score every mixture exactly into the resumable CSV `out`; returns the table (see read_table)."""
+        self.evaluate(weights_BxK, out)
+        return read_table(out, self.domains)
+
+
+def natural_prior(config: Config) -> np.ndarray:
+    """Natural proportions: each domain's share of the training tokens (cached per data config)."""
+    from mergemix_jax.data import token_counts
+
+    counts = token_counts(config.data)
+    tokens = np.asarray([counts[d.name]["train"] for d in config.data.domains], np.float64)
+    return tokens / tokens.sum()
+
+
+def read_table(path: Path, domains: tuple[str, ...]) -> dict:
+    """{"weights": [B, K], "metrics": {name: [B]}} from a results CSV, in row order."""
+    columns = read_results(path)
+    skip = {"row", "weights_hash", *[f"w/{d}" for d in domains]}
+    weights = np.stack([columns[f"w/{d}"] for d in domains], axis=1) if len(columns["row"]) else np.zeros((0, len(domains)))
+    return {"weights": weights, "metrics": {k: v for k, v in columns.items() if k not in skip}}
