@@ -55,3 +55,30 @@ def test_gradient_objective_uses_stand_ins_and_warns_when_there_is_none():
     reference = {"loss/mean": np.asarray([2.0, 4.0]), "ce/arc": np.asarray([1.0, 1.5])}
     scaled, _ = objective_weights({"loss/mean": 1.0, "acc/arc": 1.0}, available, reference, "minmax")
     assert scaled == pytest.approx({"loss/mean": 0.5, "ce/arc": 2.0})  # each divided by its spread on the reference
+
+
+def test_the_pipeline_searches_the_normalised_utility_and_a_stand_in_objective():
+    from types import SimpleNamespace
+
+    from mergemix_jax.config import load_config
+    from mergemix_jax.pipeline.stages import benchmark_utility
+    from mergemix_jax.search.problem import SearchProblem
+
+    def score(w):
+        return {"loss/mean": 3 - w[:, 0], "acc/qa": 0.3 + 0.1 * w[:, 1], "ce/qa": 1.0 - w[:, 1]}
+
+    raw = SearchProblem(domains=("a", "b"), score=score, utility=lambda m: -m["loss/mean"] + m["acc/qa"])
+    built = []
+    engine = SimpleNamespace(
+        config=load_config(None, ["search.normalise=minmax", "pipeline.methods=[gradient,subsets]"]),
+        problem=raw,
+        weights={"loss/mean": 1.0, "acc/qa": 1.0},
+        metrics=["loss/mean", "acc/qa", "ce/qa"],
+        search_problem=lambda weights, prior: built.append(weights) or SimpleNamespace(objective="stand-in objective"),
+    )
+    reference = score(np.asarray([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]))
+    note = {}
+    utility, objective = benchmark_utility(engine, reference, note)
+    np.testing.assert_allclose(utility(score(np.asarray([[1.0, 0.0], [0.0, 1.0]]))), [0.5, 0.5])  # (1 + 0) / 2 and (0 + 1) / 2
+    assert objective == "stand-in objective" and built == [{"loss/mean": 1.0, "ce/qa": 1.0}]  # both spreads are 1 here
+    assert note["normalise"] == "minmax" and any("'ce/qa' instead" in w for w in note["gradient_warnings"])

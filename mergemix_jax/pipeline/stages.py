@@ -146,7 +146,31 @@ def search_problem(engine: Engine) -> tuple[SearchProblem, dict]:
         table = read_table(probe, engine.domains)
         observed = (table["weights"], table["metrics"]) if len(table["weights"]) else None
     note["observed_mixtures"] = 0 if observed is None else len(observed[0])
-    return dataclasses.replace(problem, caps=caps, tokens=tokens, observed=observed), note
+    utility, objective = benchmark_utility(engine, None if observed is None else observed[1], note)
+    return dataclasses.replace(problem, caps=caps, tokens=tokens, observed=observed, utility=utility, objective=objective), note
+
+
+def benchmark_utility(engine: Engine, reference: dict | None, note: dict):
+    """(utility, objective) of the searches: the macro average of the utility's metrics normalised
+    on the probe table (search.normalise), and a gradient objective over smooth stand-ins of the
+    non-differentiable ones (warning when a metric has none)."""
+    from mergemix_jax.search.merged import metric_direction
+    from mergemix_jax.search.normalise import SMOOTH_PREFIXES, fit_normaliser, macro_utility, objective_weights
+
+    kind, problem, weights = engine.config.search.normalise, engine.problem, engine.weights
+    utility = problem.utility
+    if kind != "none":
+        if reference is None:
+            raise ValueError(f"search.normalise={kind} fits its maps on the probe table, which is missing; rerun the probe stage")
+        utility = macro_utility(weights, fit_normaliser(reference, {m: metric_direction(m) for m in weights}, kind))
+    smooth, warnings = objective_weights(weights, engine.metrics, reference, kind)
+    for text in warnings:
+        log.warning("%s", text)
+    note.update(normalise=kind, gradient_objective=smooth, gradient_warnings=warnings)
+    gradient_used = "gradient" in engine.config.pipeline.methods or ("hierarchical" in engine.config.pipeline.methods and engine.config.search.hierarchical.inner == "gradient")
+    if not gradient_used or not smooth or smooth == {m: w for m, w in weights.items() if m.startswith(SMOOTH_PREFIXES)}:
+        return utility, problem.objective
+    return utility, engine.search_problem(smooth, prior=problem.prior).objective
 
 
 def search_clusters(engine: Engine) -> dict[str, list[str]]:
