@@ -138,6 +138,8 @@ def _verify_problems(config: Config) -> list[str]:
     problems += _positive({"pipeline.verify_seeds": p.verify_seeds, "pipeline.verify_rounds": p.verify_rounds})
     if not 0 <= p.verify_min_distance < 1:
         problems.append(f"key 'pipeline.verify_min_distance' is a total-variation distance in [0, 1), got {p.verify_min_distance}")
+    if not 0 <= config.search.trust_floor < 1:
+        problems.append(f"key 'search.trust_floor' must be in [0, 1) (share of the prior every mixture keeps; 0 = whole simplex), got {config.search.trust_floor}")
     if not 0.5 <= p.verify_confidence < 1:
         problems.append(f"key 'pipeline.verify_confidence' must be in [0.5, 1) (0.9: a candidate must beat uniform/natural at 90%), got {p.verify_confidence}")
     return problems

@@ -195,15 +195,20 @@ def stage_search(engine: Engine) -> None:
     """Run each configured method; search/<method>.json is a mixture file with the trace and timing."""
     from mergemix_jax.export import mixture_from_result, write_mixture
     from mergemix_jax.search.run import run_search
+    from mergemix_jax.search.trust import floor_region, lift_result
 
     settings = dataclasses.asdict(engine.config.search)
     problem, note = search_problem(engine)
+    region, to_weights = floor_region(problem, engine.config.search.trust_floor)
     clusters = search_clusters(engine) if "hierarchical" in engine.config.pipeline.methods else None
     for method in engine.config.pipeline.methods:
         out = engine.run_dir / "search" / f"{method}.json"
 
         def work(method=method, out=out):
-            result = run_search(problem, method, engine.config.search, clusters=clusters)
+            if method == "subsets":  # Merge-to-Mix chooses whole subsets: faces by design, outside any floor
+                result = run_search(problem, method, engine.config.search, clusters=clusters)
+            else:
+                result = lift_result(run_search(region, method, engine.config.search, clusters=clusters), to_weights)
             job = {"method": method, "problem": problem.description, "settings": settings, "inputs": note, "clusters": clusters}
             write_mixture(mixture_from_result(result, job), out)
 

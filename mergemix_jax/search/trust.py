@@ -30,12 +30,24 @@ def floor_region(problem: SearchProblem, floor: float) -> tuple[SearchProblem, C
     lift_KxK = (1.0 - floor) * np.eye(problem.k)
     caps = None if problem.caps is None else np.clip((problem.caps - offset_K) / (1.0 - floor), 1e-6, None)
     sub = affine_subproblem(problem, problem.domains, lift_KxK, offset_K, prior=prior, caps=caps)
-    sub = replace(sub, tokens=problem.tokens, description={**problem.description, "trust_region": {"floor": floor, "prior": prior.tolist()}})
+    observed = None
+    if problem.observed is not None:  # the mixtures already scored that lie inside the region, in v coordinates
+        x_NxK, metrics = problem.observed
+        v_NxK = (np.asarray(x_NxK, np.float64) - offset_K) / (1.0 - floor)
+        inside = np.all(v_NxK >= -1e-9, axis=1)
+        if inside.any():
+            observed = (np.clip(v_NxK[inside], 0.0, None), {m: np.asarray(val)[inside] for m, val in metrics.items()})
+    sub = replace(sub, tokens=problem.tokens, observed=observed, description={**problem.description, "trust_region": {"floor": floor, "prior": prior.tolist()}})
 
     def to_weights(v: np.ndarray) -> np.ndarray:
         return offset_K + np.asarray(v, np.float64) @ lift_KxK
 
     return sub, to_weights
+
+
+def in_region(weights_NxK: np.ndarray, prior_K: np.ndarray, floor: float) -> np.ndarray:
+    """[N] bool: which mixtures satisfy w >= floor * prior (up to rounding)."""
+    return np.all(np.asarray(weights_NxK, np.float64) >= floor * np.asarray(prior_K, np.float64) - 1e-6, axis=-1)
 
 
 def lift_result(result: SearchResult, to_weights: Callable[[np.ndarray], np.ndarray]) -> SearchResult:

@@ -101,14 +101,18 @@ def ensemble_utilities(engine: Any, candidates: list[Candidate]) -> np.ndarray |
 
 
 def first_round(engine: Any, pool: list[Candidate], baselines: list[Candidate]) -> list[Candidate]:
-    """The top `verify_candidates` diverse candidates, slots alternating merged / ensemble ranking."""
+    """The top `verify_candidates` diverse candidates inside the search trust region (search.trust_floor),
+    slots alternating merged / ensemble ranking."""
+    from mergemix_jax.search.trust import in_region
+
     p = engine.config.pipeline
     weights = np.stack([c.weights_K for c in pool])
     avoid = np.stack([b.weights_K for b in baselines])
-    rankings = [proxy_utilities(engine, pool)]
+    trusted = in_region(weights, engine.problem.prior, engine.config.search.trust_floor)
+    rankings = [np.where(trusted, proxy_utilities(engine, pool), -np.inf)]
     ensemble = ensemble_utilities(engine, pool)
     if ensemble is not None:
-        rankings.append(ensemble)
+        rankings.append(np.where(trusted, ensemble, -np.inf))
         for c, u in zip(pool, ensemble, strict=True):
             c.proxy_metrics["ensemble_utility"] = float(u)
     picked: list[int] = []
