@@ -107,6 +107,11 @@ DATA_CASES = {
 # ---------------------------------------------------------------- expert checkpoints
 
 
+def mkdir(path: Path) -> Path:
+    path.mkdir(parents=True)
+    return path
+
+
 def save_run(run_dir: Path, params, cfg: ModelConfig, **meta) -> Path:
     """A run folder like training writes (params + meta items), with chosen metadata."""
     manager = make_manager(run_dir, keep=1)
@@ -167,7 +172,7 @@ EXPERT_CASES = {
         r"expert .*code was trained from scratch .*retrain it with train.init_from=",
     ),
     "expert folder without checkpoint": (
-        lambda tmp, b: load_expert_stack(save_run(tmp / "base", b, CFG), [tmp / "empty"], CFG),
+        lambda tmp, b: load_expert_stack(save_run(tmp / "base", b, CFG), [mkdir(tmp / "empty")], CFG),
         CheckpointError,
         r"empty holds no finished checkpoint under checkpoints/; train it first",
     ),

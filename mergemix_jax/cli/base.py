@@ -72,6 +72,8 @@ def run_import(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from mergemix_jax.interop import export_hf_safetensors
+    from mergemix_jax.interop.hf import tokenizer_token_ids
+    from mergemix_jax.interop.run_dir import run_tokenizer
     from mergemix_jax.train.checkpoint import CheckpointError, load_params
 
     try:
@@ -79,9 +81,15 @@ def run_export(args: argparse.Namespace) -> int:
     except CheckpointError as err:
         print(f"mergemix: {err}", file=sys.stderr)
         return 2
-    out = export_hf_safetensors(params, cfg, args.out, dtype=args.dtype)
-    tokenizer = Path(args.run) / "tokenizer.json"
-    if tokenizer.is_file():
-        (out / "tokenizer.json").write_bytes(tokenizer.read_bytes())
-    print(f"exported {args.run} -> {out}")
+    tokenizer = run_tokenizer(args.run)
+    token_ids = tokenizer_token_ids(tokenizer) if tokenizer is not None else None
+    if tokenizer is None:
+        print(f"mergemix export-hf: WARNING: {args.run} names no tokenizer (no tokenizer.json, no data.tokenizer in config.yaml); "
+              "config.json gets no bos/eos/pad ids, so transformers will assume Llama's", file=sys.stderr)
+    out = export_hf_safetensors(params, cfg, args.out, dtype=args.dtype, token_ids=token_ids)
+    tokenizer_file = Path(args.run) / "tokenizer.json"
+    if tokenizer_file.is_file():
+        (out / "tokenizer.json").write_bytes(tokenizer_file.read_bytes())
+    ids = "" if token_ids is None else " (" + ", ".join(f"{k}={v}" for k, v in token_ids.items()) + ")"
+    print(f"exported {args.run} -> {out}{ids}")
     return 0

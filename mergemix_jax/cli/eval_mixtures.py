@@ -27,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--weights", help="CSV of mixtures: a header naming the experts, one row per mixture")
     source.add_argument("--sample", help="dirichlet:N[:ALPHA] — N mixtures drawn from a Dirichlet (uniform at ALPHA=1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of --sample")
+    parser.add_argument("--normalize-weights", action="store_true", help="divide --weights rows that do not sum to 1 by their sum (default: refuse them)")
     parser.add_argument("--proxy", choices=("exact", "quadratic"), default="exact", help="exact merge+eval, or the second-order proxy")
     parser.add_argument("--out", required=True, help="results CSV (one per job; resumed if it exists)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -48,7 +49,8 @@ def parse_sample(spec: str) -> tuple[int, float]:
 def run(args: argparse.Namespace) -> int:
     from mergemix_jax.config import load_config
     from mergemix_jax.data import DataError
-    from mergemix_jax.merge import read_weights_csv, sample_dirichlet
+    from mergemix_jax.eval.weights_file import read_weights_file
+    from mergemix_jax.merge import sample_dirichlet
     from mergemix_jax.pipeline.engine import Engine
     from mergemix_jax.reliability import DiskFullError, OutOfMemoryError, oom_hint
     from mergemix_jax.train.checkpoint import CheckpointError
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         engine = Engine.from_checkpoints(config, args.base, args.experts)  # the configured mesh, stack placed on it
         stack = engine.stack
         if args.weights:
-            weights = read_weights_csv(args.weights, stack.names)
+            weights = read_weights_file(args.weights, stack.names, normalize=args.normalize_weights)
         else:
             count, alpha = parse_sample(args.sample)
             weights = sample_dirichlet(count, stack.num_experts, alpha, args.seed)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
 import sys
 
-from mergemix_jax.config import ConfigError
+from mergemix_jax.cli.errors import user_error_message
 
 # module name under mergemix_jax.cli, in the order `mergemix --help` lists them
 COMMAND_MODULES = ("data", "train", "eval_mixtures", "search", "base", "run", "validate")
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered command."""
     parser = argparse.ArgumentParser(prog="mergemix", description="Find a data mixture by merging per-domain experts.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(f"mergemix_jax.cli.{name}").register(subparsers)
@@ -33,15 +35,33 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True)
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.steps=100 model.d_model=256")
 
 
+def package_version() -> str:
+    """The installed mergemix-jax version (from the package metadata)."""
+    try:
+        return importlib.metadata.version("mergemix-jax")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed; pip install -e .)"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `mergemix` console script."""
+    """Entry point of the `mergemix` console script.
+
+    Errors the user can fix (config, checkpoints, paths: see cli/errors.py) end as one line on
+    stderr and exit code 2; anything else is a bug and keeps its traceback.
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("absl").setLevel(logging.DEBUG if args.verbose else logging.WARNING)  # orbax's per-save chatter
+    quiet = logging.DEBUG if args.verbose else logging.WARNING
+    logging.getLogger("absl").setLevel(quiet)  # orbax's per-save chatter
+    logging.getLogger("jax._src.xla_bridge").setLevel(quiet)  # "Unable to initialize backend 'tpu'" on every CPU machine
     try:
         return int(args.func(args) or 0)
-    except ConfigError as err:
-        print(f"mergemix: config error: {err}", file=sys.stderr)
+    except Exception as err:
+        message = user_error_message(err, args)
+        if message is None:
+            raise
+        command = " ".join(str(part) for part in (args.command, getattr(args, "data_command", None)) if part)
+        print(f"mergemix {command}: {message}", file=sys.stderr)
         return 2
 
 

@@ -49,5 +49,9 @@ def enable_compilation_cache(output_root: str) -> None:
 
     import jax
 
-    jax.config.update("jax_compilation_cache_dir", os.path.abspath(os.path.join(output_root, ".jax_cache")))
+    from mergemix_jax.reliability import check_can_create
+
+    cache = os.path.abspath(os.path.join(output_root, ".jax_cache"))
+    check_can_create(cache)  # an unusable output_root fails here naming its path, not as a jax warning
+    jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)

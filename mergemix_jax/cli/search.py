@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mergemix_jax.config import load_config
     from mergemix_jax.export import mixture_from_result, write_grain_mixture, write_mixture
-    from mergemix_jax.search.cache import CachedScorer
+    from mergemix_jax.search.cache import CachedScorer, search_settings
     from mergemix_jax.search.problem import build_problem, caps_from_tokens
     from mergemix_jax.search.ratios import weights_to_ratios
     from mergemix_jax.search.run import METHODS, run_search
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         # the natural token proportions become the prior (seeds, restarts, the KL pull)
         problem = dataclasses.replace(problem, tokens=tokens, caps=caps, prior=tokens / tokens.sum())
     if args.cache and problem.score is not None:
-        problem = dataclasses.replace(problem, score=CachedScorer(problem.score, args.cache))
+        problem = dataclasses.replace(problem, score=CachedScorer(problem.score, args.cache, search_settings(config, problem.description, args.base, args.experts, args.synthetic)))
     half = problem.k // 2
     clusters = {"c0": list(problem.domains[:half]), "c1": list(problem.domains[half:])}  # when search.hierarchical.clusters is {}
     settings = dataclasses.asdict(config.search)

@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import os
 import re
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,11 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
             node = node.setdefault(key, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r} conflicts with an earlier override")
-        node[keys[-1]] = _yaml_load(raw) if raw.strip() else ""
+        try:
+            node[keys[-1]] = _yaml_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as err:
+            problem = str(getattr(err, "problem", None) or err).strip()
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({problem}); close its brackets or quotes (e.g. {dotted}=[1, 2])") from None
     return nested
 
 
@@ -75,7 +80,10 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
     """Build and validate a `Config`; `source` names the file in error messages."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(raw).__name__}")
+        raise ConfigError(f"{source}: the top level must be a mapping of sections (model:, train:, ...), got a {type(raw).__name__}")
+    problems = structure_problems(Config, raw)
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems))
     try:
         config = dacite.from_dict(Config, raw, config=dacite.Config(strict=True, cast=[tuple]))
     except dacite.UnexpectedDataError as err:
@@ -95,6 +103,31 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
     return config
 
 
+def structure_problems(cls: type, raw: dict[str, Any], prefix: str = "") -> list[str]:
+    """Unknown keys (with their full dotted path) and strings where a list or a section is expected."""
+    hints = typing.get_type_hints(cls)
+    problems = []
+    unknown = [f"{prefix}{key}" for key in raw if key not in hints]
+    if unknown:
+        problems.append(f"unknown key(s) {', '.join(map(str, unknown))}; check the spelling against mergemix_jax/config/schema.py")
+    for key, value in raw.items():
+        if key not in hints:
+            continue
+        tp, where = hints[key], f"{prefix}{key}"
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+        if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+            problems += structure_problems(tp, value, f"{where}.")
+        elif dataclasses.is_dataclass(tp) and value is not None:
+            problems.append(f"key '{where}' is a section of keys (e.g. {where}: {{...}}), got {value!r}")
+        elif origin in (list, tuple) and isinstance(value, str):
+            problems.append(f"key '{where}' should be a list, got the single string {value!r}; write {key}: [{value}]")
+        elif origin is list and args and dataclasses.is_dataclass(args[0]) and isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    problems += structure_problems(args[0], item, f"{where}[{i}].")
+    return problems
+
+
 def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> Config:
     """Read a YAML config (or start from defaults when `path` is None) and apply overrides.
 
@@ -112,6 +145,10 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
             raw = _yaml_load(path.read_text()) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"config file {path} cannot be read ({err}); check the path and its permissions") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections (model:, train:, ...), got a {type(raw).__name__}")
         raw = _resolve_relative_paths(raw, path.parent.resolve())
     if overrides:
         source = f"{source} with overrides {' '.join(overrides)}"

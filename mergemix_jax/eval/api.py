@@ -25,7 +25,7 @@ from mergemix_jax.eval.batched import (
     shard_expert_stack,
 )
 from mergemix_jax.eval.quadratic import quadratic_scores
-from mergemix_jax.eval.results import ResultsFileError, append_results, open_results, result_columns
+from mergemix_jax.eval.results import ResultsFileError, append_results, open_results, result_columns, score_settings
 from mergemix_jax.eval.suite import EvalSuite, make_suite, metric_names, smooth_metric_names
 from mergemix_jax.eval.tasks import tokenize_task
 from mergemix_jax.merge.stack import ExpertStack, build_expert_stack
@@ -115,12 +115,12 @@ def build_suite(config: Config, tokenizer=None) -> EvalSuite:
 _STALE = 2  # a row of the results file scored for other weights
 
 
-def _row_state(out: str | os.PathLike, columns: list[str], hashes: list[str]) -> np.ndarray:
+def _row_state(out: str | os.PathLike, columns: list[str], hashes: list[str], settings: dict | None = None) -> np.ndarray:
     """[B] int8: 1 = already in the results file, 0 = to score, _STALE = scored for other weights.
     Process 0 opens (or creates) the file; on several processes it tells the others."""
     state = np.zeros(len(hashes), np.int8)
     if jax.process_index() == 0:
-        for row, h in open_results(out, columns).items():
+        for row, h in open_results(out, columns, settings).items():
             state[min(row, len(hashes) - 1)] = 1 if row < len(hashes) and hashes[row] == h else _STALE
     if jax.process_count() > 1:
         state = np.asarray(multihost_utils.broadcast_one_to_all(state))
@@ -152,7 +152,7 @@ def evaluate_mixtures(
     hashes = [weights_hash(w) for w in weights]
     names = metric_names(suite) if proxy == "exact" else smooth_metric_names(suite)
     columns = result_columns(stack.names, names)
-    state = _row_state(out, columns, hashes)
+    state = _row_state(out, columns, hashes, score_settings(model_cfg, stack, suite, eval_cfg, proxy))
     if (state == _STALE).any():
         row = int(np.argmax(state == _STALE))
         raise ResultsFileError(f"{out}: row {row} was scored for other weights than this job's; write to a new --out file or delete it")

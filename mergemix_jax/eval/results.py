@@ -4,13 +4,17 @@ Columns: `row` (index into the job's weight table), `weights_hash` (see `weights
 `w/<expert>` column per expert, then one column per metric. The header is written atomically
 (temp file + os.replace); each chunk's rows are appended and fsync'ed. A job killed mid-append
 leaves at most one partial last line, which `open_results` cuts off; any other malformed line is
-reported as corruption rather than guessed at.
+reported as corruption rather than guessed at. Beside it, `<file>.settings.json` records everything
+else that determines a score (`score_settings`); a rerun with other settings is refused rather than
+appended to the same table.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -18,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mergemix_jax.reliability.atomic import atomic_write_text
+from mergemix_jax.reliability.atomic import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +42,111 @@ def _csv_line(values: Sequence) -> str:
     return buffer.getvalue()
 
 
-def open_results(path: str | os.PathLike, columns: Sequence[str]) -> dict[int, str]:
-    """Create `path` with `columns` as header, or check an existing one; return {row: weights_hash} already scored."""
+# what each recorded setting stands for, in the words of the option that changes it
+SETTING_SOURCES = {
+    "experts": "the expert names (--experts folders)",
+    "base": "the base parameters (--base)",
+    "expert_params": "the expert parameters (--experts)",
+    "suite": "the evaluation data (data.*, eval.heldout_sequences, eval.seq_len, eval.heldout_offset, eval.task_dir, eval.task_max_len, eval.task_max_items)",
+    "compute_dtype": "model.compute_dtype",
+    "merge": "eval.merge",
+    "merge_scale": "eval.merge_scale",
+    "ties_density": "eval.ties_density",
+    "dare_drop_rate": "eval.dare_drop_rate",
+    "merge_seed": "eval.merge_seed",
+    "proxy": "--proxy",
+    "objective": "eval.objective",
+    "quadratic_tol": "eval.quadratic_tol",
+    "quadratic_max_centres": "eval.quadratic_max_centres",
+}
+
+
+def score_settings(model_cfg, stack, suite, eval_cfg, proxy: str) -> dict:
+    """Everything that determines a score besides the weights: which parameters are merged, how, on what, by which proxy.
+
+    Parameters and the suite enter by content (reliability/lineage.py), so a folder trained again
+    or an evaluation set cut differently is a different setting even under the same names.
+    """
+    from mergemix_jax.reliability.lineage import params_fingerprint
+
+    settings = {
+        "experts": list(stack.names),
+        "base": params_fingerprint(stack.base),
+        "expert_params": params_fingerprint(stack.experts),
+        "suite": params_fingerprint(suite, samples_per_leaf=None),
+        "compute_dtype": model_cfg.compute_dtype,
+        "merge": eval_cfg.merge,
+        "merge_scale": eval_cfg.merge_scale,
+        "proxy": proxy,
+    }
+    if eval_cfg.merge == "ties":
+        settings["ties_density"] = eval_cfg.ties_density
+    if eval_cfg.merge == "dare":
+        settings.update(dare_drop_rate=eval_cfg.dare_drop_rate, merge_seed=eval_cfg.merge_seed)
+    if proxy == "quadratic":
+        settings.update(objective=eval_cfg.objective, quadratic_tol=eval_cfg.quadratic_tol, quadratic_max_centres=eval_cfg.quadratic_max_centres)
+    return settings
+
+
+def settings_hash(settings: dict) -> str:
+    """A short hash of a settings dict (recorded beside it)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def settings_differences(recorded: dict, current: dict, sources: dict[str, str] | None = None) -> list[str]:
+    """'merge (eval.merge): 'linear' in the file, 'ties' now' for every setting that differs."""
+    sources = SETTING_SOURCES if sources is None else sources
+    keys = sorted(set(recorded) | set(current), key=lambda k: (list(sources).index(k) if k in sources else len(sources), k))
+    return [
+        f"{key}{f' ({sources[key]})' if key in sources else ''}: {recorded.get(key, '(not set)')!r} in the file, {current.get(key, '(not set)')!r} now"
+        for key in keys
+        if recorded.get(key) != current.get(key)
+    ]
+
+
+def settings_path(path: str | os.PathLike) -> Path:
+    """The file beside a results file that records its score settings."""
+    return Path(f"{path}.settings.json")
+
+
+def _check_settings(path: Path, settings: dict, has_rows: bool) -> None:
+    """Refuse to continue a results file begun with other settings; record them for a new (or older) file."""
+    recorded_path = settings_path(path)
+    if recorded_path.is_file():
+        try:
+            recorded = json.loads(recorded_path.read_text())["settings"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ResultsFileError(f"{recorded_path} is unreadable; delete it together with {path} to rescore") from None
+        differences = settings_differences(recorded, settings)
+        if differences:
+            raise ResultsFileError(
+                f"{path} was begun with other evaluation settings, so its scores cannot be mixed with this job's: "
+                + "; ".join(differences)
+                + "; write to a new --out file or delete this one (and its .settings.json)"
+            )
+        return
+    if has_rows:
+        log.warning("%s records no evaluation settings (written by an older mergemix); it cannot be checked against this job's, recording them now", path)
+    atomic_write_json(recorded_path, {"settings_hash": settings_hash(settings), "settings": settings})
+
+
+def _start_settings(path: Path, settings: dict | None) -> None:
+    """Record `settings` for a results file about to be (re)started, replacing a stale record."""
+    if settings is not None:
+        settings_path(path).unlink(missing_ok=True)
+        _check_settings(path, settings, has_rows=False)
+
+
+def open_results(path: str | os.PathLike, columns: Sequence[str], settings: dict | None = None) -> dict[int, str]:
+    """Create `path` with `columns` as header, or check an existing one; return {row: weights_hash} already scored.
+
+    With `settings` (see `score_settings`), they are recorded beside a new file and an existing file
+    begun with other settings is refused, naming each setting that differs.
+    """
     path = Path(path)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        _start_settings(path, settings)
         atomic_write_text(path, _csv_line(columns))
         return {}
     raw = path.read_text()
@@ -53,8 +157,11 @@ def open_results(path: str | os.PathLike, columns: Sequence[str]) -> dict[int, s
         raw = complete
     lines = list(csv.reader(io.StringIO(raw)))
     if not lines:
+        _start_settings(path, settings)
         atomic_write_text(path, _csv_line(columns))
         return {}
+    if settings is not None:
+        _check_settings(path, settings, has_rows=len(lines) > 1)
     if lines[0] != list(columns):
         raise ResultsFileError(
             f"{path}: its columns {lines[0]} differ from this job's {list(columns)} (other experts, metrics or suite); "

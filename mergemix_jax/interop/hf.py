@@ -122,10 +122,11 @@ def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
 
 
 def export_hf_safetensors(
-    params: dict, model_cfg: ModelConfig, out_dir: str | os.PathLike, *, dtype: str = "float32"
+    params: dict, model_cfg: ModelConfig, out_dir: str | os.PathLike, *, dtype: str = "float32", token_ids: dict[str, int | None] | None = None
 ) -> Path:
     """Write `out_dir/model.safetensors` + `config.json` in `LlamaForCausalLM` naming.
 
+    `token_ids` (see `tokenizer_token_ids`) go into config.json so generation uses the run's bos/eos/pad.
     Each file is written to a temporary name and renamed, config.json last. On a multi-host
     job every process must call this (sharded leaves are gathered); only process 0 writes.
     """
@@ -138,6 +139,11 @@ def export_hf_safetensors(
         return out
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write(out / "model.safetensors", lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    config_text = json.dumps(hf_config_from_model(model_cfg, torch_dtype=dtype), indent=2) + "\n"
+    config_text = json.dumps(hf_config_from_model(model_cfg, torch_dtype=dtype, token_ids=token_ids), indent=2) + "\n"
     _atomic_write(out / "config.json", lambda tmp: Path(tmp).write_text(config_text))
     return out
+
+
+def tokenizer_token_ids(tokenizer) -> dict[str, int | None]:
+    """{"bos_token_id", "eos_token_id", "pad_token_id"} of a project tokenizer (data/tokenizer.py), for config.json."""
+    return {"bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.eos_id, "pad_token_id": tokenizer.pad_id}

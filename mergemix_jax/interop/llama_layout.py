@@ -63,9 +63,14 @@ def model_config_from_hf(hf: Mapping[str, Any], source: str = "config.json", **o
     return ModelConfig(**{**fields, **overrides})
 
 
-def hf_config_from_model(cfg: ModelConfig, torch_dtype: str = "float32") -> dict[str, Any]:
-    """The config.json of a `LlamaForCausalLM` with the same architecture as `cfg`."""
+def hf_config_from_model(cfg: ModelConfig, torch_dtype: str = "float32", token_ids: dict[str, int | None] | None = None) -> dict[str, Any]:
+    """The config.json of a `LlamaForCausalLM` with the same architecture as `cfg`.
+
+    `token_ids` ({"bos_token_id", "eos_token_id", "pad_token_id"}) are the run's tokenizer's: without
+    them transformers assumes Llama's (bos 1, eos 2), which generation would then use.
+    """
     return {
+        **(token_ids or {}),
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
         "vocab_size": cfg.vocab_size,

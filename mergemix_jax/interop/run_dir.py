@@ -31,3 +31,20 @@ def copy_tokenizer(source_dir: Path, run_dir: Path) -> Path | None:
         return None
     shutil.copyfile(found, run_dir / "tokenizer.json")
     return run_dir / "tokenizer.json"
+
+
+def run_tokenizer(run_dir: str | os.PathLike):
+    """The tokenizer a run used: its own tokenizer.json (imported bases), else its config.yaml's data.tokenizer; None if unknown."""
+    import yaml
+
+    from mergemix_jax.config import DataConfig
+    from mergemix_jax.data import load_tokenizer
+
+    run_dir = Path(run_dir)
+    if (run_dir / "tokenizer.json").is_file():
+        return load_tokenizer(DataConfig(tokenizer=str(run_dir / "tokenizer.json")))
+    try:
+        name = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("data", {}).get("tokenizer")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+    return load_tokenizer(DataConfig(tokenizer=name)) if isinstance(name, str) and name else None

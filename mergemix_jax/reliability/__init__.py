@@ -2,8 +2,15 @@
 and checks that tell a finished checkpoint step from a partial or corrupt one."""
 
 from mergemix_jax.reliability.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
-from mergemix_jax.reliability.checkpoints import check_experts_share_base, quarantine_step, short_error, step_problem
-from mergemix_jax.reliability.resources import DiskFullError, OutOfMemoryError, check_free_space, oom_hint
+from mergemix_jax.reliability.checkpoints import quarantine_step, short_error, step_problem
+from mergemix_jax.reliability.lineage import check_experts_share_base, params_fingerprint
+from mergemix_jax.reliability.resources import (
+    DiskFullError,
+    OutOfMemoryError,
+    check_can_create,
+    check_free_space,
+    oom_hint,
+)
 
 __all__ = [
     "DiskFullError",
@@ -11,9 +18,11 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "check_can_create",
     "check_experts_share_base",
     "check_free_space",
     "oom_hint",
+    "params_fingerprint",
     "quarantine_step",
     "short_error",
     "step_problem",

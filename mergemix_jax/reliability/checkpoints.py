@@ -15,6 +15,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from mergemix_jax.reliability.lineage import check_experts_share_base, newest_metadata  # noqa: F401 (their old home; callers import them from here)
+
 COMMIT_FILE = "commit_success.txt"
 QUARANTINE = "corrupt_checkpoints"
 
@@ -63,42 +65,3 @@ def quarantine_step(checkpoints_dir: str | os.PathLike, step: int) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(source, target)
     return target
-
-
-def newest_metadata(run_dir: str | os.PathLike) -> dict:
-    """The JSON metadata of a run folder's newest checkpoint step ({} when it has none or it is unreadable)."""
-    steps = Path(run_dir) / "checkpoints"
-    numbers = sorted(int(p.name) for p in steps.iterdir() if p.name.isdigit()) if steps.is_dir() else []
-    if not numbers:
-        return {}
-    try:
-        return json.loads((steps / str(numbers[-1]) / "meta" / "metadata").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def check_experts_share_base(base_dir: str | os.PathLike, expert_dirs: Sequence[str | os.PathLike]) -> None:
-    """Raise CheckpointError when an expert's metadata says it was not fine-tuned from `base_dir`.
-
-    Merging is only meaningful for experts fine-tuned from one shared base. Training records
-    `train.init_from` in each checkpoint; runs without that record (imported models) are not judged.
-    A base folder that moved keeps its name, so a matching folder name is accepted.
-    """
-    from mergemix_jax.train.checkpoint import CheckpointError
-
-    base = Path(base_dir).resolve()
-    for expert in expert_dirs:
-        meta = newest_metadata(expert)
-        if "init_from" not in meta:
-            continue
-        origin = meta["init_from"]
-        if not origin:
-            raise CheckpointError(
-                f"expert {expert} was trained from scratch (train.init_from was empty), not fine-tuned from the base {base_dir}; "
-                f"retrain it with train.init_from={base_dir}"
-            )
-        if Path(origin).resolve() != base and Path(origin).name != base.name:
-            raise CheckpointError(
-                f"expert {expert} was fine-tuned from {origin}, not from the base {base_dir}: experts from different bases "
-                f"cannot be merged; pass --base {origin} or retrain the expert with train.init_from={base_dir}"
-            )

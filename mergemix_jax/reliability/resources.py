@@ -1,8 +1,10 @@
-"""Running out of disk or device memory: errors that name what ran out and the setting to change."""
+"""Running out of disk or device memory, or an output folder that cannot be made: errors that name what
+ran out (or what is in the way) and the setting to change."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 from collections.abc import Iterator
@@ -64,3 +66,13 @@ def _human(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TB"
+
+
+def check_can_create(path: str | os.PathLike) -> None:
+    """Raise the OSError that creating folder `path` would raise (a file in the way, no permission), creating nothing."""
+    path = Path(path).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
+    if existing != path and not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))

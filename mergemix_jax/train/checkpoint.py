@@ -25,6 +25,7 @@ from mergemix_jax.config import ModelConfig
 from mergemix_jax.model.architecture import architecture_differences
 from mergemix_jax.model.params import Params, param_shapes
 from mergemix_jax.reliability.checkpoints import quarantine_step, short_error, step_problem
+from mergemix_jax.reliability.lineage import params_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,15 @@ def save_checkpoint(
     data_iterator: Any | None,
     metadata: dict,
 ) -> None:
-    """Save everything needed to resume at `step` (async; orbax commits it atomically)."""
+    """Save everything needed to resume at `step` (async; orbax commits it atomically).
+
+    The metadata also records the parameters' content identity (`params_fingerprint`), which the
+    lineage check of experts fine-tuned from this checkpoint compares against.
+    """
     items = {
         "params": ocp.args.StandardSave(params),
         "opt_state": ocp.args.StandardSave(opt_state),
-        "meta": ocp.args.JsonSave({**metadata, "step": int(step)}),
+        "meta": ocp.args.JsonSave({**metadata, "step": int(step), "params_fingerprint": params_fingerprint(params)}),
     }
     if data_iterator is not None:
         import grain
@@ -73,7 +78,7 @@ def save_params(run_dir: str | os.PathLike, params: Params, model_cfg: ModelConf
     `load_params` and `train.init_from` read it like any training checkpoint.
     """
     manager = make_manager(run_dir, keep=1)
-    meta = {**(metadata or {}), "model": dataclasses.asdict(model_cfg), "step": int(step)}
+    meta = {**(metadata or {}), "model": dataclasses.asdict(model_cfg), "step": int(step), "params_fingerprint": params_fingerprint(params)}
     manager.save(int(step), args=ocp.args.Composite(params=ocp.args.StandardSave(params), meta=ocp.args.JsonSave(meta)), force=True)
     manager.wait_until_finished()
     manager.close()
@@ -145,7 +150,7 @@ def _way_out(step_dir: Path) -> str:
         return f"no earlier checkpoint exists: delete {step_dir} and train again (mergemix train --no-resume)"
     return (
         f"use the previous checkpoint (step {max(earlier)}): resuming `mergemix train` falls back to it by itself, "
-        f"or move {step_dir} away (load_params(..., step={max(earlier)}) reads it directly)"
+        f"or move {step_dir} away so step {max(earlier)} is the newest (`mergemix export-hf RUN --step {max(earlier)}` reads it directly)"
     )
 
 
@@ -162,19 +167,15 @@ def latest_step(run_dir: str | os.PathLike) -> int | None:
     return max(steps) if steps else None
 
 
-def load_params(
-    run_dir: str | os.PathLike,
-    model_cfg: ModelConfig | None = None,
-    mesh: jax.sharding.Mesh | None = None,
-    step: int | None = None,
-) -> tuple[Params, ModelConfig]:
-    """Read only the parameters of a run's checkpoint (newest step unless `step`).
+def check_loadable(run_dir: str | os.PathLike, model_cfg: ModelConfig | None = None, step: int | None = None) -> tuple[Path, ModelConfig]:
+    """(step folder, model config) that `load_params` would read, checked without reading any array.
 
-    Returns (params, model config). With `model_cfg` given, a checkpoint of a different
-    architecture is an error and `model_cfg` is returned (its run-time fields, such as
-    compute_dtype, win). With `mesh`, params are placed with the model's shardings.
+    Raises CheckpointError naming the run and the fix when the folder is missing, holds no finished
+    checkpoint, or was saved for another architecture than `model_cfg`.
     """
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run folder {run_dir} does not exist; check the path (train.init_from, --base, --experts or RUN)")
     found = latest_step(run_dir) if step is None else step
     if found is None:
         raise CheckpointError(f"{run_dir} holds no finished checkpoint under {CHECKPOINTS}/; train it first (mergemix train)")
@@ -187,8 +188,33 @@ def load_params(
     if model_cfg is not None:
         diff = architecture_differences(saved_cfg, model_cfg)
         if diff:
-            raise CheckpointError(f"{run_dir}: model architecture differs from the expected one (saved, expected): {diff}")
+            raise CheckpointError(
+                f"{run_dir}: model architecture differs from the expected one (saved, expected): {diff}; "
+                f"use the run's own architecture ({_overrides_for(saved_cfg, model_cfg, diff)}) or another run"
+            )
         saved_cfg = model_cfg
+    return step_dir, saved_cfg
+
+
+def _overrides_for(saved: ModelConfig, wanted: ModelConfig, diff: dict) -> str:
+    """`model.key=value` overrides that give `wanted` the saved architecture (head_dim only when set by hand)."""
+    keys = [k for k in diff if k != "head_dim" or saved.head_dim != wanted.head_dim]
+    return " ".join(f"model.{k}={getattr(saved, k)}" for k in keys)
+
+
+def load_params(
+    run_dir: str | os.PathLike,
+    model_cfg: ModelConfig | None = None,
+    mesh: jax.sharding.Mesh | None = None,
+    step: int | None = None,
+) -> tuple[Params, ModelConfig]:
+    """Read only the parameters of a run's checkpoint (newest step unless `step`).
+
+    Returns (params, model config). With `model_cfg` given, a checkpoint of a different
+    architecture is an error and `model_cfg` is returned (its run-time fields, such as
+    compute_dtype, win). With `mesh`, params are placed with the model's shardings.
+    """
+    step_dir, saved_cfg = check_loadable(run_dir, model_cfg, step)
     abstract = param_shapes(saved_cfg)
     if mesh is not None:
         from mergemix_jax.model.params import param_shardings

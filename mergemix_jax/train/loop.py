@@ -21,7 +21,8 @@ from mergemix_jax.model import count_params, init_params
 from mergemix_jax.model.params import param_shapes
 from mergemix_jax.parallel.mesh import build_mesh, maybe_initialize_distributed
 from mergemix_jax.reliability import atomic_write_json, check_free_space
-from mergemix_jax.train.checkpoint import load_params, make_manager, restore_newest_good, save_checkpoint
+from mergemix_jax.reliability.lineage import newest_metadata, params_fingerprint
+from mergemix_jax.train.checkpoint import check_loadable, latest_step, load_params, make_manager, restore_newest_good, save_checkpoint
 from mergemix_jax.train.metrics import MetricsLog
 from mergemix_jax.train.optimizer import learning_rate_schedule, make_optimizer
 from mergemix_jax.train.step import (
@@ -84,18 +85,21 @@ def train(config: Config, *, resume: bool = True, dataset: Any = None, config_so
     tc = config.train
     run_dir = Path(tc.output_dir).resolve()
     finished = _recorded_result(run_dir, tc.steps) if resume else None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    check_free_space(run_dir, checkpoint_bytes(config) * (tc.keep_checkpoints + 1), f"keeping {tc.keep_checkpoints} checkpoint(s)")
     mesh = build_mesh(config.mesh, source=config_source)
     schedule = learning_rate_schedule(config.optim, tc.steps)
     tx = make_optimizer(config.optim, tc.steps)
     data = dataset if dataset is not None else build_dataset(config)
     data_iterator = iter(data)
+    if tc.init_from and not (resume and latest_step(run_dir) is not None):
+        check_loadable(tc.init_from, config.model)  # a wrong base fails here, before anything is written
+    run_dir.mkdir(parents=True, exist_ok=True)
+    check_free_space(run_dir, checkpoint_bytes(config) * (tc.keep_checkpoints + 1), f"keeping {tc.keep_checkpoints} checkpoint(s)")
     manager = make_manager(run_dir, tc.keep_checkpoints)
     _write_config(config, run_dir)
 
     with jax.set_mesh(mesh):
         start, state = _initial_state(config, tx, mesh, manager, resume, data_iterator)
+        lineage = _lineage(config, run_dir, start, state.params)
         if finished is not None and start == tc.steps:  # restored (so verified) the final step
             manager.close()
             log.info("%s already finished %d steps; nothing to do", run_dir, tc.steps)
@@ -103,13 +107,13 @@ def train(config: Config, *, resume: bool = True, dataset: Any = None, config_so
         step_fn = make_train_step(config.model, tx, mesh, schedule)
         metrics_log = MetricsLog(run_dir / "metrics.jsonl", resume_step=start if start is not None else -1)
         try:
-            final_loss, tps = _run_steps(config, state, step_fn, data_iterator, mesh, manager, metrics_log, start or 0)
+            final_loss, tps = _run_steps(config, state, step_fn, data_iterator, mesh, manager, metrics_log, start or 0, lineage)
         finally:
             manager.wait_until_finished()
             metrics_log.close()
             manager.close()
     if jax.process_index() == 0:
-        atomic_write_json(run_dir / DONE_FILE, {"steps": tc.steps, "final_loss": final_loss, "tokens_per_second": tps})
+        atomic_write_json(run_dir / DONE_FILE, {"steps": tc.steps, "final_loss": final_loss, "tokens_per_second": tps, **lineage})
     return TrainResult(run_dir, tc.steps, final_loss, tps, start)
 
 
@@ -149,14 +153,29 @@ def _initial_state(config: Config, tx, mesh, manager, resume: bool, data_iterato
     return None, init(params)
 
 
+def _lineage(config: Config, run_dir: Path, start: int | None, params) -> dict:
+    """{"base_fingerprint": ...} of the parameters a `train.init_from` run started from ({} from scratch).
+
+    Computed from the loaded base on a fresh start, carried over from the checkpoint metadata on a
+    resume (where the base parameters are no longer at hand); stacking experts compares it with
+    the base's own `params_fingerprint` (mergemix_jax/reliability/lineage.py).
+    """
+    if not config.train.init_from:
+        return {}
+    if start is None:
+        return {"base_fingerprint": params_fingerprint(params)}
+    recorded = newest_metadata(run_dir).get("base_fingerprint")
+    return {"base_fingerprint": recorded} if recorded else {}
+
+
 def _global_batch(local_batch: dict, sharding) -> dict:
     return {k: jax.make_array_from_process_local_data(sharding, np.asarray(local_batch[k])) for k in BATCH_KEYS}
 
 
-def _run_steps(config, state, step_fn, data_iterator: Iterator, mesh, manager, metrics_log, start: int):
+def _run_steps(config, state, step_fn, data_iterator: Iterator, mesh, manager, metrics_log, start: int, lineage: dict):
     tc = config.train
     sharding = batch_sharding(mesh)
-    metadata = {"model": dataclasses.asdict(config.model), "mixture": tc.mixture, "init_from": tc.init_from}
+    metadata = {"model": dataclasses.asdict(config.model), "mixture": tc.mixture, "init_from": tc.init_from, **lineage}
     bar = tqdm(total=tc.steps, initial=start, disable=not tc.progress or jax.process_index() != 0, desc="train")
     pending: tuple[int, dict] | None = None
     throughput = Throughput()
