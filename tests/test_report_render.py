@@ -1,13 +1,23 @@
-"""The report renders: valid HTML, every referenced image exists and is non-empty, the config and commands shown."""
+"""The report renders: valid HTML, every referenced image exists and is non-empty, the verdict box first
+(green when the proxy's pick is confirmed, red when it lost to a baseline), relative paths, readable files."""
 
 from __future__ import annotations
 
 import html.parser
+import json
+import math
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
+import pytest
+import yaml
+
 from mergemix_jax.report import render_report
+from mergemix_jax.report.verdict import verdict_of
 from tests.pipeline_helpers import finished_tiny_run
+
+DOMAINS = ("prose", "code", "math")
 
 
 class _Collector(html.parser.HTMLParser):
@@ -37,20 +47,104 @@ class _Collector(html.parser.HTMLParser):
             self._in_h2 = False
 
 
-def test_report_is_well_formed_and_every_image_exists():
-    run = finished_tiny_run()
-    page = render_report(run.run_dir)
-    text = page.read_text()
+def _parse(text: str) -> _Collector:
     parser = _Collector()
     parser.feed(text)
     parser.close()
     assert parser.errors == [] and parser.stack == []
+    return parser
+
+
+def test_report_is_well_formed_and_every_image_exists():
+    run = finished_tiny_run()
+    page = render_report(run.run_dir)
+    text = page.read_text()
+    parser = _parse(text)
     assert {"weights.png", "heatmap.png", "diagnostics.png", "traces.png"} <= {Path(src).name for src in parser.images}
     for src in parser.images:
         image = page.parent / src
         assert image.is_file() and image.stat().st_size > 1000, src
         assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert parser.headings[:4] == ["Mixtures found", "Proxy utility over the simplex", "Interference diagnostics", "Proxy vs real mixture training"]
-    assert f"mergemix run --config {run.config_path}" in text
+        assert image.stat().st_mode & 0o777 == 0o644, src
+    assert page.stat().st_mode & 0o777 == 0o644
+    assert parser.headings[:6] == ["Recommendation", "Mixtures found", "Proxy loss over the simplex", "Interference diagnostics", "Proxy vs real mixture training", "Glossary"]
+    assert "class='verdict verdict-" in text and "mixture.grain.yaml" in text and "Recommended mixture" in text
+    assert "mergemix run --config ../../tiny.yaml" in text  # paths relative to the run folder
+    assert str(run.run_dir.parent.parent) not in text  # no absolute path of this machine
     assert "expert_steps: 3" in text  # the exact config
-    assert "Chosen mixture" in text
+    assert "utility (higher" not in text and "exact utility" not in text  # one sign convention: losses
+
+
+def _candidate(name: str, weights: tuple[float, ...], real: list[float], proxy: float) -> dict:
+    return {"name": name, "sources": ["cmaes"] if name.startswith("c") else ["baseline"], "weights": dict(zip(DOMAINS, weights, strict=True)),
+            "proxy_utility": proxy, "calibrated_utility": None, "real_utility": real, "real_mean": float(np.mean(real)), "real_metrics": []}  # fmt: skip
+
+
+def _mixture(pick_real: list[float], verdict: str, chosen: str) -> dict:
+    """A mixture.json dict as `mergemix run` writes it (the verification block of the contract)."""
+    candidates = [
+        _candidate("uniform", (1 / 3, 1 / 3, 1 / 3), [-4.60, -4.61], -4.70),
+        _candidate("natural", (0.5, 0.3, 0.2), [-4.62, -4.63], -4.72),
+        _candidate("c1", (0.0, 0.4, 0.6), pick_real, -4.50),
+    ]
+    weights = next(c["weights"] for c in candidates if c["name"] == chosen)
+    verification = {"candidates": candidates, "chosen": chosen, "proxy_pick": "c1", "noise": 0.007, "margin": 0.009, "verdict": verdict,
+                    "message": f"verdict {verdict}", "indistinguishable": [], "seeds": [0, 1], "steps": 50, "real_steps_total": 300}  # fmt: skip
+    return {"format": "mergemix.mixture/v1", "weights": weights, "method": f"verified:{chosen}", "objective": 4.6, "metrics": {}, "verification": verification}
+
+
+def _minimal_run(folder: Path, mixture: dict) -> Path:
+    """A run folder with only what the verdict needs: config.yaml, mixture.json, mixture.grain.yaml."""
+    folder.mkdir()
+    (folder / "config.yaml").write_text(yaml.safe_dump({"data": {"domains": [{"name": d} for d in DOMAINS]}}))
+    (folder / "mixture.json").write_text(json.dumps(mixture))
+    (folder / "mixture.grain.yaml").write_text(yaml.safe_dump({"train": {"mixture": mixture["weights"]}}, sort_keys=False))
+    return folder
+
+
+def _verdict_box(text: str) -> str:
+    start = text.index("<h2>Recommendation</h2>")
+    return text[start : text.index("<h2>", start + 5)]
+
+
+def test_verdict_box_green_when_the_proxy_pick_is_confirmed(tmp_path):
+    mixture = _mixture([-4.55, -4.56], "proxy_pick_confirmed", "c1")
+    verdict = verdict_of(mixture)
+    assert verdict.colour == "green" and verdict.source == "verification"
+    rows = {r.name: r for r in verdict.rows}
+    assert rows["recommended (c1)"].real_loss == rows["proxy pick (c1)"].real_loss == 4.555
+    assert rows["recommended (c1)"].rank == "1 of 3" and rows["recommended (c1)"].regret == 0.0
+    assert rows["uniform"].rank == "2 of 3" and math.isclose(rows["uniform"].regret, 0.05)
+    box = _verdict_box(render_report(_minimal_run(tmp_path / "run", mixture)).read_text())
+    assert "verdict-green" in box and "confirmed by real training" in box
+    assert "c1" in box and "4.5550" in box and "2 of 3" in box
+    assert "train:\n  mixture:\n    prose: 0.0\n    code: 0.4\n    math: 0.6" in box  # the ready-to-paste grain file
+
+
+def test_verdict_box_red_when_the_proxy_pick_lost_to_a_baseline(tmp_path):
+    mixture = _mixture([-4.66, -4.67], "baseline_kept", "uniform")
+    verdict = verdict_of(mixture)
+    assert verdict.colour == "red" and "uniform and natural" in verdict.headline
+    box = _verdict_box(render_report(_minimal_run(tmp_path / "run", mixture)).read_text())
+    assert "verdict-red" in box and "worse than uniform and natural" in box and "verdict baseline_kept" in box
+    within_noise = verdict_of(_mixture([-4.603, -4.613], "baseline_kept", "uniform"))
+    assert within_noise.colour == "amber"  # lost to uniform by less than the noise: a tie, not a loss
+    unverified = verdict_of({"weights": dict(zip(DOMAINS, (0.2, 0.3, 0.5), strict=True)), "verification": {"skipped": True, "message": "Not verified"}})
+    assert unverified.colour == "amber" and unverified.rows[0].real_loss is None
+
+
+def test_verdict_uses_validation_regret_intervals_when_validated():
+    def entry(loss, rank, regret, runs=1):
+        return {"weights": dict(zip(DOMAINS, (1 / 3, 1 / 3, 1 / 3), strict=True)), "real_loss": loss, "real_runs": runs, "rank": rank, "of": 6,
+                "regret": regret, "regret_lo": regret - 0.01, "regret_hi": regret + 0.01}  # fmt: skip
+
+    validation = {
+        "kinds": ["vertex"] * 3 + ["centre", "dirichlet"], "noise": 0.003, "indistinguishable": ["m03 (centre)"],
+        "best": {"name": "m03 (centre)", "real_loss": 4.60}, "suite": {"heldout_offset": 16},
+        "baselines": {"recommended": entry(4.60, 1, 0.0), "proxy pick": entry(4.70, 5, 0.10), "uniform": entry(4.60, 1, 0.0, 2), "natural": entry(4.62, 2, 0.02)},
+    }  # fmt: skip
+    verdict = verdict_of(_mixture([-4.66, -4.67], "baseline_kept", "uniform"), validation)
+    assert verdict.source == "validation" and verdict.colour == "red"
+    rows = {r.name: r for r in verdict.rows}
+    assert rows["proxy pick"].interval == pytest.approx((0.09, 0.11)) and rows["proxy pick"].rank == "5 of 6"
+    assert "never saw" in verdict.sentences[-1]

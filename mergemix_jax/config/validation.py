@@ -9,7 +9,7 @@ from mergemix_jax.config.schema import Config, SearchConfig
 
 SCHEDULES = ("constant", "cosine", "wsd")
 DTYPES = ("float32", "bfloat16")
-DOMAIN_FORMATS = ("text", "jsonl", "source")
+DOMAIN_FORMATS = ("text", "jsonl", "source", "parquet", "arrow", "hf_disk", "array_record")  # the last four: data/rows.py
 SPLIT_MODES = ("file", "blank_line")
 
 

@@ -1,8 +1,10 @@
 """`render_report(run_dir)`: one self-contained HTML page (plus PNGs beside it) from a run folder.
 
 It reads only files the pipeline and `mergemix validate` wrote: config.yaml, commands.txt,
-stages.jsonl, timings.json, eval/*.csv, search/*.json, mixture.json, diagnostics.json and
-validate-*/validation.json, so it can be re-rendered at any time.
+stages.jsonl, timings.json, eval/*.csv, search/*.json, mixture.json, mixture.grain.yaml,
+diagnostics.json and validate-*/validation.json, so it can be re-rendered at any time. It opens with
+the verdict (report/verdict.py); one sign convention throughout: losses, lower is better. Paths on
+this machine are shown relative to the run folder.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,7 @@ import yaml
 
 from mergemix_jax.reliability.atomic import atomic_write_text
 from mergemix_jax.report import plots
+from mergemix_jax.report.verdict import render_verdict, verdict_of
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
@@ -26,9 +30,13 @@ img{max-width:100%}.note{color:#555;font-size:.9em}"""
 
 def _table(header: list[str], rows: list[list], fmt: str = "{:.4f}") -> str:
     def cell(v):
-        if isinstance(v, float):
-            return "–" if not np.isfinite(v) else fmt.format(v)
-        return html.escape(str(v))
+        if isinstance(v, (bool, np.bool_)):
+            return "yes" if v else "no"
+        if isinstance(v, (int, np.integer)):
+            return str(int(v))
+        if isinstance(v, (float, np.floating)):
+            return "–" if not np.isfinite(v) else fmt.format(float(v))
+        return "–" if v is None else html.escape(str(v))
 
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
@@ -48,7 +56,7 @@ def _utility_weights(config: dict) -> dict[str, float]:
 
 
 def _methods_section(run_dir: Path, out: Path, domains: list[str]) -> tuple[str, dict]:
-    searches = {p.stem: json.loads(p.read_text()) for p in sorted((run_dir / "search").glob("*.json"))}
+    searches = {p.stem: json.loads(p.read_text()) for p in sorted((run_dir / "search").glob("*.json")) if p.stem != "selected"}  # selected = the pick, not a method
     if not searches:
         return "<p>No search results yet.</p>", {}
     chosen = _load_json(run_dir / "mixture.json") or {}
@@ -56,15 +64,15 @@ def _methods_section(run_dir: Path, out: Path, domains: list[str]) -> tuple[str,
     rows = []
     for name, s in searches.items():
         search = s.get("search", {})
-        rows.append([name, *[s["weights"][d] for d in domains], float(compared.get(name, np.nan)), float(search.get("wall_time_s", np.nan)), search.get("n_evaluations", "")])
-    header = ["method", *domains, "exact utility", "time (s)", "evaluations"]
+        rows.append([name, *[s["weights"][d] for d in domains], -float(compared.get(name, np.nan)), float(search.get("wall_time_s", np.nan)), search.get("n_evaluations", "")])
+    header = ["method", *domains, "proxy loss (exact merge, lower is better)", "time (s)", "evaluations"]
     weights = {name: [s["weights"][d] for d in domains] for name, s in searches.items()}
     parts = [_table(header, rows), _img(plots.weights_bars(weights, domains, out / "weights.png"), out, "weights per method")]
     traces = {name: np.asarray(s.get("search", {}).get("trace") or [], np.float64) for name, s in searches.items()}
     if any(t.size for t in traces.values()):
         parts.append(_img(plots.search_traces(traces, out / "traces.png"), out, "search traces"))
     if chosen:
-        parts.insert(0, f"<p><b>Chosen mixture</b> ({html.escape(chosen['method'])}): " + ", ".join(f"{d} {chosen['weights'][d]:.3f}" for d in domains) + "</p>")
+        parts.insert(0, f"<p><b>Recommended mixture</b> ({html.escape(chosen['method'])}): " + ", ".join(f"{d} {chosen['weights'][d]:.3f}" for d in domains) + "</p>")
     marks = {name: np.asarray(w) for name, w in weights.items()}
     return "\n".join(parts), marks
 
@@ -83,7 +91,7 @@ def _heatmap_section(run_dir: Path, out: Path, domains: list[str], utility: dict
     k = len(domains)
     for face in layout["faces"]:
         grid = face_grid(k, tuple(face), layout["resolution"])
-        faces.append(([domains[i] for i in face], grid[:, face], util[row_lookup(table["weights"], grid)]))
+        faces.append(([domains[i] for i in face], grid[:, face], -util[row_lookup(table["weights"], grid)]))
         face_marks.append({name: w[face] for name, w in marks.items() if abs(w[face].sum() - 1) < 1e-3})
     note = "" if k == 3 else f"<p class='note'>K = {k}: 2-D slices, the faces spanned by three domains (the others at 0); a method's mixture is marked on the faces it lies on.</p>"
     return note + _img(plots.simplex_heatmaps(faces, face_marks, out / "heatmap.png"), out, "simplex heatmap")
@@ -104,45 +112,142 @@ def _diagnostics_section(run_dir: Path, out: Path) -> str:
     return text + _img(image, out, "diagnostics")
 
 
-def _validation_section(run_dir: Path, out: Path) -> str:
+def _latest_validation(run_dir: Path) -> dict | None:
     found = sorted(run_dir.glob("validate-*/validation.json"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        return "<p>Not validated yet: run <code>mergemix validate --config ...</code> to train reference mixtures.</p>"
-    v = json.loads(found[-1].read_text())
-    rows = [[r["metric"], r["subset"], r["n"], r["spearman"], r["kendall"], r["ceiling_spearman"], r["loss_interp_spearman"], r["output_space_spearman"]] for r in v["table"]]
-    header = ["metric", "mixtures", "n", "Spearman", "Kendall", "noise ceiling (Spearman)", "loss interpolation", "output-space"]
+    return json.loads(found[-1].read_text()) if found else None
+
+
+def _with_interval(row: dict, key: str) -> str:
+    value, lo, hi = row.get(key, np.nan), row.get(f"{key}_lo", np.nan), row.get(f"{key}_hi", np.nan)
+    if value is None or not np.isfinite(value):
+        return "–"
+    return f"{value:.3f} [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) and np.isfinite(hi) else f"{value:.3f}"
+
+
+RANK_COLUMNS = (
+    ("spearman", "proxy Spearman [90%]"),
+    ("calibrated_spearman", "calibrated proxy [90%]"),
+    ("kendall", "Kendall"),
+    ("reliability", "reliability r [90%]"),
+    ("bound", "bound for a perfect predictor [90%]"),
+    ("loss_interp_spearman", "loss interpolation [90%]"),
+    ("output_space_spearman", "output-space [90%]"),
+)
+
+
+DISPLAY = {"utility": "loss (= -utility)", "utility (normalised)": "normalised loss"}  # rank statistics do not depend on the sign
+
+
+def _reference_target(v: dict, metric: str) -> np.ndarray:
+    runs = [np.asarray(r[metric], np.float64) for r in (v["reference"], v.get("reference_seed2")) if r]
+    return np.mean(runs, axis=0)
+
+
+def _scatter(v: dict, out: Path) -> str:
     interior = np.asarray([kind != "vertex" for kind in v["kinds"]])
-    panels = []
     overall = {x["metric"]: x for x in v["table"] if x["subset"] == "all"}
+    panels = []
     for metric in [m for m in v["scatter_metrics"] if m in overall and m in v["proxy"]]:
         r = overall[metric]
-        panels.append((f"{metric}: Spearman {r['spearman']:.2f}, Kendall {r['kendall']:.2f}", np.asarray(v["proxy"][metric]), np.asarray(v["reference"][metric]), interior))
-    summary = _table(["quantity", "value"], [[k, val if isinstance(val, str) else float(val)] for k, val in v["summary"].items()])
-    return summary + _table(header, rows, "{:.3f}") + _img(plots.proxy_scatter(panels, out / "scatter.png"), out, "proxy vs reference")
+        marks = {name: (b["proxy_metrics"][metric], b["real_metrics"][metric]) for name, b in v.get("baselines", {}).items() if metric in b.get("proxy_metrics", {})}
+        title = f"{metric}: Spearman {_with_interval(r, 'spearman')}"
+        panels.append({"title": title, "proxy": v["proxy"][metric], "real": _reference_target(v, metric), "interior": interior, "marks": marks})
+    return _img(plots.proxy_scatter(panels, out / "scatter.png"), out, "proxy vs real loss") if panels else ""
+
+
+def _validation_section(v: dict | None, out: Path) -> str:
+    if v is None:
+        return "<p>Not validated yet: run <code>mergemix validate --config ...</code> to train reference mixtures.</p>"
+    rows = [[DISPLAY.get(r["metric"], r["metric"]), r["subset"], r["n"], *[_with_interval(r, key) if key != "kendall" else r["kendall"] for key, _ in RANK_COLUMNS]] for r in v["table"]]
+    header = ["metric", "mixtures", "n", *[name for _, name in RANK_COLUMNS]]
+    suite = v.get("suite", {})
+    split = (
+        f"held-out sequences disjoint from the ones the search optimised (eval.heldout_offset = {suite['heldout_offset']})"
+        if suite.get("heldout_offset") else "the same held-out sequences the search optimised"
+    )  # fmt: skip
+    target = "the mean of two training runs per mixture (two data seeds)" if v.get("reference_seed2") else "one training run per mixture"
+    note = (
+        f"<p class='note'>{len(v['kinds'])} reference mixtures, each trained for real from the base; proxies and references scored on {split}. "
+        f"Every Spearman compares a predictor with {target}; a perfect predictor would reach about the bound, not the reliability r. "
+        "Intervals: 90%, paired bootstrap over mixtures. See the glossary below.</p>"
+    )
+    summary = _table(["quantity", "value"], [[k, val] for k, val in v["summary"].items()])
+    return note + summary + _table(header, rows, "{:.3f}") + _scatter(v, out)
+
+
+GLOSSARY = (
+    ("loss", "held-out cross-entropy in nats per token; lower is better. Every number in this report is a loss (the utility the search maximises is minus this loss)."),
+    ("merged proxy", "a mixture's score predicted without training: the base plus the weighted sum of the per-domain experts' changes, evaluated on held-out text."),
+    ("real loss / reference", "the loss of a model actually trained on that mixture from the same base with the same steps as one expert."),
+    ("vertex / interior", "vertex: a one-domain mixture (there the proxy is the expert itself); interior: every other reference mixture."),
+    ("Spearman / Kendall", "rank correlations between a predictor and the real losses over the reference mixtures: 1 = same order, 0 = unrelated."),
+    ("replicate / reliability r", "the same mixtures trained again with another data seed; r is the Spearman between the two runs (test-retest), how reproducible the real ranking itself is."),
+    ("bound for a perfect predictor", "about the highest Spearman any predictor of the expected loss can reach against the target: sqrt(r) against one run, sqrt(2r/(1+r)) against the mean of two."),
+    ("90% interval", "the range of the statistic over bootstrap resamples of the mixtures (or of the seed noise for regret); with ~12 mixtures a Spearman of 0.5 can be anywhere in ~[0, 0.8]."),
+    ("seed noise", "the standard deviation of one run's real loss across data seeds, estimated from the replicate differences."),
+    ("indistinguishable from the best", "reference mixtures whose real loss is within the noise margin (one-sided 90%) of the best one's."),
+    ("rank / regret", "rank: position among the reference mixtures by real loss (1 = best). Regret: real loss minus the best reference's; below 0 beats them all."),
+    ("recommended / proxy pick", "recommended: mixture.json's weights (after verification by real training); proxy pick: the raw proxy's best candidate before that check."),
+    ("uniform / natural", "the two baselines: equal weights, and each domain's share of the training tokens."),
+    ("calibrated proxy", "the proxy with each domain's loss passed through a monotone map fitted on real runs (verify/calibration.json)."),
+    ("loss interpolation / output-space", "non-merging predictors: the weighted average of the experts' losses, and the loss of the weighted average of their next-token probabilities."),
+)
+
+
+def _glossary() -> str:
+    items = "".join(f"<dt><b>{html.escape(term)}</b></dt><dd>{html.escape(text)}</dd>" for term, text in GLOSSARY)
+    return f"<dl>{items}</dl>"
+
+
+_ABSOLUTE = re.compile(r"(?<![\w.:/~-])/[\w.+@%-]+(?:/[\w.+@%-]+)*/?")
+
+
+def relative_paths(text: str, root: Path) -> str:
+    """`text` with every absolute path that exists on this machine rewritten relative to `root`."""
+
+    def swap(match: re.Match) -> str:
+        path = match.group(0)
+        return os.path.relpath(path, root) if os.path.exists(path) else path
+
+    return _ABSOLUTE.sub(swap, text)
+
+
+def _verdict_section(run_dir: Path, domains: list[str], validation: dict | None) -> str:
+    mixture = _load_json(run_dir / "mixture.json")
+    if not mixture:
+        return "<p>No recommendation yet: `mergemix run` has not reached the mixture file.</p>"
+    grain = run_dir / "mixture.grain.yaml"
+    return render_verdict(verdict_of(mixture, validation), domains, grain.read_text() if grain.is_file() else "")
 
 
 def render_report(run_dir: str | os.PathLike) -> Path:
-    """Write <run_dir>/report/index.html and its PNGs; returns the HTML path."""
+    """Write <run_dir>/report/index.html and its PNGs (readable by others); returns the HTML path."""
     run_dir = Path(run_dir)
     out = run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     config_text = (run_dir / "config.yaml").read_text()
     config = yaml.safe_load(config_text)
     domains = [d["name"] for d in config["data"]["domains"]]
+    validation = _latest_validation(run_dir)
     methods_html, marks = _methods_section(run_dir, out, domains)
     commands = (run_dir / "commands.txt").read_text() if (run_dir / "commands.txt").is_file() else ""
     stages = (run_dir / "stages.jsonl").read_text() if (run_dir / "stages.jsonl").is_file() else ""
     timings = _load_json(run_dir / "timings.json") or {}
     sections = [
+        ("Recommendation", _verdict_section(run_dir, domains, validation)),
         ("Mixtures found", methods_html),
-        ("Proxy utility over the simplex", _heatmap_section(run_dir, out, domains, _utility_weights(config), marks)),
+        ("Proxy loss over the simplex", _heatmap_section(run_dir, out, domains, _utility_weights(config), marks)),
         ("Interference diagnostics", _diagnostics_section(run_dir, out)),
-        ("Proxy vs real mixture training", _validation_section(run_dir, out)),
+        ("Proxy vs real mixture training", _validation_section(validation, out)),
+        ("Glossary", _glossary()),
         ("Training time", _table(["model", "steps", "seconds"], [[k, t["steps"], float(t["seconds"])] for k, t in timings.items()], "{:.1f}")),
         ("Commands", f"<pre>{html.escape(commands)}</pre>"),
         ("Config", f"<pre>{html.escape(config_text)}</pre>"),
         ("Stage log", f"<pre>{html.escape(stages)}</pre>"),
     ]
-    body = "\n".join(f"<h2>{html.escape(t)}</h2>\n{content}" for t, content in sections)
+    body = relative_paths("\n".join(f"<h2>{html.escape(t)}</h2>\n{content}" for t, content in sections), run_dir)
     page = f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>mergemix report: {html.escape(run_dir.name)}</title><style>{STYLE}</style></head>\n<body><h1>mergemix report: {html.escape(run_dir.name)}</h1>\n{body}\n</body></html>\n"
-    return atomic_write_text(out / "index.html", page)
+    path = atomic_write_text(out / "index.html", page)
+    for written in [path, *out.glob("*.png")]:
+        written.chmod(0o644)
+    return path

@@ -40,16 +40,16 @@ def weights_bars(weights: Mapping[str, Sequence[float]], domains: Sequence[str],
 
 
 def simplex_heatmaps(faces: Sequence[tuple[Sequence[str], np.ndarray, np.ndarray]], marks: Sequence[Mapping[str, np.ndarray]], path: Path) -> Path:
-    """One triangle per face: (three domain names, barycentric points [P, 3], utility [P]).
+    """One triangle per face: (three domain names, barycentric points [P, 3], proxy loss [P], lower is better).
 
     marks[f] (name -> [3] barycentric) are the mixtures drawn on face f (those lying on it)."""
     fig, axes = plt.subplots(1, len(faces), figsize=(4.2 * len(faces), 3.9), squeeze=False)
     lo = min(float(np.min(u)) for _, _, u in faces)
     hi = max(float(np.max(u)) for _, _, u in faces)
     colours = {}
-    for ax, (names, bary, util), face_marks in zip(axes[0], faces, marks, strict=True):
+    for ax, (names, bary, loss), face_marks in zip(axes[0], faces, marks, strict=True):
         xy = bary @ _CORNERS
-        image = ax.tripcolor(mtri.Triangulation(xy[:, 0], xy[:, 1]), util, shading="gouraud", cmap="viridis", vmin=lo, vmax=hi)
+        image = ax.tripcolor(mtri.Triangulation(xy[:, 0], xy[:, 1]), loss, shading="gouraud", cmap="viridis_r", vmin=lo, vmax=hi)
         for label, mark in face_marks.items():
             p = np.asarray(mark) @ _CORNERS
             colours.setdefault(label, f"C{len(colours)}")
@@ -58,23 +58,23 @@ def simplex_heatmaps(faces: Sequence[tuple[Sequence[str], np.ndarray, np.ndarray
             ax.annotate(name, corner, ha="center", va="top" if corner[1] == 0 else "bottom", fontsize=9)
         ax.set_aspect("equal")
         ax.axis("off")
-    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="proxy utility (higher is better)")
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="proxy loss = -utility (lower is better)")
     if colours:
         handles = [plt.Line2D([], [], marker="o", ls="", color=c, mec="white", ms=7) for c in colours.values()]
         fig.legend(handles, list(colours), loc="lower center", ncol=len(colours), fontsize=8)
-    fig.suptitle("Proxy utility of merged mixtures on simplex faces")
+    fig.suptitle("Proxy loss of merged mixtures on simplex faces")
     return _save(fig, path)
 
 
 def search_traces(traces: Mapping[str, np.ndarray], path: Path) -> Path:
-    """Best objective so far (lower is better) against the trace index, per method."""
+    """Best proxy objective so far (a loss: lower is better) against the trace index, per method."""
     fig, ax = plt.subplots(figsize=(6, 3.4))
     for name, trace in traces.items():
         trace = np.asarray(trace, np.float64).ravel()
         if trace.size:
             ax.plot(np.arange(1, trace.size + 1), trace, label=name)
     ax.set_xlabel("step / evaluation batch")
-    ax.set_ylabel("best objective so far")
+    ax.set_ylabel("best proxy loss so far (lower is better)")
     ax.legend(fontsize=8)
     ax.set_title("Search traces")
     return _save(fig, path)
@@ -95,20 +95,47 @@ def matrices(named: Mapping[str, np.ndarray], labels: Sequence[str], path: Path)
     return _save(fig, path)
 
 
-def proxy_scatter(panels: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]], path: Path) -> Path:
-    """Proxy (x) vs reference (y) per panel: (title with the rank correlations, proxy [N], reference [N], interior mask [N])."""
-    cols = min(3, len(panels))
-    rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
-    for ax, (title, proxy, ref, interior) in zip(axes.ravel(), panels, strict=False):
-        interior = np.asarray(interior, bool)
-        ax.scatter(proxy[interior], ref[interior], s=18, label="interior")
-        ax.scatter(proxy[~interior], ref[~interior], s=18, marker="s", label="vertex")
-        ax.set_xlabel("merged proxy")
-        ax.set_ylabel("reference (trained)")
-        ax.set_title(title, fontsize=8)
-    for ax in axes.ravel()[len(panels) :]:
+MARK_STYLES = {"recommended": ("*", "C3", 14), "proxy pick": ("X", "C1", 10), "uniform": ("D", "C2", 8), "natural": ("P", "C4", 10)}
+
+
+def _scatter_panel(ax, panel: Mapping, zoom: bool) -> None:
+    """One proxy-vs-real panel: references (interior dots, vertex squares), y = x, the marked mixtures."""
+    proxy, real = np.asarray(panel["proxy"], np.float64), np.asarray(panel["real"], np.float64)
+    interior = np.asarray(panel["interior"], bool)
+    shown = interior if zoom else np.ones_like(interior)
+    ax.scatter(proxy[interior], real[interior], s=18, color="C0", label="interior reference")
+    if not zoom:
+        ax.scatter(proxy[~interior], real[~interior], s=18, marker="s", color="C7", label="vertex reference")
+    xs, ys = list(proxy[shown]), list(real[shown])
+    for name, (x, y) in panel.get("marks", {}).items():
+        marker, colour, size = MARK_STYLES.get(name, ("o", "k", 8))
+        ax.plot(x, y, marker, color=colour, ms=size, mec="black", mew=0.5, ls="", label=name)
+        xs.append(x)
+        ys.append(y)
+    lo, hi = min(xs + ys), max(xs + ys)
+    pad = 0.05 * (hi - lo or 1.0)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "--", color="grey", lw=0.8, label="y = x")
+    if zoom:
+        ax.set_xlim(min(xs) - pad, max(xs) + pad)
+        ax.set_ylim(min(ys) - pad, max(ys) + pad)
+    ax.set_xlabel("merged proxy loss (lower is better)", fontsize=8)
+    ax.set_ylabel("real loss, trained (lower is better)", fontsize=8)
+    ax.set_title(panel["title"] + (" — interior, zoomed" if zoom else ""), fontsize=8)
+
+
+def proxy_scatter(panels: Sequence[Mapping], path: Path) -> Path:
+    """Proxy (x) vs real (y) loss, one panel per metric, plus a zoomed interior panel of the first.
+
+    Each panel: {"title", "proxy": [N], "real": [N], "interior": [N] bool, "marks": {name: (proxy, real)}}."""
+    views = [(panels[0], True), *[(p, False) for p in panels]] if panels else []
+    cols = min(3, len(views))
+    rows = -(-len(views) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.8 * rows), squeeze=False)
+    for ax, (panel, zoom) in zip(axes.ravel(), views, strict=False):
+        _scatter_panel(ax, panel, zoom)
+    for ax in axes.ravel()[len(views) :]:
         ax.axis("off")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = axes.ravel()[min(1, len(views) - 1)].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), fontsize=7)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return _save(fig, path)

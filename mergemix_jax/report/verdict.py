@@ -1,0 +1,145 @@
+"""The report's verdict box: the recommended mixture beside uniform and natural, measured by real training.
+
+`verdict_of(mixture, validation)` is pure: it reads the mixture.json dict (its `verification` block)
+and, when `mergemix validate` ran, validation.json (its `baselines`), and returns a `Verdict`:
+green when the proxy's pick was confirmed by real training, red when the proxy's pick trained worse
+than uniform or natural by more than the seed noise, amber otherwise (a tie within noise, another
+candidate chosen, or nothing verified). Losses everywhere: lower is better.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ROWS = ("recommended", "proxy pick", "uniform", "natural")
+COLOURS = {"green": ("#1a7f37", "#e9f7ee"), "red": ("#c62828", "#fdecea"), "amber": ("#9a6700", "#fff8e1")}
+
+
+@dataclass
+class VerdictRow:
+    """One mixture of the box: its weights and what real training measured (None = not measured)."""
+
+    name: str
+    weights: dict[str, float]
+    real_loss: float | None = None
+    rank: str = ""  # "3 of 17"
+    regret: float | None = None
+    interval: tuple[float, float] | None = None  # 90% interval of the regret
+
+
+@dataclass
+class Verdict:
+    """colour (green | red | amber), a headline, plain sentences, the rows and where the numbers come from."""
+
+    colour: str
+    headline: str
+    sentences: list[str] = field(default_factory=list)
+    rows: list[VerdictRow] = field(default_factory=list)
+    source: str = "none"  # validation | verification | none
+
+
+def _margin(noise: float | None, runs_a: int, runs_b: int, z: float) -> float:
+    return 0.0 if noise is None or not np.isfinite(noise) else z * noise * float(np.sqrt(1 / runs_a + 1 / runs_b))
+
+
+def _from_validation(v: Mapping, z: float) -> tuple[list[VerdictRow], dict[str, float], float]:
+    """Rows, real losses by name, and the noise-margin test's noise, from validation.json."""
+    rows, losses = [], {}
+    for name in ROWS:
+        b = v["baselines"].get(name)
+        if b is None:
+            continue
+        interval = (b["regret_lo"], b["regret_hi"]) if np.isfinite(b.get("regret_lo", np.nan)) else None
+        rows.append(VerdictRow(name, b["weights"], b["real_loss"], f"{b['rank']} of {b['of']}", b["regret"], interval))
+        losses[name] = b["real_loss"]
+    return rows, losses, v.get("noise")
+
+
+def _from_verification(ver: Mapping) -> tuple[list[VerdictRow], dict[str, float]]:
+    """Rows and real mean losses by name from mixture.json's verification block (ranked among its candidates)."""
+    cands = {c["name"]: c for c in ver.get("candidates", [])}
+    means = {name: -float(c["real_mean"]) for name, c in cands.items()}
+    best = min(means.values())
+    pool = np.asarray(list(means.values()))
+    named = {"recommended": ver.get("chosen"), "proxy pick": ver.get("proxy_pick"), "uniform": "uniform", "natural": "natural"}
+    rows, losses = [], {}
+    for label, name in named.items():
+        if name not in cands:
+            continue
+        loss = means[name]
+        title = label if label in ("uniform", "natural") or name == label else f"{label} ({name})"
+        rows.append(VerdictRow(title, cands[name]["weights"], loss, f"{1 + int(np.sum(pool < loss))} of {len(pool)}", loss - best))
+        losses[label] = loss
+    return rows, losses
+
+
+def verdict_of(mixture: Mapping, validation: Mapping | None = None, z: float = 1.2816) -> Verdict:
+    """The verdict box's content (see module doc); `z` sets the noise margin (one-sided 90% by default)."""
+    ver = mixture.get("verification") or {}
+    weights = dict(mixture.get("weights", {}))
+    if validation and validation.get("baselines"):
+        rows, losses, noise = _from_validation(validation, z)
+        runs = {name: b.get("real_runs", 1) for name, b in validation["baselines"].items()}
+        source = "validation"
+    elif ver.get("candidates"):
+        rows, losses = _from_verification(ver)
+        noise, runs, source = ver.get("noise"), {name: len(ver.get("seeds", [1])) for name in ROWS}, "verification"
+    else:
+        message = ver.get("message") or "Not verified: this is the merged proxy's pick, unchecked by real training."
+        return Verdict("amber", "Not verified by real training", [message], [VerdictRow("recommended", weights)])
+    pick, baselines = losses.get("proxy pick"), {n: losses[n] for n in ("uniform", "natural") if n in losses}
+    lost_to = [n for n, loss in baselines.items() if pick is not None and pick - loss > _margin(noise, runs.get("proxy pick", 1), runs.get(n, 1), z)]
+    beats_all = pick is not None and baselines and all(loss - pick > _margin(noise, runs.get("proxy pick", 1), runs.get(n, 1), z) for n, loss in baselines.items())
+    sentences = [ver["message"]] if ver.get("message") else []
+    if lost_to:
+        colour, headline = "red", f"The proxy's pick trained worse than {' and '.join(lost_to)}"
+    elif ver.get("verdict") == "proxy_pick_confirmed" and (source == "verification" or beats_all):
+        colour, headline = "green", "The proxy's pick is confirmed by real training"
+    elif ver.get("verdict") is None and beats_all:
+        colour, headline = "green", "The proxy's pick trains better than uniform and natural"
+    else:
+        colour, headline = "amber", "No measurable win over the baselines" if ver.get("verdict") == "baseline_kept" or not beats_all else "Another candidate was recommended"
+    if source == "validation":
+        sentences.append(_validation_sentence(validation))
+    return Verdict(colour, headline, sentences, rows, source)
+
+
+def _validation_sentence(v: Mapping) -> str:
+    n = len(v.get("kinds", []))
+    noise = v.get("noise")
+    noise_text = f"seed noise {noise:.4f} nats per run" if noise is not None else "no replicate, so no noise estimate"
+    offset = (v.get("suite") or {}).get("heldout_offset", 0)
+    split = "on held-out sequences the search never saw" if offset else "on the search's own held-out sequences"
+    return (
+        f"Validation: every mixture trained for real and scored {split}; rank among {n} reference mixtures, "
+        f"regret = real loss minus the best reference's ({v['best']['name']}, {v['best']['real_loss']:.4f}); {noise_text}; "
+        f"references indistinguishable from the best: {', '.join(v.get('indistinguishable', [])) or '–'}."
+    )
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def render_verdict(verdict: Verdict, domains: Sequence[str], grain_yaml: str) -> str:
+    """The box as HTML: coloured border, headline, sentences, the table and the ready-to-paste grain file."""
+    border, background = COLOURS[verdict.colour]
+    head = ["mixture", *domains, "real loss (lower is better)", "rank", "regret (nats) [90%]"]
+    body = []
+    for r in verdict.rows:
+        regret = _fmt(r.regret) + (f" [{_fmt(r.interval[0])}, {_fmt(r.interval[1])}]" if r.interval else "")
+        cells = [r.name, *[f"{r.weights.get(d, 0.0):.3f}" for d in domains], _fmt(r.real_loss), r.rank or "–", regret if r.real_loss is not None else "–"]
+        body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    table = "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>" + "".join(body) + "</table>"
+    source = {"validation": "numbers from `mergemix validate`", "verification": "numbers from the verification runs of `mergemix run`", "none": "no real training yet"}[verdict.source]
+    sentences = "".join(f"<p>{html.escape(s)}</p>" for s in verdict.sentences)
+    grain = f"<p><b>mixture.grain.yaml</b> (paste into a training config):</p><pre>{html.escape(grain_yaml)}</pre>" if grain_yaml else ""
+    return (
+        f"<div class='verdict verdict-{verdict.colour}' style='border:3px solid {border};background:{background};padding:.4em 1em;margin:1em 0'>"
+        f"<p style='color:{border};font-size:1.2em'><b>{html.escape(verdict.headline)}</b></p>{sentences}{table}"
+        f"<p class='note'>{html.escape(source)}; rank 1 = best; regret below 0 means better than every reference mixture.</p>{grain}</div>"
+    )
