@@ -65,8 +65,8 @@ class DomainConfig:
 
     name: str = ""
     paths: list[str] = field(default_factory=list)  # files or globs, relative to the config file
-    format: str = "text"  # text | jsonl | source (one document per file)
-    text_field: str = "text"  # jsonl: which field holds the document
+    format: str = "text"  # text | jsonl | source (one document per file) | parquet | arrow | hf_disk (a save_to_disk folder) | array_record
+    text_field: str = "text"  # jsonl, parquet, arrow, hf_disk (and JSON array_record records): which field holds the document
     split_by: str = "file"  # text: file (one doc per file) | blank_line (paragraph blocks)
 
 

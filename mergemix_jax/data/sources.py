@@ -19,6 +19,7 @@ import numpy as np
 
 from mergemix_jax.config.schema import DataConfig, DomainConfig
 from mergemix_jax.data.errors import DataError
+from mergemix_jax.data.rows import ROW_FORMATS, expand_row_paths, read_row, scan_rows
 
 SPLITS = ("train", "heldout")
 _CHUNK_BYTES = 1 << 20
@@ -47,6 +48,8 @@ class DomainIndex:
 
     def read(self, doc: int) -> str:
         """The text of document `doc` (one small read; the file is not kept open)."""
+        if self.domain.format in ROW_FORMATS:  # start = row number (see data/rows.py)
+            return read_row(self.domain, self.files[self.file_idx[doc]], int(self.start[doc]))
         with open(self.files[self.file_idx[doc]], "rb") as f:
             f.seek(int(self.start[doc]))
             raw = f.read(int(self.end[doc] - self.start[doc]))
@@ -88,7 +91,10 @@ def domain_files(domain: DomainConfig) -> list[str]:
     """The files of `domain`: each path is a file or a glob (`**` recurses), in sorted order."""
     files: list[str] = []
     for pattern in domain.paths:
-        if glob.has_magic(pattern):
+        if domain.format == "hf_disk":  # paths are save_to_disk folders (globs allowed)
+            folders = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+            files += [f for folder in folders for f in expand_row_paths(domain, folder)]
+        elif glob.has_magic(pattern):
             matches = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
             if not matches:
                 raise DataError(f"domain '{domain.name}': the glob {pattern!r} matches no files; fix data.domains paths")
@@ -173,6 +179,8 @@ def _ordinal_within_file(file_idx: np.ndarray) -> np.ndarray:
 
 
 def _scan_file(domain: DomainConfig, path: str) -> list[tuple[int, int]]:
+    if domain.format in ROW_FORMATS:
+        return scan_rows(domain, path)
     if domain.format == "jsonl":
         return _scan_jsonl(domain, path)
     if domain.format == "text" and domain.split_by == "blank_line":
