@@ -52,3 +52,26 @@ def test_validate_trains_references_and_reports_rank_statistics(capsys):
     assert s["proxy train steps / reference train steps"] == pytest.approx(3 / 5)
     html = (run.run_dir / "report" / "index.html").read_text()
     assert "scatter.png" in html and (run.run_dir / "report" / "scatter.png").stat().st_size > 0
+
+
+def test_disjoint_heldout_split_excludes_the_search_sequences(tmp_path):
+    from mergemix_jax.config.loading import config_from_dict
+    from mergemix_jax.data import heldout_batches
+    from mergemix_jax.pipeline.stages import with_overrides
+    from mergemix_jax.validate.run import scoring_config
+    from tests.pipeline_helpers import tiny_pipeline_raw
+
+    config = config_from_dict(tiny_pipeline_raw(tmp_path))
+    rows = {}
+    for skip in (0, 4):
+        (batch,) = heldout_batches(config.data, "prose", seq_len=32, n_sequences=4, batch_size=4, skip=skip)
+        rows[skip] = {row.tobytes() for row in batch["inputs"]}
+    assert len(rows[0]) == len(rows[4]) == 4 and not rows[0] & rows[4]
+    (again,) = heldout_batches(config.data, "prose", seq_len=32, n_sequences=4, batch_size=4, skip=4)
+    assert {row.tobytes() for row in again["inputs"]} == rows[4]  # fixed, like the default split
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("eval: {heldout_sequences: 7}\n")  # what the search scored
+    assert scoring_config(config, run_dir).eval.heldout_offset == 7
+    old = with_overrides(config, validate={"disjoint_heldout": False})
+    assert scoring_config(old, run_dir).eval.heldout_offset == 0  # the old behaviour: the search's own sequences
