@@ -127,3 +127,34 @@ def test_on_a_mesh_replicated_or_sharded_experts_give_the_same_losses(tiny):
     for name in plain:
         np.testing.assert_allclose(placed[name], plain[name], rtol=2e-5, err_msg=name)
         np.testing.assert_allclose(sharded[name], plain[name], rtol=2e-5, err_msg=name)
+
+
+def test_evaluate_mixtures_with_the_ensemble_proxy_writes_the_held_out_loss_columns(tiny, tmp_path):
+    from mergemix_jax.eval import evaluate_mixtures, read_results, tokenize_task
+    from tests.test_eval_tasks import MC, TOK
+
+    cfg, _, stack, suite = tiny
+    weights = np.random.default_rng(3).dirichlet(np.ones(3), 6)
+    out = tmp_path / "ensemble.csv"
+    summary = evaluate_mixtures(cfg, stack, weights[:4], suite, out, proxy="ensemble", progress=False)
+    assert summary["metrics"] == ["loss/a", "loss/b", "loss/mean"] and summary["scored"] == 4
+    resumed = evaluate_mixtures(cfg, stack, weights, suite, out, proxy="ensemble", progress=False)
+    assert (resumed["scored"], resumed["skipped"]) == (2, 4)
+    table = read_results(out)
+    direct = ensemble.ensemble_metrics(cfg, stack, suite, weights)
+    for name in summary["metrics"]:
+        np.testing.assert_allclose(table[name], direct[name], rtol=1e-6)
+    assert (tmp_path / "ensemble-cache").is_dir()
+    with_tasks = make_suite(suite.heldout, {"mc": tokenize_task(MC, TOK, "mc")})
+    with pytest.raises(ValueError, match=r"held-out losses only.*eval\.task_dir"):
+        evaluate_mixtures(cfg, stack, weights, with_tasks, tmp_path / "t.csv", proxy="ensemble", progress=False)
+
+
+def test_eval_proxy_is_checked_against_the_utility():
+    from mergemix_jax.config import ConfigError
+
+    assert tiny_config(eval={"proxy": "ensemble"}).eval.proxy == "ensemble"
+    with pytest.raises(ConfigError, match=r"eval\.proxy"):
+        tiny_config(eval={"proxy": "quadratic"})
+    with pytest.raises(ConfigError, match=r"held-out losses only.*acc/mc"):
+        tiny_config(eval={"proxy": "ensemble"}, pipeline={"utility": {"acc/mc": 1.0}})

@@ -28,7 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--sample", help="dirichlet:N[:ALPHA] — N mixtures drawn from a Dirichlet (uniform at ALPHA=1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of --sample")
     parser.add_argument("--normalize-weights", action="store_true", help="divide --weights rows that do not sum to 1 by their sum (default: refuse them)")
-    parser.add_argument("--proxy", choices=("exact", "quadratic"), default="exact", help="exact merge+eval, or the second-order proxy")
+    parser.add_argument(
+        "--proxy", choices=("exact", "quadratic", "ensemble"), default=None,
+        help="exact merge+eval (default with eval.proxy=merged); ensemble: the experts' averaged next-token probabilities, "
+        "held-out losses only (default with eval.proxy=ensemble); quadratic: the second-order merge proxy (opt-in: see eval/quadratic.py)",
+    )  # fmt: skip
     parser.add_argument("--out", required=True, help="results CSV (one per job; resumed if it exists)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -56,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from mergemix_jax.train.checkpoint import CheckpointError
 
     config = load_config(args.config, args.overrides)
+    proxy = args.proxy or ("ensemble" if config.eval.proxy == "ensemble" else "exact")
     try:
         engine = Engine.from_checkpoints(config, args.base, args.experts)  # the configured mesh, stack placed on it
         stack = engine.stack
@@ -66,11 +71,11 @@ def run(args: argparse.Namespace) -> int:
             weights = sample_dirichlet(count, stack.num_experts, alpha, args.seed)
         fix = f"lower eval.mixtures_per_device (now {config.eval.mixtures_per_device}) or eval.micro_batch (now {config.eval.micro_batch}; 0 = whole domain)"
         with oom_hint(f"scoring {config.eval.mixtures_per_device} mixture(s) per device per chunk", fix):
-            summary = engine.evaluate(weights, args.out, args.proxy, progress=not args.no_progress)
+            summary = engine.evaluate(weights, args.out, proxy, progress=not args.no_progress)
     except (ValueError, DataError, CheckpointError, OutOfMemoryError, DiskFullError) as err:
         print(f"mergemix eval-mixtures: {err}", file=sys.stderr)
         return 2
     print(f"{summary['scored']} mixtures scored, {summary['skipped']} already in {summary['out']}")
-    if args.proxy == "quadratic" and summary["scored"]:
+    if proxy == "quadratic" and summary["scored"]:
         print(f"quadratic proxy: {len(summary['centres'])} centre(s), {len(summary['checks'])} exact check(s)")
     return 0

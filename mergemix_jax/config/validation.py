@@ -117,6 +117,7 @@ def _train_problems(config: Config) -> list[str]:
 
 
 MERGE_METHODS = ("linear", "ties", "dare")
+EVAL_PROXIES = ("merged", "ensemble")
 
 
 def _eval_problems(config: Config) -> list[str]:
@@ -129,6 +130,11 @@ def _eval_problems(config: Config) -> list[str]:
         problems.append(f"key 'eval.ties_density' must be in (0, 1], got {e.ties_density}")
     if not 0 <= e.dare_drop_rate < 1:
         problems.append(f"key 'eval.dare_drop_rate' must be in [0, 1), got {e.dare_drop_rate}")
+    if e.proxy not in EVAL_PROXIES:
+        problems.append(f"key 'eval.proxy' must be one of {EVAL_PROXIES}, got {e.proxy!r}")
+    not_losses = [m for m in config.pipeline.utility if not m.startswith("loss/")]
+    if e.proxy == "ensemble" and not_losses:
+        problems.append(f"key 'eval.proxy' is 'ensemble', which scores held-out losses only, but 'pipeline.utility' uses {not_losses}; use eval.proxy=merged or a utility of loss/ metrics")
     return problems
 
 

@@ -24,6 +24,7 @@ from mergemix_jax.eval.batched import (
     score_one,
     shard_expert_stack,
 )
+from mergemix_jax.eval.ensemble import ensemble_metrics
 from mergemix_jax.eval.quadratic import quadratic_scores
 from mergemix_jax.eval.results import ResultsFileError, append_results, open_results, result_columns, score_settings
 from mergemix_jax.eval.suite import EvalSuite, make_suite, metric_names, smooth_metric_names
@@ -32,7 +33,7 @@ from mergemix_jax.merge.stack import ExpertStack, build_expert_stack
 from mergemix_jax.merge.weights import validate_weights, weights_hash
 
 log = logging.getLogger(__name__)
-PROXIES = ("exact", "quadratic")
+PROXIES = ("exact", "quadratic", "ensemble")
 
 
 def _merge_key(eval_cfg: EvalConfig) -> tuple:
@@ -142,7 +143,9 @@ def evaluate_mixtures(
 
     proxy="exact" merges and evaluates each mixture (all metrics), mixtures split over `mesh`;
     "quadratic" fits the second-order proxy of the smooth metrics (see eval/quadratic.py) and writes
-    its predictions (one program on the default device: `mesh` is not used).
+    its predictions (one program on the default device: `mesh` is not used); "ensemble" writes the
+    output-space ensemble's held-out losses (eval/ensemble.py; its expert log-probabilities cached in
+    `<folder of out>/ensemble-cache`), and refuses a suite with tasks, whose metrics it cannot score.
     Returns {"out", "scored", "skipped", "metrics"} (plus "centres"/"checks" for the proxy).
     """
     eval_cfg = eval_cfg or EvalConfig()
@@ -151,6 +154,10 @@ def evaluate_mixtures(
     weights = validate_weights(weights, stack.num_experts)
     hashes = [weights_hash(w) for w in weights]
     names = metric_names(suite) if proxy == "exact" else smooth_metric_names(suite)
+    if proxy == "ensemble":
+        if suite.tasks:
+            raise ValueError(f"the ensemble proxy scores held-out losses only, not the tasks {sorted(suite.tasks)}; set eval.task_dir='' or use the exact proxy")
+        names = [n for n in names if n.startswith("loss/")]
     columns = result_columns(stack.names, names)
     state = _row_state(out, columns, hashes, score_settings(model_cfg, stack, suite, eval_cfg, proxy))
     if (state == _STALE).any():
@@ -184,6 +191,11 @@ def evaluate_mixtures(
                 "%s: %d mixtures scored NaN/inf (rows %s...); they are written as nan/inf and search ranks them last",
                 out, len(non_finite), non_finite[:10],
             )  # fmt: skip
+    elif proxy == "ensemble":
+        predictions = ensemble_metrics(model_cfg, stack, suite, weights[todo], cache_dir=Path(out).parent / "ensemble-cache")
+        if writer:
+            append_results(out, todo, [hashes[r] for r in todo], weights[todo], predictions, names)
+        bar.update(len(todo))
     else:
         if eval_cfg.objective not in names:
             raise ValueError(f"eval.objective {eval_cfg.objective!r} is not a smooth metric of this suite; choose one of {names}")
