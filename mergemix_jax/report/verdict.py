@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.stats import norm
 
 ROWS = ("recommended", "proxy pick", "uniform", "natural")
 COLOURS = {"green": ("#1a7f37", "#e9f7ee"), "red": ("#c62828", "#fdecea"), "amber": ("#9a6700", "#fff8e1")}
@@ -46,7 +47,7 @@ def _margin(noise: float | None, runs_a: int, runs_b: int, z: float) -> float:
     return 0.0 if noise is None or not np.isfinite(noise) else z * noise * float(np.sqrt(1 / runs_a + 1 / runs_b))
 
 
-def _from_validation(v: Mapping, z: float) -> tuple[list[VerdictRow], dict[str, float], float]:
+def _from_validation(v: Mapping) -> tuple[list[VerdictRow], dict[str, float], float]:
     """Rows, real losses by name, and the noise-margin test's noise, from validation.json."""
     rows, losses = [], {}
     for name in ROWS:
@@ -77,12 +78,14 @@ def _from_verification(ver: Mapping) -> tuple[list[VerdictRow], dict[str, float]
     return rows, losses
 
 
-def verdict_of(mixture: Mapping, validation: Mapping | None = None, z: float = 1.2816) -> Verdict:
-    """The verdict box's content (see module doc); `z` sets the noise margin (one-sided 90% by default)."""
+def verdict_of(mixture: Mapping, validation: Mapping | None = None) -> Verdict:
+    """The verdict box's content (see module doc). The noise margin is one-sided at the verification's
+    confidence (0.9 when absent): z * noise * sqrt(1/runs_a + 1/runs_b)."""
     ver = mixture.get("verification") or {}
     weights = dict(mixture.get("weights", {}))
+    z = float(norm.ppf(ver.get("confidence") or 0.9))
     if validation and validation.get("baselines"):
-        rows, losses, noise = _from_validation(validation, z)
+        rows, losses, noise = _from_validation(validation)
         runs = {name: b.get("real_runs", 1) for name, b in validation["baselines"].items()}
         source = "validation"
     elif ver.get("candidates"):
@@ -92,17 +95,22 @@ def verdict_of(mixture: Mapping, validation: Mapping | None = None, z: float = 1
         message = ver.get("message") or "Not verified: this is the merged proxy's pick, unchecked by real training."
         return Verdict("amber", "Not verified by real training", [message], [VerdictRow("recommended", weights)])
     pick, baselines = losses.get("proxy pick"), {n: losses[n] for n in ("uniform", "natural") if n in losses}
-    lost_to = [n for n, loss in baselines.items() if pick is not None and pick - loss > _margin(noise, runs.get("proxy pick", 1), runs.get(n, 1), z)]
-    beats_all = pick is not None and baselines and all(loss - pick > _margin(noise, runs.get("proxy pick", 1), runs.get(n, 1), z) for n, loss in baselines.items())
-    sentences = [ver["message"]] if ver.get("message") else []
+
+    def gap(name: str) -> float:  # the noise margin between the proxy pick and baseline `name`
+        return _margin(noise, runs.get("proxy pick", 1), runs.get(name, 1), z)
+
+    lost_to = [n for n, loss in baselines.items() if pick is not None and pick - loss > gap(n)]
+    beats_all = pick is not None and bool(baselines) and all(loss - pick > gap(n) for n, loss in baselines.items())
+    confirmed = ver.get("verdict") == "proxy_pick_confirmed" if ver.get("verdict") else beats_all
     if lost_to:
         colour, headline = "red", f"The proxy's pick trained worse than {' and '.join(lost_to)}"
-    elif ver.get("verdict") == "proxy_pick_confirmed" and (source == "verification" or beats_all):
-        colour, headline = "green", "The proxy's pick is confirmed by real training"
-    elif ver.get("verdict") is None and beats_all:
-        colour, headline = "green", "The proxy's pick trains better than uniform and natural"
+    elif confirmed and (source == "verification" or beats_all):
+        colour, headline = "green", "The proxy's pick is confirmed by real training: it beats uniform and natural"
+    elif ver.get("verdict") == "other_candidate":
+        colour, headline = "amber", "A verified candidate other than the proxy's pick was recommended"
     else:
-        colour, headline = "amber", "No measurable win over the baselines" if ver.get("verdict") == "baseline_kept" or not beats_all else "Another candidate was recommended"
+        colour, headline = "amber", "No measurable win of the proxy's pick over uniform and natural"
+    sentences = [ver["message"]] if ver.get("message") else []
     if source == "validation":
         sentences.append(_validation_sentence(validation))
     return Verdict(colour, headline, sentences, rows, source)
@@ -135,11 +143,15 @@ def render_verdict(verdict: Verdict, domains: Sequence[str], grain_yaml: str) ->
         cells = [r.name, *[f"{r.weights.get(d, 0.0):.3f}" for d in domains], _fmt(r.real_loss), r.rank or "–", regret if r.real_loss is not None else "–"]
         body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     table = "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>" + "".join(body) + "</table>"
-    source = {"validation": "numbers from `mergemix validate`", "verification": "numbers from the verification runs of `mergemix run`", "none": "no real training yet"}[verdict.source]
+    source = {
+        "validation": "Numbers from `mergemix validate`: rank among the reference mixtures (1 = best); regret = real loss minus the best reference's, below 0 beats them all",
+        "verification": "Numbers from the verification runs of `mergemix run` (mean over data seeds): rank among the verified candidates (1 = best); regret = real loss minus the best verified candidate's; `mergemix validate` adds reference mixtures and intervals",
+        "none": "No real training yet",
+    }[verdict.source]
     sentences = "".join(f"<p>{html.escape(s)}</p>" for s in verdict.sentences)
     grain = f"<p><b>mixture.grain.yaml</b> (paste into a training config):</p><pre>{html.escape(grain_yaml)}</pre>" if grain_yaml else ""
     return (
         f"<div class='verdict verdict-{verdict.colour}' style='border:3px solid {border};background:{background};padding:.4em 1em;margin:1em 0'>"
         f"<p style='color:{border};font-size:1.2em'><b>{html.escape(verdict.headline)}</b></p>{sentences}{table}"
-        f"<p class='note'>{html.escape(source)}; rank 1 = best; regret below 0 means better than every reference mixture.</p>{grain}</div>"
+        f"<p class='note'>{html.escape(source)}.</p>{grain}</div>"
     )
