@@ -39,7 +39,8 @@ from mergemix_jax.search.problem import SearchProblem
 
 class Engine:
     """The loaded experts (placed on the mesh), the evaluation suite and the search problem, built once
-    per process. Attributes: config, run_dir, mesh, stack, model_cfg, suite, metrics, weights (the
+    per process. Attributes: config, run_dir, mesh, stack, model_cfg, suite (host arrays, so it also
+    scores single-device models; the scorers replicate it on the mesh), metrics, weights (the
     utility's metric weights), merge_fn; `problem` is built on first use."""
 
     def __init__(
@@ -60,7 +61,7 @@ class Engine:
         stack, self.model_cfg = load_expert_stack(base_dir, expert_dirs, config.model)
         self.shard_experts = config.eval.shard_experts and self.mesh is not None
         self.stack = shard_expert_stack(self.model_cfg, stack, self.mesh) if self.shard_experts else replicate(stack, self.mesh)
-        self.suite = replicate(build_suite(dataclasses.replace(config, model=self.model_cfg)), self.mesh)
+        self.suite = build_suite(dataclasses.replace(config, model=self.model_cfg))  # placed by each scorer
         self.metrics = metric_names(self.suite)
         self.weights = utility_weights(config.pipeline.utility, self.metrics)
         self.merge_fn: MergeFn = merge_fn_from_config(config.eval)
