@@ -4,12 +4,13 @@ Every test writes its small files itself and reads them back through the ordinar
 
 import json
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from mergemix_jax.config import load_config
 from mergemix_jax.data import DataError, DocumentSource, index_domain, token_counts
+
+pa = pytest.importorskip("pyarrow")  # the `formats` extra
+pq = pytest.importorskip("pyarrow.parquet")
 
 DOCS = [f"document {i}: " + "words " * (i % 5 + 1) for i in range(40)]
 

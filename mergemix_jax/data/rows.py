@@ -112,8 +112,18 @@ def _record_text(domain: DomainConfig, path: str, row: int, record: bytes) -> st
     return text
 
 
+def require_reader(domain: DomainConfig) -> None:
+    """A clear error when the library a row format needs is not installed."""
+    module, extra = ("array_record", "grain") if domain.format == "array_record" else ("pyarrow", "mergemix-jax[formats]")
+    try:
+        __import__(module)
+    except ImportError:
+        raise DataError(f"domain '{domain.name}': format {domain.format} needs {module}; pip install {extra}") from None
+
+
 def scan_rows(domain: DomainConfig, path: str) -> list[tuple[int, int]]:
     """(row, row + 1) spans of the rows of `path` whose text is not empty, streamed by record batch."""
+    require_reader(domain)
     rows: list[int] = []
     offset = 0
     try:
