@@ -14,6 +14,8 @@ and at 10,000 mixtures) and its Spearman rank correlation with the exact merged 
 
   python benchmarks/merge_eval.py              # ~10M params, K=4, B=256 (many minutes on 2 cores)
   python benchmarks/merge_eval.py --small      # a tiny model, B=32
+  python benchmarks/merge_eval.py --widths 1,2,4,8   # only: time per mixture and peak RSS per vmap width
+                                                     # (eval.mixtures_per_step), each width in a fresh process
 """
 
 from __future__ import annotations
@@ -111,6 +113,32 @@ def child_peak_memory(args) -> None:
     print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "scored": len(scores["loss/mean"])}))
 
 
+def child_width(args) -> None:
+    """In a fresh process: score B mixtures `--child-width` at a time per device (vmapped) in chunks of
+    `--per-chunk`; print the time per mixture (after a compile call) and the peak RSS."""
+    from mergemix_jax.eval import make_chunk_scorer, score_mixtures
+
+    cfg, stack, suite = build(args)
+    width, weights = args.child_width, mixtures(args.b, args.k)
+    scorer = make_chunk_scorer(cfg, mixtures_per_step=width)
+    score_mixtures(cfg, stack, weights[: args.per_chunk], suite, mixtures_per_device=args.per_chunk, scorer=scorer)  # compile
+    start = time.perf_counter()
+    score_mixtures(cfg, stack, weights, suite, mixtures_per_device=args.per_chunk, scorer=scorer)
+    per_mixture = (time.perf_counter() - start) / len(weights)
+    print(json.dumps({"width": width, "per_mixture_ms": per_mixture * 1e3, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def width_sweep(args, widths: list[int]) -> None:
+    """Time per mixture and peak memory at each vmap width, each in a fresh process (chunk = --per-chunk)."""
+    train_experts(args)  # once, before the children
+    print(f"vmap width sweep: B={args.b} mixtures, {args.per_chunk} per chunk, model size {args.size}, K={args.k}, {args.rows}x{args.seq_len} tokens per mixture")
+    print(f"{'width':>5} {'ms/mixture':>11} {'peak RSS MB':>12}")
+    for width in widths:
+        command = [sys.executable, __file__, "--child-width", str(width), "--b", str(args.b), *forwarded(args)]
+        row = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        print(f"{width:>5} {row['per_mixture_ms']:>11.2f} {row['peak_rss_mb']:>12.0f}", flush=True)
+
+
 def run_child(args, count: int) -> dict:
     command = [sys.executable, __file__, "--child-b", str(count), *forwarded(args)]
     out = subprocess.run(command, check=True, capture_output=True, text=True)
@@ -174,12 +202,20 @@ def main() -> None:
     parser.add_argument("--proxy-b", type=int, default=10_000, help="second, larger mixture count for the proxy's amortised rate")
     parser.add_argument("--proxy-tol", type=float, default=0.002, help="relative loss gap that adds a proxy centre")
     parser.add_argument("--proxy-centres", type=int, default=4, help="most expansion centres of the proxy")
+    parser.add_argument("--widths", default="", help="only the vmap-width sweep, e.g. 1,2,4,8 (eval.mixtures_per_step)")
     parser.add_argument("--child-b", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--child-width", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.size = args.size or "full"
     if args.child_b:
         return child_peak_memory(args)
     b = args.b or (32 if args.size == "small" else 256)
+    if args.child_width:
+        args.b = b
+        return child_width(args)
+    if args.widths:
+        args.b = b
+        return width_sweep(args, [int(w) for w in args.widths.split(",")])
 
     import jax
     from scipy.stats import spearmanr
