@@ -47,6 +47,8 @@ def test_validate_trains_references_and_reports_rank_statistics(capsys):
         assert entry["regret"] == pytest.approx(entry["real_loss"] - best), name
         assert entry["regret_lo"] <= entry["regret_hi"], name
     assert b["uniform"]["real_loss"] == pytest.approx(v["real_loss"][3])  # the centre, mean of its two runs
+    # the verification stage's runs (same recipe, both seeds) are re-scored instead of trained again
+    assert b["proxy pick"]["real_runs"] == b["natural"]["real_runs"] == 2 and not (path.parent / "baselines").exists()
     assert v["best"]["name"] in v["indistinguishable"]
     s = v["summary"]
     assert s["proxy train steps / reference train steps"] == pytest.approx(3 / 5)

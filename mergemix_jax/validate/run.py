@@ -30,7 +30,7 @@ from mergemix_jax.pipeline.problem import utility_of
 from mergemix_jax.pipeline.run_dir import config_hash, log_stage, write_json_atomic
 from mergemix_jax.pipeline.stages import Engine, natural_prior, run_pipeline, with_overrides
 from mergemix_jax.validate import baselines, stats
-from mergemix_jax.validate.references import make_model_scorer, train_and_score
+from mergemix_jax.validate.references import TIME_FILE, make_model_scorer, train_and_score
 
 log = logging.getLogger(__name__)
 BASELINE_NAMES = ("recommended", "proxy pick", "uniform", "natural")
@@ -84,13 +84,34 @@ def baseline_mixtures(config: Config, run_dir: Path, domains: list[str]) -> dict
     return out
 
 
+def _verified_runs(config: Config, run_dir: Path, weights_K: np.ndarray) -> list[tuple[Path, int]]:
+    """(folder, data seed) of the verification stage's finished runs of this mixture, when they used
+    the same number of steps as these references (the same recipe); else none."""
+    from mergemix_jax.verify.stage import VERIFICATION_FILE, run_key
+
+    steps = _read_json(run_dir / VERIFICATION_FILE).get("steps")
+    if steps != (config.validate.reference_steps or config.pipeline.expert_steps):
+        return []
+    found = sorted((run_dir / "verify" / "runs").glob(f"{run_key(weights_K)}-s*"))
+    return [(f, int(f.name.rsplit("-s", 1)[1])) for f in found if f.name.rsplit("-s", 1)[1].isdigit() and (f / TIME_FILE).is_file()]
+
+
 def _train_baselines(config, run_dir, vdir, extra, weights, refs, seed0, score, key) -> dict[str, dict]:
-    """Train (or reuse) each baseline mixture: a reference with the same weights is reused, else one
-    run per distinct mixture in baselines/<hash8 of its weights>."""
+    """Each baseline mixture's real metrics, averaged over its runs: a reference with the same weights
+    is reused, else the verification stage's runs of it (every seed, re-scored on this suite), else
+    one new run in baselines/<hash8 of its weights>. Returns {name: {"weights", "metrics", "runs"}}."""
     out = {}
     for name, w in extra.items():
         same = [i for i, row in enumerate(weights) if np.allclose(row, w, atol=1e-9)]
-        out[name] = refs[same[0]] if same else train_and_score(config, run_dir, vdir / "baselines" / weights_hash(w)[:8], w, seed0, score, key)
+        if same:
+            records = [refs[same[0]]]
+        else:
+            verified = _verified_runs(config, run_dir, w)
+            records = [train_and_score(config, run_dir, folder, w, seed, score, key) for folder, seed in verified] or [
+                train_and_score(config, run_dir, vdir / "baselines" / weights_hash(w)[:8], w, seed0, score, key)
+            ]
+        metrics = {m: float(np.mean([r["metrics"][m] for r in records])) for m in records[0]["metrics"]}
+        out[name] = {"weights": np.asarray(w).tolist(), "metrics": metrics, "runs": len(records)}
     return out
 
 
@@ -209,7 +230,7 @@ def compare_baselines(utility: dict, domains, kinds, weights_NxK, replicates, ex
     entries = {"uniform": (weights_NxK[centre], float(ref_util[centre]), m, centre, centre_metrics)}
     for i, (name, record) in enumerate(extra_refs.items()):
         u = float(utility_of(utility, {k: np.asarray([record["metrics"][k]]) for k in utility})[0])
-        entries[name] = (extra[name], u, 1, n + i, {k: float(record["metrics"][k]) for k in replicates[0]})
+        entries[name] = (extra[name], u, record["runs"], n + i, {k: float(record["metrics"][k]) for k in replicates[0]})
 
     def loss_at(table, row):
         return None if table is None else -float(utility_of(utility, {k: np.asarray(table[k])[row : row + 1] for k in utility})[0])
