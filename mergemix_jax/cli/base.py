@@ -74,13 +74,9 @@ def run_export(args: argparse.Namespace) -> int:
     from mergemix_jax.interop import export_hf_safetensors
     from mergemix_jax.interop.hf import tokenizer_token_ids
     from mergemix_jax.interop.run_dir import run_tokenizer
-    from mergemix_jax.train.checkpoint import CheckpointError, load_params
+    from mergemix_jax.train.checkpoint import load_params
 
-    try:
-        params, cfg = load_params(args.run, step=args.step)
-    except CheckpointError as err:
-        print(f"mergemix: {err}", file=sys.stderr)
-        return 2
+    params, cfg = load_params(args.run, step=args.step)  # a CheckpointError ends as one line (cli/main.py)
     tokenizer = run_tokenizer(args.run)
     token_ids = tokenizer_token_ids(tokenizer) if tokenizer is not None else None
     if tokenizer is None:

@@ -38,6 +38,7 @@ def run_stats(args: argparse.Namespace) -> int:
         check_token_budget,
         document_counts,
         epochs_per_domain,
+        heldout_warnings,
         load_tokenizer,
         normalize_mixture,
         token_counts,
@@ -59,7 +60,7 @@ def run_stats(args: argparse.Namespace) -> int:
     epochs = epochs_per_domain(weights, budget, tokens)
     print(f"\ntrain budget {budget:,} tokens (train.steps x batch_size x seq_len); mixture "
           + ", ".join(f"{n}={w:.3f} ({epochs[n]:.2f} epochs)" for n, w in weights.items()))
-    for warning in check_token_budget(config.data, config.train.mixture, budget, tokens):
+    for warning in [*heldout_warnings(config.data, docs), *check_token_budget(config.data, config.train.mixture, budget, tokens)]:
         print(f"WARNING: {warning}")
     return 0
 

@@ -130,6 +130,11 @@ def _eval_problems(config: Config) -> list[str]:
         problems.append(f"key 'eval.ties_density' must be in (0, 1], got {e.ties_density}")
     if not 0 <= e.dare_drop_rate < 1:
         problems.append(f"key 'eval.dare_drop_rate' must be in [0, 1), got {e.dare_drop_rate}")
+    if e.task_dir and e.task_max_len > config.model.max_seq_len:
+        problems.append(
+            f"key 'eval.task_max_len' ({e.task_max_len}) exceeds 'model.max_seq_len' ({config.model.max_seq_len}): task rows would be longer "
+            f"than the model's context; set eval.task_max_len <= {config.model.max_seq_len}"
+        )
     if e.proxy not in EVAL_PROXIES:
         problems.append(f"key 'eval.proxy' must be one of {EVAL_PROXIES}, got {e.proxy!r}")
     not_losses = [m for m in config.pipeline.utility if not m.startswith("loss/")]

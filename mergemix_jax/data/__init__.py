@@ -1,6 +1,12 @@
 """Data: domain sources, tokenizers, grain mixture pipelines, token accounting, evaluation tasks."""
 
-from mergemix_jax.data.accounting import check_token_budget, document_counts, epochs_per_domain, token_counts
+from mergemix_jax.data.accounting import (
+    check_token_budget,
+    document_counts,
+    epochs_per_domain,
+    heldout_warnings,
+    token_counts,
+)
 from mergemix_jax.data.batches import batch_from_sequences
 from mergemix_jax.data.errors import DataError
 from mergemix_jax.data.pipeline import (
@@ -28,6 +34,7 @@ __all__ = [
     "document_counts",
     "epochs_per_domain",
     "heldout_batches",
+    "heldout_warnings",
     "index_all",
     "index_domain",
     "iter_documents",

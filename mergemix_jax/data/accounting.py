@@ -26,6 +26,16 @@ def document_counts(data_cfg: DataConfig) -> dict[str, dict[str, int]]:
     return {name: {split: len(index.doc_ids(split)) for split in SPLITS} for name, index in index_all(data_cfg).items()}
 
 
+def heldout_warnings(data_cfg: DataConfig, counts: dict[str, dict[str, int]]) -> list[str]:
+    """A warning for each domain with no held-out document (its held-out loss cannot be measured)."""
+    return [
+        f"domain '{name}' has 0 held-out documents ({docs['train']} in all, data.heldout_fraction = {data_cfg.heldout_fraction}): "
+        "its held-out loss cannot be measured; raise data.heldout_fraction or give the domain more documents"
+        for name, docs in counts.items()
+        if docs["heldout"] == 0
+    ]
+
+
 def epochs_per_domain(mixture: dict[str, float], total_tokens: int, counts: dict[str, dict[str, int]]) -> dict[str, float]:
     """How many passes over each domain's training tokens a run of `total_tokens` makes.
 

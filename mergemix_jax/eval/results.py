@@ -160,13 +160,13 @@ def open_results(path: str | os.PathLike, columns: Sequence[str], settings: dict
         _start_settings(path, settings)
         atomic_write_text(path, _csv_line(columns))
         return {}
-    if settings is not None:
-        _check_settings(path, settings, has_rows=len(lines) > 1)
     if lines[0] != list(columns):
         raise ResultsFileError(
             f"{path}: its columns {lines[0]} differ from this job's {list(columns)} (other experts, metrics or suite); "
             "write to a new --out file or delete this one"
         )
+    if settings is not None:
+        _check_settings(path, settings, has_rows=len(lines) > 1)
     done: dict[int, str] = {}
     for number, fields in enumerate(lines[1:], start=2):
         if len(fields) != len(columns):

@@ -15,6 +15,8 @@ from typing import Protocol
 import jax
 import numpy as np
 
+from mergemix_jax.data.errors import DataError
+
 CHOICE, ANSWER = "choice", "answer"
 
 
@@ -105,7 +107,10 @@ def tokenize_task(items: Sequence, tokenizer: Tokenizer, task: str = "task", max
             tokens = context + cont_ids
             if max_len and len(tokens) - 1 > max_len:
                 if len(cont_ids) > max_len:
-                    raise ValueError(f"task {task!r} item {item.get('id', index)!r}: continuation of {len(cont_ids)} tokens exceeds max_len={max_len}")
+                    raise DataError(
+                        f"task {task!r} ({task}.jsonl in eval.task_dir) item {item.get('id', index)!r}: its continuation of {len(cont_ids)} "
+                        f"tokens exceeds eval.task_max_len={max_len}; raise eval.task_max_len (up to model.max_seq_len) or shorten that item"
+                    )
                 tokens = tokens[len(tokens) - 1 - max_len :]
             rows.append((tokens, len(cont_ids)))
         rows.extend(([tokenizer.pad_id, tokenizer.pad_id], 0) for _ in range(num_choices - len(conts)))

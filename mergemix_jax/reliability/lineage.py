@@ -89,6 +89,12 @@ def check_run_folders(base_dir: str | os.PathLike, expert_dirs: Sequence[str | o
         raise CheckpointError(f"expert run folder(s) {missing} do not exist; check --experts")
 
 
+_NO_FINGERPRINT = (
+    "no parameter fingerprint recorded (a run saved by an older mergemix), so lineage is judged by the folder name "
+    "of train.init_from only; retrain the run to have it checked by content"
+)
+
+
 def check_experts_share_base(base_dir: str | os.PathLike, expert_dirs: Sequence[str | os.PathLike]) -> None:
     """Raise CheckpointError when an expert was not fine-tuned from the parameters in `base_dir`.
 
@@ -102,6 +108,8 @@ def check_experts_share_base(base_dir: str | os.PathLike, expert_dirs: Sequence[
     check_run_folders(base_dir, expert_dirs)
     base = Path(base_dir).resolve()
     base_print = recorded_fingerprint(base_dir)
+    if base_print is None:
+        log.warning("%s: %s", base_dir, _NO_FINGERPRINT)
     for expert in expert_dirs:
         meta = newest_metadata(expert)
         if "init_from" not in meta:
@@ -121,10 +129,8 @@ def check_experts_share_base(base_dir: str | os.PathLike, expert_dirs: Sequence[
                     f"cannot be merged; pass the expert's own base with --base, or retrain the expert with train.init_from={base_dir}"
                 )
             continue
-        log.warning(
-            "%s: no parameter fingerprint recorded (a run saved by an older mergemix); its base is judged by folder name only. "
-            "Retrain it to have its lineage checked by content.", expert if not expert_print else base_dir,
-        )  # fmt: skip
+        if not expert_print:
+            log.warning("%s: %s", expert, _NO_FINGERPRINT)
         if Path(origin).resolve() != base and Path(origin).name != base.name:
             raise CheckpointError(
                 f"expert {expert} was fine-tuned from {Path(origin).resolve()}, not from the base {base}: experts from different bases "

@@ -22,7 +22,13 @@ from mergemix_jax.model.params import param_shapes
 from mergemix_jax.parallel.mesh import build_mesh, maybe_initialize_distributed
 from mergemix_jax.reliability import atomic_write_json, check_free_space
 from mergemix_jax.reliability.lineage import newest_metadata, params_fingerprint
-from mergemix_jax.train.checkpoint import check_loadable, latest_step, load_params, make_manager, restore_newest_good, save_checkpoint
+from mergemix_jax.train.checkpoint import (
+    latest_step,
+    load_params,
+    make_manager,
+    restore_newest_good,
+    save_checkpoint,
+)
 from mergemix_jax.train.metrics import MetricsLog
 from mergemix_jax.train.optimizer import learning_rate_schedule, make_optimizer
 from mergemix_jax.train.step import (
@@ -90,15 +96,17 @@ def train(config: Config, *, resume: bool = True, dataset: Any = None, config_so
     tx = make_optimizer(config.optim, tc.steps)
     data = dataset if dataset is not None else build_dataset(config)
     data_iterator = iter(data)
+    base_params = None
     if tc.init_from and not (resume and latest_step(run_dir) is not None):
-        check_loadable(tc.init_from, config.model)  # a wrong base fails here, before anything is written
+        with jax.set_mesh(mesh):  # a wrong or unreadable base fails here, before anything is written
+            base_params, _ = load_params(tc.init_from, config.model, mesh)
     run_dir.mkdir(parents=True, exist_ok=True)
     check_free_space(run_dir, checkpoint_bytes(config) * (tc.keep_checkpoints + 1), f"keeping {tc.keep_checkpoints} checkpoint(s)")
     manager = make_manager(run_dir, tc.keep_checkpoints)
     _write_config(config, run_dir)
 
     with jax.set_mesh(mesh):
-        start, state = _initial_state(config, tx, mesh, manager, resume, data_iterator)
+        start, state = _initial_state(config, tx, mesh, manager, resume, data_iterator, base_params)
         lineage = _lineage(config, run_dir, start, state.params)
         if finished is not None and start == tc.steps:  # restored (so verified) the final step
             manager.close()
@@ -135,8 +143,9 @@ def checkpoint_bytes(config: Config) -> int:
     return 3 * sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(param_shapes(config.model)))
 
 
-def _initial_state(config: Config, tx, mesh, manager, resume: bool, data_iterator) -> tuple[int | None, TrainState]:
-    """(step resumed from or None, state): the newest restorable checkpoint, else a fresh start."""
+def _initial_state(config: Config, tx, mesh, manager, resume: bool, data_iterator, base_params=None) -> tuple[int | None, TrainState]:
+    """(step resumed from or None, state): the newest restorable checkpoint, else a fresh start (from
+    `base_params` when `train.init_from` was already loaded)."""
     model_cfg = config.model
     if resume and manager.all_steps():
         abstract = abstract_train_state(model_cfg, tx, mesh)
@@ -144,7 +153,7 @@ def _initial_state(config: Config, tx, mesh, manager, resume: bool, data_iterato
         log.info("resumed %s from step %d", config.train.output_dir, start)
         return start, TrainState(jax.device_put(np.int32(start), abstract.step.sharding), params, opt_state)
     if config.train.init_from:
-        params, _ = load_params(config.train.init_from, model_cfg, mesh)
+        params = base_params if base_params is not None else load_params(config.train.init_from, model_cfg, mesh)[0]
         log.info("initialised from %s", config.train.init_from)
     else:
         params = init_params(model_cfg, config.train.seed, mesh)
