@@ -69,3 +69,10 @@ def test_cli_flags_override_the_config_section(tmp_path):
     assert settings["gradient"]["steps"] == 40 and settings["gradient"]["restarts"] == 2
     mixture = read_mixture(out)
     assert len(mixture.search["trace"]) <= 40
+
+
+def test_a_swarm_csv_in_the_yaml_is_found_next_to_the_config(tmp_path):
+    (tmp_path / "sub").mkdir()
+    path = tmp_path / "sub" / "c.yaml"
+    path.write_text("search:\n  surrogate: {swarm_csv: swarm.csv}\n")
+    assert load_config(path).search.surrogate.swarm_csv == str(tmp_path / "sub" / "swarm.csv")

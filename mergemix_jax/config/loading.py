@@ -186,6 +186,10 @@ def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     ev = raw.get("eval")
     if isinstance(ev, dict) and isinstance(ev.get("task_dir"), str) and ev["task_dir"] and not is_absolute_location(ev["task_dir"]):
         ev["task_dir"] = str(base / ev["task_dir"])
+    search = raw.get("search")
+    surrogate = search.get("surrogate") if isinstance(search, dict) else None
+    if isinstance(surrogate, dict) and isinstance(surrogate.get("swarm_csv"), str) and surrogate["swarm_csv"] and not is_absolute_location(surrogate["swarm_csv"]):
+        surrogate["swarm_csv"] = str(base / surrogate["swarm_csv"])
     return raw
 
 
