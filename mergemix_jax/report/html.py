@@ -230,8 +230,8 @@ def render_report(run_dir: str | os.PathLike) -> Path:
     domains = [d["name"] for d in config["data"]["domains"]]
     validation = _latest_validation(run_dir)
     methods_html, marks = _methods_section(run_dir, out, domains)
-    commands = (run_dir / "commands.txt").read_text() if (run_dir / "commands.txt").is_file() else ""
-    stages = (run_dir / "stages.jsonl").read_text() if (run_dir / "stages.jsonl").is_file() else ""
+    commands = relative_paths((run_dir / "commands.txt").read_text(), run_dir) if (run_dir / "commands.txt").is_file() else ""
+    stages = relative_paths((run_dir / "stages.jsonl").read_text(), run_dir) if (run_dir / "stages.jsonl").is_file() else ""
     timings = _load_json(run_dir / "timings.json") or {}
     sections = [
         ("Recommendation", _verdict_section(run_dir, domains, validation)),
@@ -242,10 +242,10 @@ def render_report(run_dir: str | os.PathLike) -> Path:
         ("Glossary", _glossary()),
         ("Training time", _table(["model", "steps", "seconds"], [[k, t["steps"], float(t["seconds"])] for k, t in timings.items()], "{:.1f}")),
         ("Commands", f"<pre>{html.escape(commands)}</pre>"),
-        ("Config", f"<pre>{html.escape(config_text)}</pre>"),
+        ("Config", f"<pre>{html.escape(relative_paths(config_text, run_dir))}</pre>"),
         ("Stage log", f"<pre>{html.escape(stages)}</pre>"),
     ]
-    body = relative_paths("\n".join(f"<h2>{html.escape(t)}</h2>\n{content}" for t, content in sections), run_dir)
+    body = "\n".join(f"<h2>{html.escape(t)}</h2>\n{content}" for t, content in sections)
     page = f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>mergemix report: {html.escape(run_dir.name)}</title><style>{STYLE}</style></head>\n<body><h1>mergemix report: {html.escape(run_dir.name)}</h1>\n{body}\n</body></html>\n"
     path = atomic_write_text(out / "index.html", page)
     for written in [path, *out.glob("*.png")]:
