@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import stat
+from pathlib import Path
 
 import jax
 import pytest
@@ -235,3 +236,18 @@ def test_bugs_keep_their_traceback(monkeypatch):
     parser_args = ["train", "--config", "x.yaml"]
     with pytest.raises(ZeroDivisionError):
         main(parser_args)
+
+
+# ---------------------------------------------------------------- case 12: the README's commands are what CI runs
+
+
+def test_readme_install_and_test_commands_are_what_ci_runs():
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    readme, ci = (root / "README.md").read_text(), (root / ".ci" / "run").read_text()
+    install = r'pip install (?:--quiet )?-e "\.\[([a-z,]+)\]"'
+    assert re.findall(install, readme)[0] == re.findall(install, ci)[0] == "dev,seqio"
+    test_command = ".venv/bin/python -m pytest -q -n 2 --dist loadfile"
+    assert test_command in readme and test_command in ci
+    assert re.search(r"^\.venv/bin/ruff check ", ci, re.M)

@@ -12,12 +12,15 @@ import pytest
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "tpu_scripts"
 ENV = {"MM_PROJECT": "my-proj", "MM_ZONE": "us-east5-a", "MM_TPU_NAME": "mm-pod"}
+# Only catches a hung script: the scripts do no real work here (gcloud and tar are fakes), so a loaded
+# machine takes seconds, never this long.
+HANG_GUARD_S = 600
 
 
 def script(name: str, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith("MM_")}
     result = subprocess.run(
-        ["bash", str(SCRIPTS / name), *args], env=base | ENV | (env or {}), capture_output=True, text=True, timeout=60
+        ["bash", str(SCRIPTS / name), *args], env=base | ENV | (env or {}), capture_output=True, text=True, timeout=HANG_GUARD_S
     )
     if check:
         assert result.returncode == 0, result.stderr
@@ -90,11 +93,20 @@ exit 0
 """
 
 
+# install.sh packs the repository before copying it; packing the real tree (with whatever runs/ holds)
+# costs seconds to minutes depending on load, and the fake scp does not need it.
+FAKE_TAR = """#!/usr/bin/env bash
+echo "$*" >> "$FAKE_DIR/tar_calls"
+"""
+
+
 def fake_gcloud(tmp_path: Path) -> dict:
+    """A bin folder whose `gcloud` logs each call (and fails the job FAIL_JOBS times) and whose `tar` only logs."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "gcloud").write_text(FAKE_GCLOUD)
-    (bin_dir / "gcloud").chmod(0o755)
+    for name, text in (("gcloud", FAKE_GCLOUD), ("tar", FAKE_TAR)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
     return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_DIR": str(tmp_path), "TMPDIR": str(tmp_path)}
 
 
@@ -115,6 +127,7 @@ def test_resume_recreates_a_preempted_tpu_and_reruns_the_job(tmp_path):
     create = next(line for line in (tmp_path / "calls").read_text().splitlines() if "tpu-vm create" in line)
     assert "--accelerator-type=v5p-64" in create and "--spot" in create  # re-created with the same flags
     assert "restart 2 of 20" in result.stderr
+    assert len((tmp_path / "tar_calls").read_text().splitlines()) == 2  # the source packed once per re-creation
 
 
 def test_a_failure_on_a_healthy_tpu_is_not_retried(tmp_path):
