@@ -251,3 +251,13 @@ def test_readme_install_and_test_commands_are_what_ci_runs():
     test_command = ".venv/bin/python -m pytest -q -n 2 --dist loadfile"
     assert test_command in readme and test_command in ci
     assert re.search(r"^\.venv/bin/ruff check ", ci, re.M)
+
+
+# ---------------------------------------------------------------- case 13: no paths of the machines it was built on
+
+
+def test_package_configs_and_scripts_name_no_machine_paths():
+    root = Path(__file__).resolve().parents[1]
+    files = [p for folder in ("mergemix_jax", "configs", "tpu_scripts", "benchmarks") for p in (root / folder).rglob("*") if p.suffix in (".py", ".yaml", ".sh", ".md")]
+    offenders = [f"{p.relative_to(root)}:{n}" for p in files for n, line in enumerate(p.read_text().splitlines(), 1) if "/work/" in line or "/root/" in line]
+    assert offenders == []

@@ -2,8 +2,8 @@
 
 Base: `pipeline.base_steps` on the uniform mixture from scratch. Expert k and every reference:
 `pipeline.expert_steps` (or `validate.reference_steps`) from the base at a constant learning rate
-(the merged proxy ranks mixtures best with constant-LR, short-horizon experts; see
-/work/shared/fidelity-notes.md), on domain k alone or on the reference's mixture.
+(the merged proxy ranks mixtures best with constant-LR, short-horizon experts; see the README's
+Measurements), on domain k alone or on the reference's mixture.
 """
 
 from __future__ import annotations
