@@ -99,6 +99,8 @@ def test_regret_interval_follows_the_seed_noise():
     regret, lo, hi = stats.regret_interval(refs, -1.1, 0.05, replicates=2)
     assert regret == pytest.approx(0.1) and lo < regret < hi and hi - lo < 0.3
     assert np.isnan(stats.regret_interval(refs, -1.1, float("nan"))[1])
+    regret, lo, hi = stats.regret_interval(np.array([-1.0, -1.01, -1.5]), -1.0, 0.05, replicates=2, pick_index=0)  # the pick is the best reference
+    assert regret == 0.0 and lo >= 0.0 and hi > 0.0  # shares its own draw: never better than itself
 
 
 def test_loss_interpolation_is_exact_at_vertices():

@@ -103,15 +103,16 @@ def _train_baselines(config, run_dir, vdir, extra, weights, refs, seed0, score, 
     out = {}
     for name, w in extra.items():
         same = [i for i, row in enumerate(weights) if np.allclose(row, w, atol=1e-9)]
+        index = same[0] if same else None
         if same:
-            records = [refs[same[0]]]
+            records = [refs[index]]
         else:
             verified = _verified_runs(config, run_dir, w)
             records = [train_and_score(config, run_dir, folder, w, seed, score, key) for folder, seed in verified] or [
                 train_and_score(config, run_dir, vdir / "baselines" / weights_hash(w)[:8], w, seed0, score, key)
             ]
         metrics = {m: float(np.mean([r["metrics"][m] for r in records])) for m in records[0]["metrics"]}
-        out[name] = {"weights": np.asarray(w).tolist(), "metrics": metrics, "runs": len(records)}
+        out[name] = {"weights": np.asarray(w).tolist(), "metrics": metrics, "runs": len(records), "reference_index": index}
     return out
 
 
@@ -226,21 +227,23 @@ def compare_baselines(utility: dict, domains, kinds, weights_NxK, replicates, ex
     noise = stats.replicate_noise(reps[0], reps[1]) if m == 2 else float("nan")
     names = [f"m{i:02d} ({kind})" for i, kind in enumerate(kinds)]
     best, centre = int(np.argmax(ref_util)), kinds.index("centre")
-    centre_metrics = {k: float(np.mean([r[k][centre] for r in replicates])) for k in replicates[0]}
-    entries = {"uniform": (weights_NxK[centre], float(ref_util[centre]), m, centre, centre_metrics)}
+    entries = {"uniform": (weights_NxK[centre], float(ref_util[centre]), m, centre, {}, centre)}
     for i, (name, record) in enumerate(extra_refs.items()):
         u = float(utility_of(utility, {k: np.asarray([record["metrics"][k]]) for k in utility})[0])
-        entries[name] = (extra[name], u, record["runs"], n + i, {k: float(record["metrics"][k]) for k in replicates[0]})
+        entries[name] = (extra[name], u, record["runs"], n + i, {k: float(record["metrics"][k]) for k in replicates[0]}, record["reference_index"])
 
     def loss_at(table, row):
         return None if table is None else -float(utility_of(utility, {k: np.asarray(table[k])[row : row + 1] for k in utility})[0])
 
     out = {}
     for name in [b for b in BASELINE_NAMES if b in entries]:
-        w, u, runs, row, real_metrics = entries[name]
-        regret, lo, hi = stats.regret_interval(ref_util, u, noise, m, runs)
+        w, u, runs, row, real_metrics, index = entries[name]
+        if index is not None:  # the baseline is a reference mixture: its real values are that reference's
+            u, runs = float(ref_util[index]), m
+            real_metrics = {k: float(np.mean([r[k][index] for r in replicates])) for k in replicates[0]}
+        regret, lo, hi = stats.regret_interval(ref_util, u, noise, m, runs, index)
         margin = stats.Z_ONE_SIDED * noise * np.sqrt(1 / m + 1 / runs) if np.isfinite(noise) else 0.0
-        population = np.delete(ref_util, centre) if name == "uniform" else ref_util
+        population = ref_util if index is None else np.delete(ref_util, index)
         out[name] = {
             "weights": dict(zip(domains, np.asarray(w, np.float64).tolist(), strict=True)),
             "real_loss": -u,

@@ -107,17 +107,19 @@ def indistinguishable(utility_N: np.ndarray, noise: float, replicates: int = 1, 
 
 
 def regret_interval(
-    reference_N: np.ndarray, pick: float, noise: float, replicates: int = 1, pick_replicates: int = 1, level: float = LEVEL, n_boot: int = N_BOOT, seed: int = 0
+    reference_N: np.ndarray, pick: float, noise: float, replicates: int = 1, pick_replicates: int = 1, pick_index: int | None = None,
+    level: float = LEVEL, n_boot: int = N_BOOT, seed: int = 0,
 ) -> tuple[float, float, float]:
     """(regret, lo, hi): regret = best reference utility - the pick's; the interval re-draws every
-    measured utility with the seed noise (parametric bootstrap; NaNs without a noise estimate)."""
+    measured utility with the seed noise (parametric bootstrap; NaNs without a noise estimate).
+    `pick_index`: the pick is that reference itself (its draw is shared, so its regret is >= 0)."""
     ref = np.asarray(reference_N, np.float64)
     regret = float(ref.max() - pick)
     if not np.isfinite(noise):
         return regret, float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     ref_b = ref[None] + rng.normal(0.0, noise / np.sqrt(replicates), size=(n_boot, ref.size))
-    pick_b = pick + rng.normal(0.0, noise / np.sqrt(pick_replicates), size=n_boot)
+    pick_b = ref_b[:, pick_index] if pick_index is not None else pick + rng.normal(0.0, noise / np.sqrt(pick_replicates), size=n_boot)
     lo, hi = percentile_interval(ref_b.max(axis=1) - pick_b, level)
     return regret, lo, hi
 
