@@ -148,3 +148,6 @@ def test_verdict_uses_validation_regret_intervals_when_validated():
     rows = {r.name: r for r in verdict.rows}
     assert rows["proxy pick"].interval == pytest.approx((0.09, 0.11)) and rows["proxy pick"].rank == "5 of 6"
     assert "never saw" in verdict.sentences[-1]
+    other = _mixture([-4.55, -4.56], "proxy_pick_confirmed", "c1")  # a later run recommends another mixture
+    stale = verdict_of(other, validation)
+    assert stale.source == "verification" and stale.colour == "green" and "earlier recommendation" in stale.sentences[-1]

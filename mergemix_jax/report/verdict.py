@@ -78,12 +78,19 @@ def _from_verification(ver: Mapping) -> tuple[list[VerdictRow], dict[str, float]
     return rows, losses
 
 
+def _same_weights(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
+    return set(a) == set(b) and all(abs(a[d] - b[d]) < 1e-6 for d in a)
+
+
 def verdict_of(mixture: Mapping, validation: Mapping | None = None) -> Verdict:
     """The verdict box's content (see module doc). The noise margin is one-sided at the verification's
     confidence (0.9 when absent): z * noise * sqrt(1/runs_a + 1/runs_b)."""
     ver = mixture.get("verification") or {}
     weights = dict(mixture.get("weights", {}))
     z = float(norm.ppf(ver.get("confidence") or 0.9))
+    stale = bool(validation and validation.get("baselines")) and not _same_weights(validation["baselines"].get("recommended", {}).get("weights", {}), weights)
+    if stale:
+        validation = None  # validated an earlier recommendation: its numbers are not this mixture's
     if validation and validation.get("baselines"):
         rows, losses, noise = _from_validation(validation)
         runs = {name: b.get("real_runs", 1) for name, b in validation["baselines"].items()}
@@ -111,6 +118,8 @@ def verdict_of(mixture: Mapping, validation: Mapping | None = None) -> Verdict:
     else:
         colour, headline = "amber", "No measurable win of the proxy's pick over uniform and natural"
     sentences = [ver["message"]] if ver.get("message") else []
+    if stale:
+        sentences.append("The last `mergemix validate` checked an earlier recommendation; rerun it to validate this one.")
     if source == "validation":
         sentences.append(_validation_sentence(validation))
     return Verdict(colour, headline, sentences, rows, source)
