@@ -38,6 +38,7 @@ DOMAINS = ("prose", "code", "math", "dialogue")
 SIZES = {
     "full": ["model.d_model=384", "model.n_layers=6", "model.n_heads=6", "model.n_kv_heads=6", "model.d_ff=1024"],
     "small": ["model.d_model=64", "model.n_layers=2", "model.n_heads=4", "model.n_kv_heads=4", "model.d_ff=128"],
+    "demo": [],  # configs/demo.yaml's model as it is (0.63M params)
 }
 
 
@@ -186,6 +187,36 @@ def metrics_fn(cfg, names, weights_K, stack, suite):
     return jnp.stack([scores[n] for n in names])
 
 
+def trust_region_row(fn, stack, suite, weights, exact, objective, args, radius: float) -> dict:
+    """The guarded quadratic proxy at one trust radius on the benchmark's mixtures: rank and error vs exact, cost."""
+    from scipy.stats import spearmanr
+
+    from mergemix_jax.eval import quadratic_scores
+
+    start = time.perf_counter()
+    result = quadratic_scores(fn, weights, objective=objective, tol=args.proxy_tol, max_centres=args.proxy_centres, args=(stack, suite), radius=radius)
+    seconds = time.perf_counter() - start
+    predicted = result.predictions[:, objective]
+    return {
+        "radius": radius, "rho": float(spearmanr(predicted, exact).statistic), "max_error": float(np.abs(predicted - exact).max()),
+        "exact_share": len(result.exact) / len(weights), "checks": len(result.checks), "radii": [round(r, 3) for r in result.radii],
+        "rate": len(weights) / seconds,
+    }  # fmt: skip
+
+
+def regression_quadratic(weights, exact, fit: int) -> dict:
+    """A Scheffe quadratic sum_k b_k w_k + sum_{k<l} b_kl w_k w_l fitted by least squares on the first
+    `fit` exact scores; its Spearman and max error on the rest."""
+    from scipy.stats import spearmanr
+
+    k = weights.shape[1]
+    pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
+    features = np.hstack([weights, np.stack([weights[:, i] * weights[:, j] for i, j in pairs], axis=1)]).astype(np.float64)
+    coef, *_ = np.linalg.lstsq(features[:fit], exact[:fit], rcond=None)
+    predicted = features[fit:] @ coef
+    return {"rho": float(spearmanr(predicted, exact[fit:]).statistic), "max_error": float(np.abs(predicted - exact[fit:]).max())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", action="store_const", const="small", dest="size", default="full", help="tiny model, quick smoke run")
@@ -202,6 +233,8 @@ def main() -> None:
     parser.add_argument("--proxy-b", type=int, default=10_000, help="second, larger mixture count for the proxy's amortised rate")
     parser.add_argument("--proxy-tol", type=float, default=0.002, help="relative loss gap that adds a proxy centre")
     parser.add_argument("--proxy-centres", type=int, default=4, help="most expansion centres of the proxy")
+    parser.add_argument("--proxy-radii", type=lambda v: [float(x) for x in v.split(",")], default=[0.4, 0.2, 0.1], help="trust radii to measure, comma-separated")
+    parser.add_argument("--fit-mixtures", type=int, default=32, help="exact mixtures the regression quadratic is fitted on")
     parser.add_argument("--widths", default="", help="only the vmap-width sweep, e.g. 1,2,4,8 (eval.mixtures_per_step)")
     parser.add_argument("--child-b", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--child-width", type=int, default=0, help=argparse.SUPPRESS)
@@ -286,6 +319,8 @@ def main() -> None:
     start = time.perf_counter()
     fitted.predict(many)
     predict_per_mixture = (time.perf_counter() - start) / len(many)
+    guarded = [trust_region_row(fn, stack, suite, weights, exact, objective, args, radius) for radius in args.proxy_radii]
+    regression = regression_quadratic(weights, exact, args.fit_mixtures)
 
     exact_rate = 1 / batched_s
     print(f"forward (one model, all eval tokens): {forward_s * 1e3:9.1f} ms")
@@ -304,6 +339,12 @@ def main() -> None:
               f"{rate:,.1f} mixtures/s = {rate / exact_rate:,.1f}x exact (exact at B={count:,}: {count * batched_s:.0f} s{'' if count == b else ', extrapolated'})")
     print(f"  Spearman(proxy, exact loss/mean) over {b} mixtures: {rho:.4f}   (goal >= 0.95); max |error| {np.abs(predicted - exact).max():.2e} "
           f"(exact spread {np.ptp(exact):.2e}); {centres} centre(s), {checks} check(s)")
+    print(f"  trust region (exact fallback outside radius r of every centre; L2 in weight space), same {b} mixtures:")
+    for row in guarded:
+        print(f"    r={row['radius']:<5} Spearman {row['rho']:7.4f}, max |error| {row['max_error']:.2e}, {row['exact_share']:6.1%} scored exactly, "
+              f"{row['checks']} check(s), radii {row['radii']}: {row['rate']:.2f} mixtures/s = {row['rate'] * batched_s:.2f}x exact")
+    print(f"  regression quadratic (Scheffe, fitted on {args.fit_mixtures} exact mixtures, ranked on the other {b - args.fit_mixtures}): "
+          f"Spearman {regression['rho']:.4f}, max |error| {regression['max_error']:.2e} (exact proxy's Spearman on the same rows {spearmanr(predicted[args.fit_mixtures:], exact[args.fit_mixtures:]).statistic:.4f})")
 
 
 if __name__ == "__main__":

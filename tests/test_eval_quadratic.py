@@ -58,3 +58,39 @@ def test_gradient_and_hessian_of_a_merged_model_match_finite_differences():
     fd_hess = np.stack([(p[1] - m[1]) / (2 * h) for p, m in zip(plus, minus, strict=True)])
     np.testing.assert_allclose(model.hessian_MxKxK[0], fd_hess, rtol=2e-2, atol=5e-3)
     assert np.abs(np.asarray(model.hessian_MxKxK[0])).max() > 1e-3  # a curved loss, so the check has teeth
+
+
+def _steep(w):
+    return jnp.stack([jnp.sum(jnp.exp(4 * w) * jnp.arange(1, K + 1)), jnp.sum(w**2)])
+
+
+def test_trust_region_scores_mixtures_outside_it_exactly():
+    weights = np.vstack([np.eye(K), np.random.default_rng(3).dirichlet(np.ones(K), 30)]).astype(np.float32)
+    truth = np.stack([np.asarray(_steep(jnp.asarray(w))) for w in weights])
+    centre = np.full(K, 0.25, np.float32)
+    unguarded = quadratic_scores(_steep, weights, centre_K=centre, max_centres=1)
+    guarded = quadratic_scores(_steep, weights, centre_K=centre, max_centres=1, radius=0.3, tol=1.0)  # a loose tol: no shrinking
+    outside = np.flatnonzero(np.linalg.norm(weights - centre, axis=1) > 0.3)
+    assert guarded.radii == [0.3] and 0 < len(outside) < len(weights)
+    np.testing.assert_array_equal(guarded.exact, outside)
+    assert (guarded.nearest[outside] == -1).all() and (np.delete(guarded.nearest, outside) == 0).all()
+    np.testing.assert_allclose(guarded.predictions[outside], truth[outside], rtol=1e-5)
+    inside = np.setdiff1d(np.arange(len(weights)), outside)
+    np.testing.assert_array_equal(guarded.predictions[inside], unguarded.predictions[inside])
+    assert np.abs(guarded.predictions - truth).max() < 0.5 * np.abs(unguarded.predictions - truth).max()
+    assert len(unguarded.exact) == 0 and unguarded.checks == []  # no radius, one centre: nothing to check
+
+
+def test_a_failed_check_shrinks_the_radius_below_the_failing_mixture():
+    weights = np.vstack([np.eye(K), np.random.default_rng(4).dirichlet(np.ones(K), 30)]).astype(np.float32)
+    truth = np.stack([np.asarray(_steep(jnp.asarray(w))) for w in weights])
+    result = quadratic_scores(_steep, weights, max_centres=2, radius=2.0, tol=1e-3)
+    failed = [row for row, guess, exact in result.checks if abs(guess - exact) > 1e-3 * max(1.0, abs(exact))]
+    assert failed and min(result.radii) < 2.0  # both centres used, then radii halved
+    trusted = result.nearest >= 0
+    centre_rows = {int(np.argmin(np.linalg.norm(weights - c, axis=1))) for c in result.centres[1:]}
+    assert all(not trusted[row] or row in centre_rows for row in failed)  # a failing mixture is never left to a wrong expansion
+    np.testing.assert_allclose(result.predictions[result.exact], truth[result.exact], rtol=1e-5)
+    assert len(result.checks) <= 32 and len(result.exact) > 0
+    worst = np.abs(result.predictions - truth)[:, 0].max()
+    assert worst < np.abs(quadratic_scores(_steep, weights, max_centres=2, tol=1e-3).predictions - truth)[:, 0].max()

@@ -77,5 +77,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"{summary['scored']} mixtures scored, {summary['skipped']} already in {summary['out']}")
     if proxy == "quadratic" and summary["scored"]:
-        print(f"quadratic proxy: {len(summary['centres'])} centre(s), {len(summary['checks'])} exact check(s)")
+        print(f"quadratic proxy: {len(summary['centres'])} centre(s), {len(summary['checks'])} exact check(s), "
+              f"{len(summary['exact_rows'])} mixture(s) outside the trust region (eval.quadratic_radius) scored exactly")
     return 0

@@ -123,6 +123,7 @@ class EvalConfig:
     objective: str = "loss/mean"  # metric the quadratic proxy checks against exact scores
     quadratic_tol: float = 0.01  # relative proxy-vs-exact gap on `objective` that adds a new centre
     quadratic_max_centres: int = 4  # 1 = a single expansion, no re-centring
+    quadratic_radius: float = 0.2  # trust region: mixtures farther (L2 in weight space) from every centre are scored exactly; inf = unguarded
 
 
 @dataclass

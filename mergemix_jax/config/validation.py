@@ -136,6 +136,8 @@ def _eval_problems(config: Config) -> list[str]:
             f"than the model's context; set eval.task_max_len <= {config.model.max_seq_len}"
         )
     if e.proxy not in EVAL_PROXIES:
+    if not e.quadratic_radius > 0:
+        problems.append(f"key 'eval.quadratic_radius' must be > 0 (inf = no trust region), got {e.quadratic_radius}")
         problems.append(f"key 'eval.proxy' must be one of {EVAL_PROXIES}, got {e.proxy!r}")
     not_losses = [m for m in config.pipeline.utility if not m.startswith("loss/")]
     if e.proxy == "ensemble" and not_losses:

@@ -203,12 +203,12 @@ def evaluate_mixtures(
         fn = proxy_metrics_fn(model_cfg, eval_cfg, tuple(names))
         result = quadratic_scores(
             fn, weights[todo], objective=names.index(eval_cfg.objective), tol=eval_cfg.quadratic_tol,
-            max_centres=eval_cfg.quadratic_max_centres, args=(stack, suite),
+            max_centres=eval_cfg.quadratic_max_centres, args=(stack, suite), radius=eval_cfg.quadratic_radius,
         )  # fmt: skip
         predictions = {n: result.predictions[:, j] for j, n in enumerate(names)}
         if writer:
             append_results(out, todo, [hashes[r] for r in todo], weights[todo], predictions, names)
         bar.update(len(todo))
-        summary.update(centres=[c.tolist() for c in result.centres], checks=result.checks)
+        summary.update(centres=[c.tolist() for c in result.centres], checks=result.checks, exact_rows=[int(r) for r in todo[result.exact]])
     bar.close()
     return summary

@@ -58,6 +58,7 @@ SETTING_SOURCES = {
     "objective": "eval.objective",
     "quadratic_tol": "eval.quadratic_tol",
     "quadratic_max_centres": "eval.quadratic_max_centres",
+    "quadratic_radius": "eval.quadratic_radius",
 }
 
 
@@ -84,7 +85,7 @@ def score_settings(model_cfg, stack, suite, eval_cfg, proxy: str) -> dict:
     if eval_cfg.merge == "dare":
         settings.update(dare_drop_rate=eval_cfg.dare_drop_rate, merge_seed=eval_cfg.merge_seed)
     if proxy == "quadratic":
-        settings.update(objective=eval_cfg.objective, quadratic_tol=eval_cfg.quadratic_tol, quadratic_max_centres=eval_cfg.quadratic_max_centres)
+        settings.update(objective=eval_cfg.objective, quadratic_tol=eval_cfg.quadratic_tol, quadratic_max_centres=eval_cfg.quadratic_max_centres, quadratic_radius=eval_cfg.quadratic_radius)
     return settings
 
 
