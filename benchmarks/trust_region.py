@@ -7,7 +7,7 @@ LR from the base, `pipeline.verify_seeds` data seeds, cached under verify/runs/)
 pick's real utility (as mean held-out loss, lower is better), its rank among the validation's
 reference mixtures and its regret against the best reference.
 
-  python benchmarks/trust_region.py --config configs/demo.yaml --floors 0 0.25 0.5 [key=value ...]
+  python benchmarks/trust_region.py --config configs/demo.yaml --floors 0 0.25 0.5 [--run-dir RUN] [key=value ...]
 """
 
 from __future__ import annotations
@@ -24,21 +24,21 @@ def main() -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument("--floors", type=float, nargs="+", default=[0.0, 0.25, 0.5])
     parser.add_argument("--methods", nargs="+", default=["gradient", "cmaes"])
+    parser.add_argument("--run-dir", default="", help="a finished run folder (default: the config's own)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
 
     from mergemix_jax.config import load_config
     from mergemix_jax.pipeline.run_dir import run_dir_for
-    from mergemix_jax.pipeline.stages import Engine
-    from mergemix_jax.search.cmaes import CMAESOptions, cmaes_search
-    from mergemix_jax.search.gradient import GradientOptions, gradient_search
+    from mergemix_jax.pipeline.stages import Engine, search_problem
+    from mergemix_jax.search.run import run_search
     from mergemix_jax.search.trust import floor_region, lift_result
     from mergemix_jax.validate.references import make_model_scorer
     from mergemix_jax.verify.candidates import Candidate
     from mergemix_jax.verify.stage import train_candidate
 
     config = load_config(args.config, args.overrides)
-    run_dir = run_dir_for(config, args.config)
+    run_dir = Path(args.run_dir) if args.run_dir else run_dir_for(config, args.config)
     engine = Engine(config, run_dir)
     validation = sorted(run_dir.glob("validate-*/validation.json"))
     refs = None
@@ -46,15 +46,12 @@ def main() -> None:
         v = json.loads(validation[-1].read_text())
         refs = np.asarray(v["reference"]["loss/mean"])
     score = make_model_scorer(config, engine.suite)
-    solvers = {
-        "gradient": lambda p: gradient_search(p, GradientOptions(steps=config.pipeline.gradient_steps, restarts=config.pipeline.gradient_restarts, seed=config.pipeline.search_seed)),
-        "cmaes": lambda p: cmaes_search(p, CMAESOptions(generations=config.pipeline.cmaes_generations, population_size=config.pipeline.cmaes_population, seed=config.pipeline.search_seed)),
-    }
+    problem, _ = search_problem(engine)  # the pipeline's own problem: caps, probe table, utility
     rows = []
     for floor in args.floors:
-        sub, to_weights = floor_region(engine.problem, floor)
+        sub, to_weights = floor_region(problem, floor)
         for method in args.methods:
-            result = lift_result(solvers[method](sub), to_weights)
+            result = lift_result(run_search(sub, method, config.search), to_weights)
             verified = train_candidate(engine, Candidate(f"{method}@{floor}", result.weights, [method]), 0, score)
             loss = [m["loss/mean"] for m in verified.real_metrics]
             row = {"floor": floor, "method": method, "weights": np.round(result.weights, 3).tolist(), "real_loss": float(np.mean(loss)), "seeds": loss}
