@@ -108,7 +108,8 @@ def first_round(engine: Any, pool: list[Candidate], baselines: list[Candidate]) 
     p = engine.config.pipeline
     weights = np.stack([c.weights_K for c in pool])
     avoid = np.stack([b.weights_K for b in baselines])
-    trusted = in_region(weights, engine.problem.prior, engine.config.search.trust_floor)
+    # Merge-to-Mix's subset pick sits on a face by design (a dropped domain): it is its own proxy, not the merge's optimism
+    trusted = in_region(weights, engine.problem.prior, engine.config.search.trust_floor) | np.asarray(["subsets" in c.sources for c in pool])
     rankings = [np.where(trusted, proxy_utilities(engine, pool), -np.inf)]
     ensemble = ensemble_utilities(engine, pool)
     if ensemble is not None:
