@@ -116,13 +116,14 @@ def _train_problems(config: Config) -> list[str]:
     return problems
 
 
-MERGE_METHODS = ("linear", "ties", "dare")
 EVAL_PROXIES = ("merged", "ensemble")
 
 
 def _eval_problems(config: Config) -> list[str]:
+    from mergemix_jax.merge.operators import MERGE_METHODS  # the operator registry (imports jax)
+
     e = config.eval
-    problems = _positive({f"eval.{k}": getattr(e, k) for k in ("task_max_len", "heldout_sequences", "seq_len", "mixtures_per_device", "quadratic_max_centres")})
+    problems = _positive({f"eval.{k}": getattr(e, k) for k in ("task_max_len", "heldout_sequences", "seq_len", "mixtures_per_device", "mixtures_per_step", "quadratic_max_centres")})
     problems += [f"key 'eval.{k}' must be >= 0, got {getattr(e, k)}" for k in ("task_max_items", "micro_batch", "quadratic_tol", "heldout_offset") if getattr(e, k) < 0]
     if e.merge not in MERGE_METHODS:
         problems.append(f"key 'eval.merge' must be one of {MERGE_METHODS}, got {e.merge!r}")
@@ -135,9 +136,9 @@ def _eval_problems(config: Config) -> list[str]:
             f"key 'eval.task_max_len' ({e.task_max_len}) exceeds 'model.max_seq_len' ({config.model.max_seq_len}): task rows would be longer "
             f"than the model's context; set eval.task_max_len <= {config.model.max_seq_len}"
         )
-    if e.proxy not in EVAL_PROXIES:
     if not e.quadratic_radius > 0:
         problems.append(f"key 'eval.quadratic_radius' must be > 0 (inf = no trust region), got {e.quadratic_radius}")
+    if e.proxy not in EVAL_PROXIES:
         problems.append(f"key 'eval.proxy' must be one of {EVAL_PROXIES}, got {e.proxy!r}")
     not_losses = [m for m in config.pipeline.utility if not m.startswith("loss/")]
     if e.proxy == "ensemble" and not_losses:
