@@ -23,12 +23,22 @@ def test_interrupted_run_resumes_without_redoing_finished_stages():
     trained = {"base", "expert:prose", "expert:code", "expert:math"}
     assert {e["stage"]: e["status"] for e in first} == dict.fromkeys(trained, "done")
     assert {e["stage"]: e["status"] for e in second if e["stage"] in trained} == dict.fromkeys(trained, "reused")
-    assert {e["stage"] for e in second if e["status"] == "done"} == {"probe", "diagnostics", "search:subsets", "search:surrogate", "select", "report"}
+    assert {e["stage"] for e in second if e["status"] == "done"} == {"probe", "diagnostics", "search:subsets", "search:surrogate", "select", "verify", "report"}
 
+    selected = read_mixture(run_dir / "search" / "selected.json")  # the proxy's own pick
+    assert selected.method in ("subsets", "surrogate")
+    assert selected.metrics["utility"] == pytest.approx(max(selected.search["compared"].values()))
     mixture = read_mixture(run_dir / "mixture.json")
     assert set(mixture.weights) == {"prose", "code", "math"}
-    assert mixture.method in ("subsets", "surrogate")
-    assert mixture.metrics["utility"] == pytest.approx(max(mixture.search["compared"].values()))
+    v = mixture.verification
+    names = [c["name"] for c in v["candidates"]]
+    assert names[:2] == ["uniform", "natural"] and len(names) >= 3 and v["chosen"] in names
+    chosen = next(c for c in v["candidates"] if c["name"] == v["chosen"])
+    assert mixture.weights == pytest.approx(chosen["weights"]) and mixture.method.startswith(f"verified:{v['chosen']}")
+    means = {c["name"]: np.mean(c["real_utility"]) for c in v["candidates"]}
+    assert all(len(c["real_utility"]) == 2 for c in v["candidates"])  # verify_seeds = 2
+    assert means[v["chosen"]] >= max(means["uniform"], means["natural"])  # never worse than a baseline
+    assert (run_dir / "verify" / "calibration.json").is_file()
 
     before = file_mtimes(run_dir)
     run_pipeline(load_config(run.config_path), run.config_path)  # a third go redoes nothing but the report

@@ -254,12 +254,17 @@ def write_recommendation(engine: Engine, verification: Path | None) -> Path:
     from mergemix_jax.export import read_mixture, write_grain_mixture, write_mixture
     from mergemix_jax.verify.stage import read_verification
 
+    out = engine.run_dir / "mixture.json"
+    block = None if verification is None else read_verification(engine.run_dir)
+    if out.is_file() and (engine.run_dir / "mixture.grain.yaml").is_file():
+        written = read_mixture(out).verification or {}
+        if (block is None and written.get("skipped")) or (block is not None and written == block):
+            return out  # already written from this verification
     chosen = read_mixture(engine.run_dir / "search" / "selected.json")
     if verification is None:
         log.warning("pipeline.verify_candidates is 0: the recommendation is the proxy's pick, NOT checked by real training")
         chosen.verification = {"skipped": True, "message": "Not verified: pipeline.verify_candidates is 0, so this is the merged proxy's pick, unchecked by real training."}
     else:
-        block = read_verification(engine.run_dir)
         entry = next(c for c in block["candidates"] if c["name"] == block["chosen"])
         chosen.method = f"verified:{entry['name']} ({', '.join(entry['sources'])})"
         chosen.weights = entry["weights"]
@@ -267,7 +272,6 @@ def write_recommendation(engine: Engine, verification: Path | None) -> Path:
         chosen.objective = -entry["proxy_utility"]
         chosen.verification = block
         log.info("%s", block["message"])
-    out = engine.run_dir / "mixture.json"
     write_grain_mixture(chosen.weights, engine.run_dir / "mixture.grain.yaml")
     write_mixture(chosen, out)
     return out
