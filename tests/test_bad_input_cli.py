@@ -188,7 +188,7 @@ def test_task_longer_than_task_max_len_names_file_and_key():
     from mergemix_jax.eval.tasks import tokenize_task
 
     item = {"id": "q1", "context": "2+2=", "choices": ["a long continuation", "b"], "answer": 0}
-    with pytest.raises(DataError, match=r"task 'arith' \(arith.jsonl in eval.task_dir\) item 'q1'.*exceeds eval.task_max_len=8; raise eval.task_max_len"):
+    with pytest.raises(DataError, match=r"task 'arith' \(arith.jsonl in eval.task_dir\) item 'q1'.*exceeds max_len=8 \(eval.task_max_len\); raise eval.task_max_len"):
         tokenize_task([item], ByteTokenizer(), "arith", max_len=8)
 
 

@@ -77,11 +77,10 @@ def run_export(args: argparse.Namespace) -> int:
     from mergemix_jax.train.checkpoint import load_params
 
     params, cfg = load_params(args.run, step=args.step)  # a CheckpointError ends as one line (cli/main.py)
-    tokenizer = run_tokenizer(args.run)
+    tokenizer, why_not = run_tokenizer(args.run)
     token_ids = tokenizer_token_ids(tokenizer) if tokenizer is not None else None
     if tokenizer is None:
-        print(f"mergemix export-hf: WARNING: {args.run} names no tokenizer (no tokenizer.json, no data.tokenizer in config.yaml); "
-              "config.json gets no bos/eos/pad ids, so transformers will assume Llama's", file=sys.stderr)
+        print(f"mergemix export-hf: WARNING: {why_not}; config.json gets no bos/eos/pad ids, so transformers will assume Llama's", file=sys.stderr)
     out = export_hf_safetensors(params, cfg, args.out, dtype=args.dtype, token_ids=token_ids)
     tokenizer_file = Path(args.run) / "tokenizer.json"
     if tokenizer_file.is_file():

@@ -108,8 +108,8 @@ def tokenize_task(items: Sequence, tokenizer: Tokenizer, task: str = "task", max
             if max_len and len(tokens) - 1 > max_len:
                 if len(cont_ids) > max_len:
                     raise DataError(
-                        f"task {task!r} ({task}.jsonl in eval.task_dir) item {item.get('id', index)!r}: its continuation of {len(cont_ids)} "
-                        f"tokens exceeds eval.task_max_len={max_len}; raise eval.task_max_len (up to model.max_seq_len) or shorten that item"
+                        f"task {task!r} ({task}.jsonl in eval.task_dir) item {item.get('id', index)!r}: continuation of {len(cont_ids)} tokens "
+                        f"exceeds max_len={max_len} (eval.task_max_len); raise eval.task_max_len (up to model.max_seq_len) or shorten that item"
                     )
                 tokens = tokens[len(tokens) - 1 - max_len :]
             rows.append((tokens, len(cont_ids)))

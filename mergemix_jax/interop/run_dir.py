@@ -34,17 +34,23 @@ def copy_tokenizer(source_dir: Path, run_dir: Path) -> Path | None:
 
 
 def run_tokenizer(run_dir: str | os.PathLike):
-    """The tokenizer a run used: its own tokenizer.json (imported bases), else its config.yaml's data.tokenizer; None if unknown."""
+    """(tokenizer, "") for the tokenizer a run used: its own tokenizer.json (imported bases), else its
+    config.yaml's data.tokenizer; (None, why not) when it names none or it cannot be read."""
     import yaml
 
     from mergemix_jax.config import DataConfig
-    from mergemix_jax.data import load_tokenizer
+    from mergemix_jax.data import DataError, load_tokenizer
 
     run_dir = Path(run_dir)
-    if (run_dir / "tokenizer.json").is_file():
-        return load_tokenizer(DataConfig(tokenizer=str(run_dir / "tokenizer.json")))
+    name = str(run_dir / "tokenizer.json") if (run_dir / "tokenizer.json").is_file() else None
+    if name is None:
+        try:
+            name = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("data", {}).get("tokenizer")
+        except (OSError, yaml.YAMLError, AttributeError):
+            name = None
+    if not isinstance(name, str) or not name:
+        return None, f"{run_dir} names no tokenizer (no tokenizer.json, no data.tokenizer in config.yaml)"
     try:
-        name = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("data", {}).get("tokenizer")
-    except (OSError, yaml.YAMLError, AttributeError):
-        return None
-    return load_tokenizer(DataConfig(tokenizer=name)) if isinstance(name, str) and name else None
+        return load_tokenizer(DataConfig(tokenizer=name)), ""
+    except DataError as err:
+        return None, f"its tokenizer cannot be read ({err})"

@@ -175,7 +175,7 @@ def check_loadable(run_dir: str | os.PathLike, model_cfg: ModelConfig | None = N
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise CheckpointError(f"run folder {run_dir} does not exist; check the path (train.init_from, --base, --experts or RUN)")
+        raise CheckpointError(f"{run_dir} holds no finished checkpoint: the folder does not exist; check the path (train.init_from, --base, --experts or RUN)")
     found = latest_step(run_dir) if step is None else step
     if found is None:
         raise CheckpointError(f"{run_dir} holds no finished checkpoint under {CHECKPOINTS}/; train it first (mergemix train)")
