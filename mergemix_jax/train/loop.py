@@ -30,15 +30,14 @@ from mergemix_jax.train.checkpoint import (
     save_checkpoint,
 )
 from mergemix_jax.train.metrics import MetricsLog
-from mergemix_jax.train.optimizer import learning_rate_schedule, make_optimizer
 from mergemix_jax.train.step import (
     BATCH_KEYS,
     TrainState,
     abstract_train_state,
     batch_sharding,
     init_train_state,
-    make_train_step,
     train_state_shardings,
+    training_parts,
 )
 
 log = logging.getLogger(__name__)
@@ -92,8 +91,7 @@ def train(config: Config, *, resume: bool = True, dataset: Any = None, config_so
     run_dir = Path(tc.output_dir).resolve()
     finished = _recorded_result(run_dir, tc.steps) if resume else None
     mesh = build_mesh(config.mesh, source=config_source)
-    schedule = learning_rate_schedule(config.optim, tc.steps)
-    tx = make_optimizer(config.optim, tc.steps)
+    tx, step_fn = training_parts(config.model, config.optim, tc.steps, mesh)
     data = dataset if dataset is not None else build_dataset(config)
     data_iterator = iter(data)
     base_params = None
@@ -112,7 +110,6 @@ def train(config: Config, *, resume: bool = True, dataset: Any = None, config_so
             manager.close()
             log.info("%s already finished %d steps; nothing to do", run_dir, tc.steps)
             return finished
-        step_fn = make_train_step(config.model, tx, mesh, schedule)
         metrics_log = MetricsLog(run_dir / "metrics.jsonl", resume_step=start if start is not None else -1)
         try:
             final_loss, tps = _run_steps(config, state, step_fn, data_iterator, mesh, manager, metrics_log, start or 0, lineage)
