@@ -29,6 +29,7 @@ from mergemix_jax.eval.quadratic import quadratic_scores
 from mergemix_jax.eval.results import ResultsFileError, append_results, open_results, result_columns, score_settings
 from mergemix_jax.eval.suite import EvalSuite, make_suite, metric_names, smooth_metric_names
 from mergemix_jax.eval.tasks import tokenize_task
+from mergemix_jax.merge.operators import MERGE_OPERATORS
 from mergemix_jax.merge.stack import ExpertStack, build_expert_stack
 from mergemix_jax.merge.weights import validate_weights, weights_hash
 
@@ -37,8 +38,10 @@ PROXIES = ("exact", "quadratic", "ensemble")
 
 
 def _merge_key(eval_cfg: EvalConfig) -> tuple:
-    options = {"ties": (("density", eval_cfg.ties_density),), "dare": (("drop_rate", eval_cfg.dare_drop_rate), ("seed", eval_cfg.merge_seed))}
-    return eval_cfg.merge, eval_cfg.merge_scale, options.get(eval_cfg.merge, ())
+    operator = MERGE_OPERATORS.get(eval_cfg.merge)
+    if operator is None:
+        raise ValueError(f"eval.merge {eval_cfg.merge!r} is not a merge operator; choose one of {tuple(MERGE_OPERATORS)}")
+    return eval_cfg.merge, eval_cfg.merge_scale, tuple(sorted(operator.options(eval_cfg).items()))
 
 
 def merge_fn_from_config(eval_cfg: EvalConfig) -> MergeFn:

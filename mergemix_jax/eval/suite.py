@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from mergemix_jax.config import ModelConfig
-from mergemix_jax.eval.metrics import answer_metrics, choice_metrics, heldout_loss, sequence_nll
-from mergemix_jax.eval.tasks import CHOICE, TaskArrays
+from mergemix_jax.eval.metrics import heldout_loss, sequence_nll
+from mergemix_jax.eval.tasks import TASK_KINDS, TaskArrays
 
 BATCH_KEYS = ("inputs", "targets", "positions", "segment_ids", "loss_mask")
 SMOOTH_PREFIXES = ("loss/", "ce/", "ce_norm/", "answer_nll/")  # differentiable w.r.t. merge weights
@@ -59,11 +59,7 @@ def evaluate(cfg: ModelConfig, params: dict, suite: EvalSuite) -> dict[str, jax.
         out["loss/mean"] = jnp.mean(jnp.stack([out[f"loss/{d}"] for d in suite.heldout]))
     for name, task in suite.tasks.items():
         nll, count, greedy_ok = sequence_nll(cfg, params, task.batch, suite.micro_batch)
-        if task.kind == CHOICE:
-            shape = task.choice_mask.shape
-            metrics = choice_metrics(-nll.reshape(shape), count.reshape(shape), task.choice_mask, task.answer)
-        else:
-            metrics = answer_metrics(nll, count, greedy_ok)
+        metrics = TASK_KINDS[task.kind].score(nll, count, greedy_ok, task)
         out.update({f"{key}/{name}": value for key, value in metrics.items()})
     return {k: v.astype(jnp.float32) for k, v in out.items()}
 
@@ -72,8 +68,7 @@ def metric_names(suite: EvalSuite) -> list[str]:
     """Names `evaluate` returns for this suite, in order, without running a model."""
     names = [f"loss/{d}" for d in suite.heldout] + (["loss/mean"] if suite.heldout else [])
     for name, task in suite.tasks.items():
-        keys = ("acc", "ce", "acc_norm", "ce_norm") if task.kind == CHOICE else ("answer_nll", "exact")
-        names += [f"{k}/{name}" for k in keys]
+        names += [f"{k}/{name}" for k in TASK_KINDS[task.kind].metrics]
     return names
 
 

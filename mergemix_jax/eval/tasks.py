@@ -8,7 +8,7 @@ for every mixture (common random numbers).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,6 +16,7 @@ import jax
 import numpy as np
 
 from mergemix_jax.data.errors import DataError
+from mergemix_jax.eval.metrics import answer_metrics, choice_metrics
 
 CHOICE, ANSWER = "choice", "answer"
 
@@ -47,12 +48,13 @@ class TaskArrays:
 
 
 def task_kind(items: Sequence[Mapping], task: str) -> str:
-    """"choice" when items carry `choices`, "answer" when `answer` is a string; mixed kinds are an error."""
+    """The registered kind (TASK_KINDS) of a task's items: the first kind each item matches, e.g.
+    "choice" when items carry `choices`, "answer" otherwise; mixed kinds are an error."""
     if not items:
         raise ValueError(f"task {task!r} has no items")
-    kinds = {CHOICE if "choices" in item else ANSWER for item in items}
+    kinds = {next(name for name, kind in TASK_KINDS.items() if kind.matches(item)) for item in items}
     if len(kinds) > 1:
-        raise ValueError(f"task {task!r} mixes multiple-choice items (with 'choices') and exact-answer items; split it in two files")
+        raise ValueError(f"task {task!r} mixes multiple-choice items (with 'choices') and exact-answer items ({sorted(kinds)}); split it in two files")
     return kinds.pop()
 
 
@@ -60,12 +62,18 @@ def _continuations(item: Mapping, kind: str, task: str, index: int) -> tuple[lis
     where = f"task {task!r} item {item.get('id', index)!r} (line {index + 1})"
     if not isinstance(item.get("context"), str):
         raise ValueError(f"{where}: 'context' must be a string")
+    return TASK_KINDS[kind].continuations(item, where)
+
+
+def _answer_continuations(item: Mapping, where: str) -> tuple[list[str], int]:
     answer = item.get("answer")
-    if kind == ANSWER:
-        if not isinstance(answer, str) or not answer:
-            raise ValueError(f"{where}: exact-answer items need a non-empty string 'answer'")
-        return [answer], 0
-    choices = item.get("choices")
+    if not isinstance(answer, str) or not answer:
+        raise ValueError(f"{where}: exact-answer items need a non-empty string 'answer'")
+    return [answer], 0
+
+
+def _choice_continuations(item: Mapping, where: str) -> tuple[list[str], int]:
+    answer, choices = item.get("answer"), item.get("choices")
     if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) and c for c in choices):
         raise ValueError(f"{where}: 'choices' must be a list of at least two non-empty strings")
     if not isinstance(answer, int) or isinstance(answer, bool) or not 0 <= answer < len(choices):
@@ -136,3 +144,31 @@ def _rows_to_batch(rows: list[tuple[list[int], int]], length: int, pad_id: int) 
             loss_mask[r, span - n_cont : span] = 1.0
     positions = np.broadcast_to(np.arange(length, dtype=np.int32), (n, length)).copy()
     return {"inputs": inputs, "targets": targets, "positions": positions, "segment_ids": segment_ids, "loss_mask": loss_mask}
+
+
+def _choice_scores(nll_R: jax.Array, count_R: jax.Array, greedy_ok_R: jax.Array, task: TaskArrays) -> dict:
+    shape = task.choice_mask.shape
+    return choice_metrics(-nll_R.reshape(shape), count_R.reshape(shape), task.choice_mask, task.answer)
+
+
+def _answer_scores(nll_R: jax.Array, count_R: jax.Array, greedy_ok_R: jax.Array, task: TaskArrays) -> dict:
+    return answer_metrics(nll_R, count_R, greedy_ok_R)
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """One kind of evaluation task: which items it takes, their continuations (strings, index of the
+    correct one), the metric prefixes it yields and how they are scored from per-row NLLs [R]
+    (rows item-major, `task.choice_mask.shape[1]` per item)."""
+
+    matches: Callable[[Mapping], bool]
+    continuations: Callable[[Mapping, str], tuple[list[str], int]]
+    metrics: tuple[str, ...]
+    score: Callable[[jax.Array, jax.Array, jax.Array, TaskArrays], dict]
+
+
+# The one registry of task kinds; adding a kind = its functions + one entry (the first match wins).
+TASK_KINDS: dict[str, TaskKind] = {
+    CHOICE: TaskKind(lambda item: "choices" in item, _choice_continuations, ("acc", "ce", "acc_norm", "ce_norm"), _choice_scores),
+    ANSWER: TaskKind(lambda item: "choices" not in item, _answer_continuations, ("answer_nll", "exact"), _answer_scores),
+}

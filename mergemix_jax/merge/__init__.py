@@ -1,12 +1,22 @@
 """Merging K domain experts into one model per mixture vector."""
 
-from mergemix_jax.merge.operators import MERGE_METHODS, dare_merge, linear_merge, merge, ties_merge
+from mergemix_jax.merge.operators import (
+    MERGE_METHODS,
+    MERGE_OPERATORS,
+    MergeOperator,
+    dare_merge,
+    linear_merge,
+    merge,
+    ties_merge,
+)
 from mergemix_jax.merge.stack import ExpertStack, build_expert_stack, check_same_structure, deltas_f32, num_params
 from mergemix_jax.merge.weights import read_weights_csv, sample_dirichlet, validate_weights, weights_hash
 
 __all__ = [
     "MERGE_METHODS",
+    "MERGE_OPERATORS",
     "ExpertStack",
+    "MergeOperator",
     "build_expert_stack",
     "check_same_structure",
     "dare_merge",

@@ -2,16 +2,21 @@
 
 All accumulate in float32 and cast each leaf back to the base's storage dtype. `scale` is the
 task-arithmetic coefficient: merged = base + scale * sum_k w_k (expert_k - base).
+
+`MERGE_OPERATORS` (end of file) is the one registry: `eval.merge` names an entry, its `options`
+reads the operator's settings from the eval section. Adding an operator = its function + one entry.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from mergemix_jax.merge.stack import ExpertStack, deltas_f32
-
-MERGE_METHODS = ("linear", "ties", "dare")
 
 
 def linear_merge(stack: ExpertStack, weights_K: jax.Array, scale: float | jax.Array = 1.0) -> dict:
@@ -76,14 +81,27 @@ def dare_merge(
     )
 
 
+@dataclass(frozen=True)
+class MergeOperator:
+    """fn(stack, weights [K], scale=..., **options) -> params; options(eval config) -> its keyword options."""
+
+    fn: Callable[..., dict]
+    options: Callable[[Any], dict[str, Any]] = lambda eval_cfg: {}
+
+
+MERGE_OPERATORS: dict[str, MergeOperator] = {
+    "linear": MergeOperator(linear_merge),
+    "ties": MergeOperator(ties_merge, lambda e: {"density": e.ties_density}),
+    "dare": MergeOperator(dare_merge, lambda e: {"drop_rate": e.dare_drop_rate, "seed": e.merge_seed}),
+}
+MERGE_METHODS = tuple(MERGE_OPERATORS)
+
+
 def merge(stack: ExpertStack, weights_K: jax.Array, method: str = "linear", scale: float = 1.0, **options) -> dict:
-    """Dispatch to a merge operator by name ("linear" | "ties" | "dare"); options go to the operator."""
-    if method == "linear":
-        if options:
-            raise ValueError(f"linear merge takes no options, got {sorted(options)}")
-        return linear_merge(stack, weights_K, scale)
-    if method == "ties":
-        return ties_merge(stack, weights_K, scale=scale, **options)
-    if method == "dare":
-        return dare_merge(stack, weights_K, scale=scale, **options)
-    raise ValueError(f"unknown merge method {method!r}; choose one of {MERGE_METHODS}")
+    """Dispatch to a registered merge operator by name (see MERGE_OPERATORS); options go to the operator."""
+    operator = MERGE_OPERATORS.get(method)
+    if operator is None:
+        raise ValueError(f"unknown merge method {method!r}; choose one of {MERGE_METHODS}")
+    if method == "linear" and options:
+        raise ValueError(f"linear merge takes no options, got {sorted(options)}")
+    return operator.fn(stack, weights_K, scale=scale, **options)

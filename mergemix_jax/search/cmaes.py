@@ -11,17 +11,20 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from evosax.algorithms import CMA_ES
 from tqdm.auto import tqdm
 
 from mergemix_jax.search.batching import score_batches
 from mergemix_jax.search.problem import SearchProblem, black_box
 from mergemix_jax.search.simplex import project_simplex, softmax_weights
 from mergemix_jax.search.types import SearchResult
+
+if TYPE_CHECKING:
+    from evosax.algorithms import CMA_ES
 
 MAPPINGS = ("project", "softmax")
 
@@ -44,6 +47,8 @@ class CMAESOptions:
 @functools.lru_cache(maxsize=8)
 def _strategy(population_size: int, k: int) -> CMA_ES:
     """One CMA_ES per (population, K): its jitted ask/tell are keyed on the instance, so reuse it."""
+    from evosax.algorithms import CMA_ES  # importing evosax starts the XLA backend: too early for jax.distributed
+
     return CMA_ES(population_size=population_size, solution=jnp.zeros(k, jnp.float32))
 
 
