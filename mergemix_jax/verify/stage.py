@@ -41,6 +41,7 @@ class Verified:
     real_utility: list[float]
     round: int
     measured_as: str = ""
+    predicted_utility: float | None = None  # calibrated prediction made before this run was trained (rounds >= 2)
 
 
 def run_key(weights_K: np.ndarray) -> str:
@@ -193,7 +194,9 @@ def run_verification(engine: Any) -> dict:
         if nxt is None or not worth_training(engine, nxt, verified, calibration):
             break
         nxt.name = f"c{sum(v.candidate.name.startswith('c') for v in verified) + 1}"
+        predicted = float(proxy_utilities(engine, [nxt], calibration)[0])
         verified.append(train_candidate(engine, nxt, r, score))
+        verified[-1].predicted_utility = predicted
         calibration, points = refit_calibration(engine, vertices, verified)
     save_calibration(calibration, engine.run_dir, points)
     return verification_block(engine, verified, calibration)
@@ -252,6 +255,7 @@ def verification_block(engine: Any, verified: list[Verified], calibration: Calib
                 "real_metrics": v.real_metrics,
                 "proxy_metrics": {m: x for m, x in v.candidate.proxy_metrics.items() if m != "ensemble_utility"},
                 "round": v.round,
+                "predicted_utility": v.predicted_utility,
                 **({"measured_as": v.measured_as} if v.measured_as else {}),
             }
         )
