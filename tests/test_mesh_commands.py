@@ -5,14 +5,16 @@ same engine on one device."""
 
 import dataclasses
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from mergemix_jax.config import load_config
-from mergemix_jax.pipeline import mixtures, run_pipeline
+from mergemix_jax.pipeline import mixtures, run_pipeline, training
 from mergemix_jax.pipeline.engine import Engine
 from mergemix_jax.pipeline.stages import probe_weights
 from mergemix_jax.search.gradient import GradientOptions, gradient_search
+from mergemix_jax.search.merged import problem_from_checkpoints
 from tests.pipeline_helpers import tiny_pipeline_raw, write_config
 
 OPTIONS = GradientOptions(steps=4, chunk=2, restarts=2, rel_tol=0.0)
@@ -68,3 +70,14 @@ def test_gradient_search_equals_one_device(engines, name):
     np.testing.assert_allclose(got.weights, expected.weights, atol=2e-5)
     np.testing.assert_allclose(got.trace, expected.trace, rtol=2e-5)
     np.testing.assert_allclose(got.objective, expected.objective, rtol=2e-5)
+
+
+def test_search_command_builds_its_problem_through_the_engine(run, engines):
+    """`mergemix search --config --base --experts` (problem_from_checkpoints): the configured mesh, the same objective."""
+    config, run_dir = run
+    problem = problem_from_checkpoints(config, training.base_dir(config, run_dir), training.expert_dirs(config, run_dir))
+    assert problem.domains == engines["8 devices"].domains
+    w = jnp.full(len(problem.domains), 1 / len(problem.domains), jnp.float32)
+    data = problem.objective.data[0].base["embed_VxD"]
+    assert data.sharding.num_devices == 8  # placed on the configured mesh
+    np.testing.assert_allclose(float(problem.objective(w)), float(engines["1 device"].problem.objective(w)), rtol=2e-5)

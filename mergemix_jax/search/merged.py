@@ -146,19 +146,7 @@ def problem_from_checkpoints(
     The experts are named by folder; name each folder after its data domain so the mixture file's
     weights key the grain/seqio exports by domain.
     """
-    import dataclasses
+    from mergemix_jax.pipeline.engine import Engine  # the one config -> objects path (it imports this module)
 
-    from mergemix_jax.eval.api import build_suite, load_expert_stack, merge_fn_from_config
-    from mergemix_jax.parallel.mesh import configured_mesh
-
-    e = config.eval
-    if groups and e.merge != "linear":
-        raise ValueError(f"per-{groups} weights need eval.merge=linear, the config has {e.merge!r}")
-    mesh = configured_mesh(config.mesh) if isinstance(mesh, str) else mesh
-    stack, model_cfg = load_expert_stack(base_dir, expert_dirs, config.model)
-    suite = build_suite(dataclasses.replace(config, model=model_cfg))
-    return merged_problem(
-        model_cfg, stack, suite, parse_metric_weights(metrics), merge_fn=merge_fn_from_config(e),
-        mixtures_per_device=e.mixtures_per_device, mesh=mesh, groups=groups, merge_scale=e.merge_scale,
-        shard_experts=e.shard_experts, mixtures_per_step=e.mixtures_per_step,
-    )  # fmt: skip
+    engine = Engine.from_checkpoints(config, base_dir, expert_dirs, mesh=mesh)
+    return engine.search_problem(parse_metric_weights(metrics), groups=groups)
