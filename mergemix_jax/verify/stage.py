@@ -1,14 +1,14 @@
 """The verification stage of `mergemix run`: real short runs of the best proxy candidates.
 
-Round 1 trains, with the reference recipe (validate's: `pipeline.expert_steps` from the base at a
-constant LR) and `pipeline.verify_seeds` data seeds each, the baselines uniform and natural plus
-the top `pipeline.verify_candidates` mixtures of the pooled candidates (every search method's pick,
-the probe table, a Dirichlet pool; when the output-space ensemble proxy is available, slots
-alternate between the merged proxy's and the ensemble's ranking), each at least
-`pipeline.verify_min_distance` (total variation) from the others. After each round the per-domain
-calibration (mergemix_jax.calibrate) is refitted on the vertices (a one-hot reference is the expert
-itself) and every real run so far; rounds 2.. `pipeline.verify_rounds` train the best candidate by
-calibrated utility not yet covered. The recommendation follows verify.decide. Every run is cached in
+Every run uses the reference recipe (validate's: `pipeline.expert_steps` from the base at a
+constant LR) with `pipeline.verify_seeds` data seeds. First the baselines uniform and natural are
+trained, and the per-domain calibration (mergemix_jax.calibrate) is fitted on them and the vertices
+(a one-hot reference is the expert itself). Round 1 then trains the top `pipeline.verify_candidates`
+mixtures of the pooled candidates (every search method's pick, the probe table, a Dirichlet pool,
+natural-without-one-domain), slots taken in turn from the calibrated merged proxy, the output-space
+ensemble and the raw merged proxy, each at least `pipeline.verify_min_distance` (total variation)
+from the others. After each round the calibration is refitted on every real run so far; rounds
+2.. `pipeline.verify_rounds` train the best candidate by calibrated utility not yet covered. The recommendation follows verify.decide. Every run is cached in
 its own folder (verify/runs/<hash>-s<seed>), so a rerun or a killed job resumes.
 """
 
@@ -77,6 +77,8 @@ def candidate_pool(engine: Any) -> list[Candidate]:
     tables.append(("probe", probe["weights"], probe["metrics"]))
     pool = engine.score_table(dirichlet_pool(engine), run_dir / "eval" / "verify_pool.csv")
     tables.append(("pool", pool["weights"], pool["metrics"]))
+    drop_one = engine.score_table(drop_one_mixtures(engine), run_dir / "eval" / "verify_drop_one.csv")
+    tables.append(("drop-one", drop_one["weights"], drop_one["metrics"]))
     return [c for c in pool_from_tables(tables) if c.weights_K.max() < 1.0 - 1e-6]
 
 
@@ -84,6 +86,16 @@ def dirichlet_pool(engine: Any) -> np.ndarray:
     """`pipeline.verify_pool` Dirichlet(1) mixtures (seeded by pipeline.search_seed): interior points to re-rank."""
     rng = np.random.default_rng(engine.config.pipeline.search_seed + 7919)
     return rng.dirichlet(np.ones(len(engine.domains)), size=engine.config.pipeline.verify_pool)
+
+
+def drop_one_mixtures(engine: Any) -> np.ndarray:
+    """[K, K]: natural proportions with one domain left out (renormalised), one row per domain: the
+    candidates that answer "would we do better without this domain?"."""
+    from mergemix_jax.pipeline.stages import natural_prior
+
+    natural = natural_prior(engine.config)
+    rows = np.tile(natural, (len(natural), 1)) * (1.0 - np.eye(len(natural)))
+    return rows / rows.sum(axis=1, keepdims=True)
 
 
 def ensemble_utilities(engine: Any, candidates: list[Candidate]) -> np.ndarray | None:
@@ -101,9 +113,10 @@ def ensemble_utilities(engine: Any, candidates: list[Candidate]) -> np.ndarray |
     return utility_of(engine.weights, metrics)
 
 
-def first_round(engine: Any, pool: list[Candidate], baselines: list[Candidate]) -> list[Candidate]:
-    """The top `verify_candidates` diverse candidates inside the search trust region (search.trust_floor),
-    slots alternating merged / ensemble ranking."""
+def first_round(engine: Any, pool: list[Candidate], baselines: list[Candidate], calibration: Calibration) -> list[Candidate]:
+    """The top `verify_candidates` diverse candidates, slots taken in turn from three rankings: the merged
+    proxy calibrated on the vertices and the baselines' real runs (anywhere on the simplex), the
+    output-space ensemble and the raw merged proxy (both inside the search trust region)."""
     from mergemix_jax.search.trust import in_region
 
     p = engine.config.pipeline
@@ -111,12 +124,13 @@ def first_round(engine: Any, pool: list[Candidate], baselines: list[Candidate]) 
     avoid = np.stack([b.weights_K for b in baselines])
     # Merge-to-Mix's subset pick sits on a face by design (a dropped domain): it is its own proxy, not the merge's optimism
     trusted = in_region(weights, engine.problem.prior, engine.config.search.trust_floor) | np.asarray(["subsets" in c.sources for c in pool])
-    rankings = [np.where(trusted, proxy_utilities(engine, pool), -np.inf)]
+    rankings = [proxy_utilities(engine, pool, calibration)]
     ensemble = ensemble_utilities(engine, pool)
     if ensemble is not None:
         rankings.append(np.where(trusted, ensemble, -np.inf))
         for c, u in zip(pool, ensemble, strict=True):
             c.proxy_metrics["ensemble_utility"] = float(u)
+    rankings.append(np.where(trusted, proxy_utilities(engine, pool), -np.inf))
     picked: list[int] = []
     while len(picked) < p.verify_candidates:
         before = len(picked)
@@ -185,9 +199,12 @@ def run_verification(engine: Any) -> dict:
     verified = [train_candidate(engine, b, 0, score) for b in baselines if b.name != "natural" or tv_distance(b.weights_K, baselines[0].weights_K) >= SAME_MIXTURE_TV]
     if len(verified) < len(baselines):
         verified.append(Verified(baselines[1], verified[0].real_metrics, verified[0].real_utility, 0, measured_as="uniform"))
-    for j, c in enumerate(first_round(engine, pool, baselines), start=1):
+    calibration, points = refit_calibration(engine, vertices, verified)
+    for j, c in enumerate(first_round(engine, pool, baselines, calibration), start=1):
         c.name = f"c{j}"
+        predicted = float(proxy_utilities(engine, [c], calibration)[0])
         verified.append(train_candidate(engine, c, 1, score))
+        verified[-1].predicted_utility = predicted
     calibration, points = refit_calibration(engine, vertices, verified)
     for r in range(2, p.verify_rounds + 1):
         nxt = next_calibrated(engine, pool, verified, calibration)
