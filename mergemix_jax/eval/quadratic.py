@@ -12,7 +12,11 @@ centre; a failed exact check once no centre is left halves that centre's radius 
 distance, and every mixture outside all trusted balls is scored exactly (`exact_fn`, batched). Far
 from its centre the expansion can be arbitrarily wrong: `python benchmarks/merge_eval.py` measured a
 rank correlation of -0.075 with the exact losses and errors of 16 nats without a radius at 10.7M
-parameters, which is why the proxy is opt-in (`--proxy quadratic`) and guarded by default.
+parameters, which is why the proxy is opt-in (`--proxy quadratic`) and guarded by default. At the
+demo size (0.63M, `merge_eval.py --size demo`) the radius 0.2 kept Spearman 0.9999 and max error
+3e-3 nats, but scored 86% of Dirichlet(1) mixtures exactly: the guard buys safety, not speed, unless
+the mixtures are packed near the centres (a local refinement). The exact check is a spot check of the
+farthest mixture, not a bound: errors are not monotone in the distance.
 """
 
 from __future__ import annotations
