@@ -1,8 +1,11 @@
 """One process of the 2-process CPU job that tests/test_multihost.py launches.
 
-Usage: python tests/multihost_worker.py OUT_DIR  (with JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
-JAX_PROCESS_ID set). Each process feeds only its own rows of the global batch; process 0 alone
-writes result.json. Params and batch come from fixed seeds so the test can recompute them.
+Usage: python tests/multihost_worker.py OUT_DIR [merged]  (with JAX_COORDINATOR_ADDRESS,
+JAX_NUM_PROCESSES, JAX_PROCESS_ID set). Default: each process feeds only its own rows of the global
+batch; process 0 alone writes result.json. "merged": both processes score merged mixtures into one
+results CSV (`evaluate_mixtures`, mixtures split over the 4 devices of both processes) and run a
+gradient search with the stack and suite replicated on that mesh; process 0 alone writes the CSV and merged.json. Params, experts and
+batches come from fixed seeds so the test can recompute them.
 """
 
 from __future__ import annotations
@@ -99,5 +102,44 @@ def main(out_dir: Path) -> None:
         (out_dir / "rows1.json").write_text(json.dumps(rows.tolist()))
 
 
+MERGED_NAMES = ("web", "code", "math")
+MERGED_OPTIONS = {"steps": 2, "chunk": 2, "restarts": 2, "rel_tol": 0.0}
+
+
+def merged_inputs():
+    """(expert stack, eval suite, weights [6, 3]) from fixed seeds, identical in every process."""
+    from mergemix_jax.data import batch_from_sequences
+    from mergemix_jax.eval import make_suite
+    from mergemix_jax.merge import build_expert_stack, sample_dirichlet
+    from tests.interop_reference import random_params
+
+    base = random_params(CFG, seed=12)
+    rng = np.random.default_rng(13)
+    experts = [jax.tree.map(lambda b: b + 0.05 * rng.standard_normal(b.shape).astype(b.dtype), base) for _ in MERGED_NAMES]
+    suite = make_suite({d: batch_from_sequences(rng.integers(1, CFG.vocab_size, (2, 9))) for d in MERGED_NAMES})
+    return build_expert_stack(base, experts, MERGED_NAMES), suite, sample_dirichlet(6, len(MERGED_NAMES), 1.0, 3)
+
+
+def main_merged(out_dir: Path) -> None:
+    from mergemix_jax.config import EvalConfig
+    from mergemix_jax.eval import evaluate_mixtures
+    from mergemix_jax.search.gradient import GradientOptions, gradient_search
+    from mergemix_jax.search.merged import merged_problem
+
+    maybe_initialize_distributed()
+    assert jax.process_count() == 2, jax.process_count()
+    mesh = build_mesh(MeshConfig(data=1, fsdp=-1, tensor=1))  # 4 devices, 2 per process
+    stack, suite, weights = merged_inputs()
+    evaluate_mixtures(CFG, stack, weights, suite, out_dir / "scores.csv", EvalConfig(mixtures_per_device=1), mesh=mesh, progress=False)
+    problem = merged_problem(CFG, stack, suite, {"loss/mean": 1.0}, mixtures_per_device=1, mesh=mesh)
+    result = gradient_search(problem, GradientOptions(**MERGED_OPTIONS))
+    if jax.process_index() == 0:
+        record = {
+            "weights": result.weights.tolist(), "objective": result.objective, "trace": result.trace.tolist(),
+            "devices": jax.device_count(),
+        }  # fmt: skip
+        (out_dir / "merged.json").write_text(json.dumps(record))
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    (main_merged if sys.argv[2:] == ["merged"] else main)(Path(sys.argv[1]))

@@ -25,7 +25,7 @@ WORKER = ROOT / "tests" / "multihost_worker.py"
 TIMEOUT_S = 150
 
 
-def launch(out_dir: Path) -> list[subprocess.CompletedProcess]:
+def launch(out_dir: Path, *args: str, timeout_s: int = TIMEOUT_S) -> list[subprocess.CompletedProcess]:
     port = portpicker.pick_unused_port()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "TPU_"))}
     base |= {
@@ -37,7 +37,7 @@ def launch(out_dir: Path) -> list[subprocess.CompletedProcess]:
     }
     procs = [
         subprocess.Popen(
-            [sys.executable, str(WORKER), str(out_dir)],
+            [sys.executable, str(WORKER), str(out_dir), *args],
             env=base | {"JAX_PROCESS_ID": str(i)},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -48,11 +48,11 @@ def launch(out_dir: Path) -> list[subprocess.CompletedProcess]:
     results = []
     for p in procs:
         try:
-            out, _ = p.communicate(timeout=TIMEOUT_S)
+            out, _ = p.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             for q in procs:
                 q.kill()
-            pytest.fail(f"2-process job did not finish in {TIMEOUT_S} s")
+            pytest.fail(f"2-process job did not finish in {timeout_s} s")
         results.append(subprocess.CompletedProcess(p.args, p.returncode, out))
     return results
 
@@ -81,3 +81,28 @@ def test_two_process_sharded_loss_and_grad_equal_single_process(tmp_path):
     _, exported = import_hf_safetensors(tmp_path / "hf")
     jax.tree.map(np.testing.assert_array_equal, exported, params)
     np.testing.assert_allclose(np.array(got["grad_wq"]), np.asarray(grads["blocks"][1]["attn"]["wq_DxHxE"]), rtol=1e-4, atol=1e-6)
+
+
+def test_two_process_merged_evaluation_and_gradient_search_equal_single_process(tmp_path):
+    """eval-mixtures' engine and a gradient search on a mesh spanning 2 processes: scores gathered
+    with the multihost utilities, one results file written by process 0, results as on one process."""
+    from mergemix_jax.eval import read_results, score_mixtures
+    from mergemix_jax.search.gradient import GradientOptions, gradient_search
+    from mergemix_jax.search.merged import merged_problem
+    from tests.multihost_worker import CFG, MERGED_OPTIONS, merged_inputs
+
+    results = launch(tmp_path, "merged", timeout_s=6 * TIMEOUT_S)  # two compiles per process; slow on a loaded machine
+    log = "\n".join(r.stdout[-3000:] for r in results)
+    assert all(r.returncode == 0 for r in results), log
+    got = json.loads((tmp_path / "merged.json").read_text())
+    assert got["devices"] == 4
+    table = read_results(tmp_path / "scores.csv")
+    assert table["row"].tolist() == list(range(6))  # written once (process 0), every row once
+
+    stack, suite, weights = merged_inputs()
+    expected = score_mixtures(CFG, stack, weights, suite, mixtures_per_device=2)
+    for metric, values in expected.items():
+        np.testing.assert_allclose(table[metric], values, rtol=1e-5, err_msg=metric)
+    search = gradient_search(merged_problem(CFG, stack, suite, {"loss/mean": 1.0}), GradientOptions(**MERGED_OPTIONS))
+    np.testing.assert_allclose(got["weights"], search.weights, atol=1e-5)
+    np.testing.assert_allclose(got["trace"], search.trace, rtol=1e-5)
