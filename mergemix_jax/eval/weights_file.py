@@ -2,7 +2,9 @@
 
 A weights file is a CSV with one mixture per row. With a header, columns are matched by expert
 name (or `w/<expert>`, the layout of a results file, whose other columns are then ignored); without
-one, each row holds exactly K numbers in expert order. Rows must lie on the simplex (>= 0, sum 1):
+one, each row holds exactly K numbers in expert order. Other named columns (a `note`) are ignored
+with a warning, but a row with more values than the header names, or a header naming a column
+twice, is refused. Rows must lie on the simplex (>= 0, sum 1):
 a row such as `5,5,5,5` is refused rather than scored as an extrapolated model, unless the caller
 asks for `normalize=True`, which divides each row by its sum and says so in the log.
 """
@@ -81,8 +83,8 @@ def _columns(path, header: list[str] | None, names: list[str]) -> list[int]:
     if missing:
         raise WeightsFileError(f"{path}: header {header} lacks columns for experts {missing}; name one column per expert ({names})")
     unknown = [h for h in header if h not in keys]
-    if unknown and not results_layout:
-        raise WeightsFileError(f"{path}: header columns {unknown} name no expert (experts: {names}); remove those columns")
+    if unknown and not results_layout:  # labels such as a `note` column; their values are never read as weights
+        log.warning("%s: columns %s name no expert (experts: %s) and are ignored", path, unknown, names)
     return [header.index(key) for key in keys]
 
 

@@ -86,7 +86,7 @@ def check_run_folders(base_dir: str | os.PathLike, expert_dirs: Sequence[str | o
         raise CheckpointError(f"base run folder {base_dir} does not exist; check --base (a folder that `mergemix train` or `mergemix import-base` wrote)")
     missing = [str(d) for d in expert_dirs if not Path(d).is_dir()]
     if missing:
-        raise CheckpointError(f"expert run folder(s) {missing} do not exist; check --experts")
+        raise CheckpointError(f"expert run folder {missing[0]} holds no finished checkpoint: the folder does not exist; check --experts")
 
 
 _NO_FINGERPRINT = (
