@@ -31,12 +31,9 @@ def floor_region(problem: SearchProblem, floor: float) -> tuple[SearchProblem, C
     caps = None if problem.caps is None else np.clip((problem.caps - offset_K) / (1.0 - floor), 1e-6, None)
     sub = affine_subproblem(problem, problem.domains, lift_KxK, offset_K, prior=prior, caps=caps)
     observed = None
-    if problem.observed is not None:  # the mixtures already scored that lie inside the region, in v coordinates
-        x_NxK, metrics = problem.observed
-        v_NxK = (np.asarray(x_NxK, np.float64) - offset_K) / (1.0 - floor)
-        inside = np.all(v_NxK >= -1e-9, axis=1)
-        if inside.any():
-            observed = (np.clip(v_NxK[inside], 0.0, None), {m: np.asarray(val)[inside] for m, val in metrics.items()})
+    if problem.observed is not None:  # every mixture already scored, in v coordinates (those outside the
+        x_NxK, metrics = problem.observed  # region have negative entries: still data for a surrogate's fit)
+        observed = ((np.asarray(x_NxK, np.float64) - offset_K) / (1.0 - floor), metrics)
     sub = replace(sub, tokens=problem.tokens, observed=observed, description={**problem.description, "trust_region": {"floor": floor, "prior": prior.tolist()}})
 
     def to_weights(v: np.ndarray) -> np.ndarray:
