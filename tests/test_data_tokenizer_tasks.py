@@ -126,8 +126,10 @@ def test_demo_tasks_and_corpus_are_valid():
     tasks = load_task_dir(TASKS_DIR)
     assert {"arithmetic", "word_problems", "code_next_line", "sotu_next_sentence", "shakespeare_next_line"} <= set(tasks)
     assert all(len(items) >= 100 for items in tasks.values())
+    demo_bytes = sum(p.stat().st_size for sub in ("corpus", "tasks") for p in (DEMO_DATA_DIR / sub).rglob("*") if p.is_file())
+    assert demo_bytes < 8_000_000  # the demo's own corpus and tasks
     total_bytes = sum(p.stat().st_size for p in DEMO_DATA_DIR.rglob("*") if p.is_file())
-    assert total_bytes < 8_000_000
+    assert total_bytes < 16_000_000  # with corpus B and the off-target domain, still a small download
     config = load_config(DEMO_DATA_DIR.parent.parent / "configs" / "demo.yaml")
     docs = document_counts(config.data)
     assert len(docs) >= 4 and all(d["train"] > 0 and d["heldout"] > 0 for d in docs.values())
