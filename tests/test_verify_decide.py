@@ -64,3 +64,18 @@ def test_pool_merges_sources_of_the_same_mixture():
     a = np.array([[0.25, 0.75], [0.5, 0.5]])
     pool = pool_from_tables([("cmaes", a[:1], {"loss/mean": np.array([1.0])}), ("probe", a, {"loss/mean": np.array([9.0, 2.0])})])
     assert len(pool) == 2 and pool[0].sources == ["cmaes", "probe"] and pool[0].proxy_metrics["loss/mean"] == 1.0
+
+
+def test_more_seeds_shrink_the_margin():
+    from mergemix_jax.verify.decide import decision_margin
+
+    assert decision_margin(0.02, 4, 0.9) < decision_margin(0.02, 2, 0.9)
+    np.testing.assert_allclose(decision_margin(0.02, 4, 0.9, 2), decision_margin(0.02, 2, 0.9, 4))
+    # a lead of 0.02 with noise 0.02 is inside the margin at 2 seeds each and outside at 8
+    names = ["uniform", "natural", "c1"]
+    two = decide(names, [[-2.0, -2.0], [-2.05, -2.05], [-1.98, -1.98]], [0, 0, 1])
+    assert two.margin == 0.0 and two.chosen == "c1"  # no spread at all: any lead counts
+    noisy = [[-2.02, -1.98], [-2.05, -2.05], [-2.0, -1.96]]
+    assert decide(names, noisy, [0, 0, 1]).chosen == "uniform"
+    more = [[-2.02, -1.98, -2.0, -2.0, -2.01, -1.99, -2.0, -2.0], [-2.05, -2.05], [-2.0, -1.96, -1.98, -1.98, -1.97, -1.99, -1.98, -1.98]]
+    assert decide(names, more, [0, 0, 1]).chosen == "c1"

@@ -43,11 +43,12 @@ def seed_noise(real_utilities: Sequence[Sequence[float]]) -> float | None:
     return float(np.sqrt(ss / dof)) if dof else None
 
 
-def decision_margin(noise: float | None, seeds: int, confidence: float) -> float:
-    """z(confidence) * noise * sqrt(2 / seeds): the gap between two means that is more than noise."""
+def decision_margin(noise: float | None, seeds: int, confidence: float, other_seeds: int = 0) -> float:
+    """z(confidence) * noise * sqrt(1/seeds + 1/other_seeds) (other_seeds 0 = the same): the gap between two
+    means over that many seeds each that is more than noise."""
     if noise is None or seeds < 1:
         return 0.0
-    return float(stats.norm.ppf(confidence) * noise * np.sqrt(2.0 / seeds))
+    return float(stats.norm.ppf(confidence) * noise * np.sqrt(1.0 / seeds + 1.0 / (other_seeds or seeds)))
 
 
 def decide(
@@ -63,14 +64,14 @@ def decide(
     baselines = [n for n in names if n in BASELINES]
     if not baselines:
         raise ValueError(f"verification needs at least one baseline among {BASELINES}")
-    seeds = min(len(u) for u in real_utilities)
+    seeds = {n: len(u) for n, u in zip(names, real_utilities, strict=True)}
     noise = seed_noise(real_utilities)
-    margin = decision_margin(noise, seeds, confidence)
     others = [n for n in names if n not in BASELINES]
     proxied = {n: p for n, p in zip(names, proxy_utilities, strict=True) if n in others}
     proxy_pick = max(proxied, key=proxied.get) if proxied else None
     best_baseline = max(baselines, key=means.get)
     best_other = max(others, key=means.get) if others else None
+    margin = decision_margin(noise, seeds[best_other or best_baseline], confidence, seeds[best_baseline])
     if best_other is not None and means[best_other] - means[best_baseline] > margin:
         chosen = best_other
         verdict = "proxy_pick_confirmed" if chosen == proxy_pick else "other_candidate"
@@ -84,7 +85,8 @@ def _message(chosen: str, verdict: str, proxy_pick: str | None, means: dict, bes
     gap = means[chosen] - means[best_baseline]
     noise_text = "noise unknown (one seed)" if noise is None else f"seed noise {noise:.4f} nats, margin {margin:.4f}"
     if verdict == "baseline_kept":
-        lost = "" if proxy_pick is None else f"; the proxy's pick {proxy_pick} trained {means[best_baseline] - means[proxy_pick]:+.4f} nats worse than {best_baseline}"
+        gap_pick = None if proxy_pick is None else means[best_baseline] - means[proxy_pick]
+        lost = "" if gap_pick is None else f"; the proxy's pick {proxy_pick} trained {abs(gap_pick):.4f} nats {'worse' if gap_pick > 0 else 'better'} than {best_baseline}"
         return f"No candidate trained better than {best_baseline} by more than seed noise ({noise_text}): recommending {best_baseline}{lost}."
     who = "the proxy's own pick" if verdict == "proxy_pick_confirmed" else "a candidate other than the proxy's pick"
     return f"Verified by real training: {chosen} ({who}) beats {best_baseline} by {gap:.4f} nats of loss ({noise_text})."

@@ -25,7 +25,7 @@ import numpy as np
 
 from mergemix_jax.calibrate import Calibration, fit_calibration, save_calibration
 from mergemix_jax.verify.candidates import Candidate, pool_from_tables, select_diverse, tv_distance
-from mergemix_jax.verify.decide import Decision, decide
+from mergemix_jax.verify.decide import BASELINES, Decision, decide
 
 log = logging.getLogger(__name__)
 VERIFICATION_FILE = Path("verify") / "verification.json"
@@ -145,14 +145,14 @@ def first_round(engine: Any, pool: list[Candidate], baselines: list[Candidate], 
     return [pool[i] for i in picked]
 
 
-def train_candidate(engine: Any, candidate: Candidate, round_: int, score) -> Verified:
-    """Train `candidate` for real with every verification seed (cached per seed)."""
+def train_candidate(engine: Any, candidate: Candidate, round_: int, score, seeds: list[int] | None = None) -> Verified:
+    """Train `candidate` for real with every verification seed, or `seeds` (cached per seed)."""
     from mergemix_jax.pipeline.problem import utility_of
     from mergemix_jax.validate.references import train_and_score
     from mergemix_jax.validate.run import suite_key
 
     cfg, key = engine.config, run_key(candidate.weights_K)
-    seeds = verification_seeds(cfg)
+    seeds = seeds or verification_seeds(cfg)
     records = [
         train_and_score(cfg, engine.run_dir, engine.run_dir / "verify" / "runs" / f"{key}-s{s}", candidate.weights_K, s, score, suite_key(cfg))
         for s in seeds
@@ -215,8 +215,34 @@ def run_verification(engine: Any) -> dict:
         verified.append(train_candidate(engine, nxt, r, score))
         verified[-1].predicted_utility = predicted
         calibration, points = refit_calibration(engine, vertices, verified)
+    resolve_leader(engine, verified, score)
     save_calibration(calibration, engine.run_dir, points)
     return verification_block(engine, verified, calibration)
+
+
+def resolve_leader(engine: Any, verified: list[Verified], score) -> None:
+    """A sequential test: when the best candidate leads the best baseline by less than the decision
+    margin, train `pipeline.verify_extra_seeds` more data seeds of both (in place) so the margin,
+    which shrinks with the seeds, can settle it. Nothing happens when a baseline leads."""
+    p = engine.config.pipeline
+    names = [v.candidate.name for v in verified]
+    decision = decide(names, [v.real_utility for v in verified], [0.0] * len(verified), p.verify_confidence)
+    means = {v.candidate.name: float(np.mean(v.real_utility)) for v in verified}
+    others = [n for n in names if n not in BASELINES]
+    if p.verify_extra_seeds == 0 or decision.verdict != "baseline_kept" or not others:
+        return
+    leader = max(others, key=means.get)
+    if means[leader] <= means[decision.chosen]:
+        return
+    first = engine.config.train.data_seed + p.verify_seeds
+    seeds = list(range(first, first + p.verify_extra_seeds))
+    by_name = {v.candidate.name: v for v in verified}
+    log.info("%s leads %s by %.4f nats, inside the margin %.4f: training %d more seeds of both", leader, decision.chosen, means[leader] - means[decision.chosen], decision.margin, len(seeds))
+    for name in (leader, decision.chosen):
+        v = by_name[by_name[name].measured_as or name]
+        extra = train_candidate(engine, v.candidate, v.round, score, seeds=seeds)
+        v.real_metrics.extend(extra.real_metrics)
+        v.real_utility.extend(extra.real_utility)
 
 
 def baseline_candidates(engine: Any, natural_K: np.ndarray, k: int) -> list[Candidate]:
@@ -256,7 +282,7 @@ def verification_block(engine: Any, verified: list[Verified], calibration: Calib
     calibrated = proxy_utilities(engine, cands, calibration)
     decision: Decision = decide([c.name for c in cands], [v.real_utility for v in verified], raw, engine.config.pipeline.verify_confidence)
     seeds = verification_seeds(engine.config)
-    trained = sum(1 for v in verified if not v.measured_as)
+    runs = sum(len(v.real_utility) for v in verified if not v.measured_as)
     entries = []
     for v, u_raw, u_cal in zip(verified, raw, calibrated, strict=True):
         entries.append(
@@ -272,6 +298,7 @@ def verification_block(engine: Any, verified: list[Verified], calibration: Calib
                 "real_metrics": v.real_metrics,
                 "proxy_metrics": {m: x for m, x in v.candidate.proxy_metrics.items() if m != "ensemble_utility"},
                 "round": v.round,
+                "seeds": len(v.real_utility),
                 "predicted_utility": v.predicted_utility,
                 **({"measured_as": v.measured_as} if v.measured_as else {}),
             }
@@ -287,8 +314,9 @@ def verification_block(engine: Any, verified: list[Verified], calibration: Calib
         "indistinguishable": decision.indistinguishable,
         "seeds": seeds,
         "steps": engine.config.validate.reference_steps or engine.config.pipeline.expert_steps,
-        "real_steps_total": trained * len(seeds) * (engine.config.validate.reference_steps or engine.config.pipeline.expert_steps),
+        "real_steps_total": runs * (engine.config.validate.reference_steps or engine.config.pipeline.expert_steps),
         "confidence": engine.config.pipeline.verify_confidence,
+        "extra_seeds_used": any(len(v.real_utility) > len(seeds) for v in verified),
     }
 
 
