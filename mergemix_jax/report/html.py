@@ -21,6 +21,7 @@ import yaml
 from mergemix_jax.reliability.atomic import atomic_write_text
 from mergemix_jax.report import plots
 from mergemix_jax.report.verdict import render_verdict, verdict_of
+from mergemix_jax.validate.stats import format_with_interval
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
@@ -117,13 +118,6 @@ def _latest_validation(run_dir: Path) -> dict | None:
     return json.loads(found[-1].read_text()) if found else None
 
 
-def _with_interval(row: dict, key: str) -> str:
-    value, lo, hi = row.get(key, np.nan), row.get(f"{key}_lo", np.nan), row.get(f"{key}_hi", np.nan)
-    if value is None or not np.isfinite(value):
-        return "–"
-    return f"{value:.3f} [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) and np.isfinite(hi) else f"{value:.3f}"
-
-
 RANK_COLUMNS = (
     ("spearman", "proxy Spearman [90%]"),
     ("calibrated_spearman", "calibrated proxy [90%]"),
@@ -150,7 +144,7 @@ def _scatter(v: dict, out: Path) -> str:
     for metric in [m for m in v["scatter_metrics"] if m in overall and m in v["proxy"]]:
         r = overall[metric]
         marks = {name: (b["proxy_metrics"][metric], b["real_metrics"][metric]) for name, b in v.get("baselines", {}).items() if metric in b.get("proxy_metrics", {})}
-        title = f"{metric}: Spearman {_with_interval(r, 'spearman')}"
+        title = f"{metric}: Spearman {format_with_interval(r, 'spearman')}"
         panels.append({"title": title, "proxy": v["proxy"][metric], "real": _reference_target(v, metric), "interior": interior, "marks": marks})
     return _img(plots.proxy_scatter(panels, out / "scatter.png"), out, "proxy vs real loss") if panels else ""
 
@@ -158,7 +152,7 @@ def _scatter(v: dict, out: Path) -> str:
 def _validation_section(v: dict | None, out: Path) -> str:
     if v is None:
         return "<p>Not validated yet: run <code>mergemix validate --config ...</code> to train reference mixtures.</p>"
-    rows = [[DISPLAY.get(r["metric"], r["metric"]), r["subset"], r["n"], *[_with_interval(r, key) if key != "kendall" else r["kendall"] for key, _ in RANK_COLUMNS]] for r in v["table"]]
+    rows = [[DISPLAY.get(r["metric"], r["metric"]), r["subset"], r["n"], *[format_with_interval(r, key) if key != "kendall" else r["kendall"] for key, _ in RANK_COLUMNS]] for r in v["table"]]
     header = ["metric", "mixtures", "n", *[name for _, name in RANK_COLUMNS]]
     suite = v.get("suite", {})
     split = (

@@ -194,9 +194,10 @@ def rank_rows(
     return rows
 
 
-def _cell(row: Mapping, key: str) -> str:
+def format_with_interval(row: Mapping, key: str) -> str:
+    """`row[key]` as "0.612 [0.21, 0.87]" with its `_lo`/`_hi` interval when both are finite; "–" when undefined."""
     v = row.get(key, float("nan"))
-    if not np.isfinite(v):
+    if v is None or not np.isfinite(v):
         return "–"
     lo, hi = row.get(f"{key}_lo", float("nan")), row.get(f"{key}_hi", float("nan"))
     return f"{v:.3f} [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) and np.isfinite(hi) else f"{v:.3f}"
@@ -218,5 +219,5 @@ def format_table(rows: Sequence[dict]) -> str:
     head = "| metric | subset | n | " + " | ".join(name for _, name in TABLE_COLUMNS) + " |"
     lines = [head, "|" + "|".join("---" for _ in range(3 + len(TABLE_COLUMNS))) + "|"]
     for r in rows:
-        lines.append(f"| {r['metric']} | {r['subset']} | {r['n']} | " + " | ".join(_cell(r, key) for key, _ in TABLE_COLUMNS) + " |")
+        lines.append(f"| {r['metric']} | {r['subset']} | {r['n']} | " + " | ".join(format_with_interval(r, key) for key, _ in TABLE_COLUMNS) + " |")
     return "\n".join(lines)
