@@ -202,22 +202,26 @@ def run_verification(engine: Any) -> dict:
     calibration, points = refit_calibration(engine, vertices, verified)
     for j, c in enumerate(first_round(engine, pool, baselines, calibration), start=1):
         c.name = f"c{j}"
-        predicted = float(proxy_utilities(engine, [c], calibration)[0])
-        verified.append(train_candidate(engine, c, 1, score))
-        verified[-1].predicted_utility = predicted
+        verified.append(train_predicted(engine, c, 1, score, calibration))
     calibration, points = refit_calibration(engine, vertices, verified)
     for r in range(2, p.verify_rounds + 1):
         nxt = next_calibrated(engine, pool, verified, calibration)
         if nxt is None or not worth_training(engine, nxt, verified, calibration):
             break
         nxt.name = f"c{sum(v.candidate.name.startswith('c') for v in verified) + 1}"
-        predicted = float(proxy_utilities(engine, [nxt], calibration)[0])
-        verified.append(train_candidate(engine, nxt, r, score))
-        verified[-1].predicted_utility = predicted
+        verified.append(train_predicted(engine, nxt, r, score, calibration))
         calibration, points = refit_calibration(engine, vertices, verified)
     resolve_leader(engine, verified, score)
     save_calibration(calibration, engine.run_dir, points)
     return verification_block(engine, verified, calibration)
+
+
+def train_predicted(engine: Any, candidate: Candidate, round_: int, score, calibration: Calibration) -> Verified:
+    """`train_candidate`, recording the calibrated prediction made before the runs (out of sample)."""
+    predicted = float(proxy_utilities(engine, [candidate], calibration)[0])
+    verified = train_candidate(engine, candidate, round_, score)
+    verified.predicted_utility = predicted
+    return verified
 
 
 def resolve_leader(engine: Any, verified: list[Verified], score) -> None:
