@@ -82,7 +82,7 @@ def chunk_scorer_for(model_cfg: ModelConfig, eval_cfg: EvalConfig, mesh: jax.sha
 
 def load_expert_stack(base_dir: str | os.PathLike, expert_dirs: Sequence[str | os.PathLike], model_cfg: ModelConfig | None = None) -> tuple[ExpertStack, ModelConfig]:
     """Read the base and expert checkpoints (train run folders) into an ExpertStack named by folder."""
-    from mergemix_jax.reliability.checkpoints import check_experts_share_base
+    from mergemix_jax.reliability.lineage import check_experts_share_base
     from mergemix_jax.train.checkpoint import load_params  # orbax import only when checkpoints are read
 
     check_experts_share_base(base_dir, expert_dirs)

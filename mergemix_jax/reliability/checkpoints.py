@@ -15,10 +15,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mergemix_jax.reliability.lineage import check_experts_share_base, newest_metadata  # noqa: F401 (their old home; callers import them from here)
-
 COMMIT_FILE = "commit_success.txt"
 QUARANTINE = "corrupt_checkpoints"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, incomplete or does not fit the model; says the way out.
+
+    Defined here, below train/ and reliability/lineage.py which both raise it (mergemix_jax.train
+    re-exports it)."""
 
 
 def step_problem(step_dir: str | os.PathLike, items: Sequence[str] = ("params", "meta")) -> str | None:

@@ -22,6 +22,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from mergemix_jax.reliability.checkpoints import CheckpointError
+
 log = logging.getLogger(__name__)
 
 SAMPLES_PER_LEAF = 4096
@@ -80,8 +82,6 @@ def run_identity(run_dir: str | os.PathLike) -> str:
 
 def check_run_folders(base_dir: str | os.PathLike, expert_dirs: Sequence[str | os.PathLike]) -> None:
     """Raise CheckpointError naming the option to fix when the base or an expert folder does not exist."""
-    from mergemix_jax.train.checkpoint import CheckpointError
-
     if not Path(base_dir).is_dir():
         raise CheckpointError(f"base run folder {base_dir} does not exist; check --base (a folder that `mergemix train` or `mergemix import-base` wrote)")
     missing = [str(d) for d in expert_dirs if not Path(d).is_dir()]
@@ -103,8 +103,6 @@ def check_experts_share_base(base_dir: str | os.PathLike, expert_dirs: Sequence[
     compared. Runs saved before fingerprints were recorded are judged by the folder name of
     `train.init_from`, with a warning; runs without any record (imported models) are not judged.
     """
-    from mergemix_jax.train.checkpoint import CheckpointError
-
     check_run_folders(base_dir, expert_dirs)
     base = Path(base_dir).resolve()
     base_print = recorded_fingerprint(base_dir)

@@ -24,16 +24,12 @@ import orbax.checkpoint as ocp
 from mergemix_jax.config import ModelConfig
 from mergemix_jax.model.architecture import architecture_differences
 from mergemix_jax.model.params import Params, param_shapes
-from mergemix_jax.reliability.checkpoints import quarantine_step, short_error, step_problem
+from mergemix_jax.reliability.checkpoints import CheckpointError, quarantine_step, short_error, step_problem
 from mergemix_jax.reliability.lineage import params_fingerprint
 
 log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, incomplete or does not fit the model; says the way out."""
 
 
 def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
