@@ -98,6 +98,7 @@ def build_suite(config: Config, tokenizer=None) -> EvalSuite:
     """Held-out batches of every configured domain plus the tasks in `eval.task_dir`, tokenised once."""
     from mergemix_jax.data import heldout_batches, load_task_dir, load_tokenizer
     from mergemix_jax.data.contamination import warn_contamination
+    from mergemix_jax.data.errors import DataError
 
     e = config.eval
     tokenizer = tokenizer or load_tokenizer(config.data)
@@ -108,11 +109,14 @@ def build_suite(config: Config, tokenizer=None) -> EvalSuite:
     tasks = {}
     if e.task_dir:
         loaded = load_task_dir(e.task_dir)
+        unknown = sorted(set(e.tasks) - set(loaded))
+        if unknown:
+            raise DataError(f"eval.tasks names task(s) {unknown} with no <name>.jsonl in eval.task_dir {e.task_dir}; it holds {sorted(loaded)}")
+        loaded = {name: items[: e.task_max_items] if e.task_max_items else items for name, items in loaded.items() if not e.tasks or name in e.tasks}
         if config.data.domains:  # a warning names every task item found verbatim in a training split
             warn_contamination(config.data, loaded)
         for name, items in sorted(loaded.items()):
-            items = items[: e.task_max_items] if e.task_max_items else items
-            tasks[name] = tokenize_task(items, tokenizer, name, e.task_max_len)
+            tasks[name] = tokenize_task(items, tokenizer, name, e.task_max_len, e.task_truncate)
     return make_suite(heldout, tasks, micro_batch=e.micro_batch)
 
 

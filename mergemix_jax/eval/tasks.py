@@ -92,9 +92,11 @@ def as_mapping(item) -> Mapping:
     return out
 
 
-def tokenize_task(items: Sequence, tokenizer: Tokenizer, task: str = "task", max_len: int = 0) -> TaskArrays:
+def tokenize_task(items: Sequence, tokenizer: Tokenizer, task: str = "task", max_len: int = 0, truncate: bool = False) -> TaskArrays:
     """Arrays for one task's items (see module doc). `max_len` > 0 caps the row length by dropping
-    the oldest context tokens; a continuation that alone does not fit is an error."""
+    the oldest context tokens; a continuation that alone does not fit is an error, unless `truncate`:
+    then only its first tokens are scored, as many as fit beside the last max(1, max_len // 4)
+    context tokens (every choice of an item cut to the same budget)."""
     items = [as_mapping(item) for item in items]
     kind = task_kind(items, task)
     bos = getattr(tokenizer, "bos_id", None)
@@ -107,6 +109,8 @@ def tokenize_task(items: Sequence, tokenizer: Tokenizer, task: str = "task", max
             cont_ids = list(tokenizer.encode(cont))
             if not cont_ids:
                 raise ValueError(f"task {task!r} item {item.get('id', index)!r}: continuation {cont!r} encodes to no tokens")
+            if truncate and max_len:
+                cont_ids = cont_ids[: max_len + 1 - min(len(context), max(1, max_len // 4))]
             if not context:
                 raise ValueError(
                     f"task {task!r} item {item.get('id', index)!r}: empty context and the tokenizer has no bos_id, "
