@@ -137,7 +137,11 @@ class PipelineConfig:
     base_dir: str = ""  # reuse a finished base run folder instead of training one
     base_steps: int = 300  # steps of the base, trained on the uniform mixture
     expert_steps: int = 80  # steps of each domain expert (and of each reference in `validate`)
-    expert_learning_rate: float = 0.0  # 0 = optim.learning_rate; experts always use a constant LR
+    expert_learning_rate: float = 0.0  # 0 = optim.learning_rate (experts' peak LR; references always train at a constant LR)
+    expert_general_share: float = 0.0  # [0, 1): share of each expert's data drawn from the base's own mixture (0 = pure domain; 0.5 = DeMix)
+    expert_schedule: str = "constant"  # constant | cosine (decays to expert_lr_floor x the peak; DeMix: cosine to 20%)
+    expert_lr_floor: float = 0.2  # (0, 1]: cosine experts' final LR as a fraction of the peak
+    expert_checkpoint_step: int = 0  # merge each expert's checkpoint at this step (0 = the final one); <= expert_steps
     methods: list[str] = field(default_factory=lambda: ["gradient", "surrogate", "subsets", "cmaes"])
     utility: dict[str, float] = field(default_factory=dict)  # metric -> weight; {} = {"loss/mean": 1}
     search_seed: int = 0  # seed of the probe and verification mixtures (the searches use search.seed)

@@ -175,6 +175,23 @@ def _pipeline_problems(config: Config) -> list[str]:
     bad = {m: w for m, w in p.utility.items() if not (isinstance(w, (int, float)) and math.isfinite(w))}
     if bad:
         problems.append(f"key 'pipeline.utility' needs a finite weight per metric, got {bad}")
+    return problems + _expert_recipe_problems(p)
+
+
+EXPERT_SCHEDULES = ("constant", "cosine")
+
+
+def _expert_recipe_problems(p) -> list[str]:
+    """The experts' recipe: general-data share, LR schedule and floor, and which checkpoint is merged."""
+    problems = _choice("pipeline.expert_schedule", p.expert_schedule, EXPERT_SCHEDULES)
+    if not 0.0 <= p.expert_general_share < 1.0:
+        problems.append(f"key 'pipeline.expert_general_share' is the share of each expert's data drawn from the general mixture, in [0, 1) (0 = pure domain, 0.5 = DeMix), got {p.expert_general_share}")
+    if not 0.0 < p.expert_lr_floor <= 1.0:
+        problems.append(f"key 'pipeline.expert_lr_floor' is the cosine schedule's final LR as a fraction of the peak, in (0, 1] (DeMix: 0.2), got {p.expert_lr_floor}")
+    if p.expert_checkpoint_step < 0:
+        problems.append(f"key 'pipeline.expert_checkpoint_step' must be >= 0 (0 = each expert's final checkpoint), got {p.expert_checkpoint_step}")
+    elif p.expert_checkpoint_step > p.expert_steps > 0:
+        problems.append(f"key 'pipeline.expert_checkpoint_step' is {p.expert_checkpoint_step}, past the experts' last step (pipeline.expert_steps = {p.expert_steps})")
     return problems
 
 

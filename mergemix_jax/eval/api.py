@@ -80,14 +80,17 @@ def chunk_scorer_for(model_cfg: ModelConfig, eval_cfg: EvalConfig, mesh: jax.sha
     return _cached_scorer(model_cfg, _merge_key(eval_cfg), mesh, eval_cfg.shard_experts and mesh is not None, eval_cfg.mixtures_per_step)
 
 
-def load_expert_stack(base_dir: str | os.PathLike, expert_dirs: Sequence[str | os.PathLike], model_cfg: ModelConfig | None = None) -> tuple[ExpertStack, ModelConfig]:
-    """Read the base and expert checkpoints (train run folders) into an ExpertStack named by folder."""
+def load_expert_stack(
+    base_dir: str | os.PathLike, expert_dirs: Sequence[str | os.PathLike], model_cfg: ModelConfig | None = None, step: int | None = None
+) -> tuple[ExpertStack, ModelConfig]:
+    """Read the base and expert checkpoints (train run folders) into an ExpertStack named by folder
+    (each expert's newest checkpoint, or its checkpoint `step`)."""
     from mergemix_jax.reliability.lineage import check_experts_share_base
     from mergemix_jax.train.checkpoint import load_params  # orbax import only when checkpoints are read
 
     check_experts_share_base(base_dir, expert_dirs)
     base, cfg = load_params(base_dir, model_cfg)
-    experts = [load_params(d, cfg)[0] for d in expert_dirs]
+    experts = [load_params(d, cfg, step=step)[0] for d in expert_dirs]
     names = [Path(d).resolve().name for d in expert_dirs]
     if len(set(names)) != len(names):
         names = [f"{n}_{i}" for i, n in enumerate(names)]

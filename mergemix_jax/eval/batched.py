@@ -50,7 +50,7 @@ def shard_expert_stack(cfg: ModelConfig, stack: ExpertStack, mesh: jax.sharding.
     is_spec = lambda x: isinstance(x, PartitionSpec)  # noqa: E731
     base_shardings = jax.tree.map(lambda spec: NamedSharding(mesh, spec), specs, is_leaf=is_spec)
     expert_shardings = jax.tree.map(lambda spec: NamedSharding(mesh, PartitionSpec(None, *spec)), specs, is_leaf=is_spec)
-    return ExpertStack(_put(stack.base, base_shardings), _put(stack.experts, expert_shardings), stack.names)
+    return ExpertStack(_put(stack.base, base_shardings), _put(stack.experts, expert_shardings), stack.names, stack.dilution)
 
 
 def replicate(tree, mesh: jax.sharding.Mesh | None):

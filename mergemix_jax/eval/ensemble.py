@@ -226,5 +226,7 @@ def expert_logprobs(cfg: ModelConfig, stack: ExpertStack, suite: EvalSuite, cach
 
 def ensemble_metrics(model_cfg: ModelConfig, stack: ExpertStack, suite: EvalSuite, weights_NxK, cache_dir: Path | None = None) -> dict[str, np.ndarray]:
     """{loss/<domain>, loss/mean: [N]} of the output-space ensemble of the experts for each mixture
-    (weights [N, K]); the names of merged evaluation's held-out losses. Task metrics are not defined."""
-    return expert_logprobs(model_cfg, stack, suite, cache_dir).losses(weights_NxK)
+    (weights [N, K]; for diluted experts weighted by the dilution-corrected coefficients, like the
+    merge); the names of merged evaluation's held-out losses. Task metrics are not defined."""
+    coefficients = weights_NxK if stack.dilution is None else np.asarray(stack.coefficients(np.asarray(weights_NxK, np.float32)), np.float64)
+    return expert_logprobs(model_cfg, stack, suite, cache_dir).losses(coefficients)

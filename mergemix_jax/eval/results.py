@@ -80,6 +80,8 @@ def score_settings(model_cfg, stack, suite, eval_cfg, proxy: str) -> dict:
         "merge_scale": eval_cfg.merge_scale,
         "proxy": proxy,
     }
+    if stack.dilution is not None:  # diluted experts: the mixtures are merged with corrected weights
+        settings["dilution"] = {"share": stack.dilution.share, "general": list(stack.dilution.general)}
     if eval_cfg.merge == "ties":
         settings["ties_density"] = eval_cfg.ties_density
     if eval_cfg.merge == "dare":

@@ -98,10 +98,14 @@ MERGE_METHODS = tuple(MERGE_OPERATORS)
 
 
 def merge(stack: ExpertStack, weights_K: jax.Array, method: str = "linear", scale: float = 1.0, **options) -> dict:
-    """Dispatch to a registered merge operator by name (see MERGE_OPERATORS); options go to the operator."""
+    """Dispatch to a registered merge operator by name (see MERGE_OPERATORS); options go to the operator.
+
+    `weights_K` is a target mixture: for a stack of diluted experts the operator gets the
+    dilution-corrected weights (`ExpertStack.coefficients`, merge/dilution.py), the one place a
+    mixture becomes merge coefficients."""
     operator = MERGE_OPERATORS.get(method)
     if operator is None:
         raise ValueError(f"unknown merge method {method!r}; choose one of {MERGE_METHODS}")
     if method == "linear" and options:
         raise ValueError(f"linear merge takes no options, got {sorted(options)}")
-    return operator.fn(stack, weights_K, scale=scale, **options)
+    return operator.fn(stack, stack.coefficients(weights_K), scale=scale, **options)

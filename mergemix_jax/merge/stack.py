@@ -19,22 +19,32 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mergemix_jax.merge.dilution import Dilution, merge_coefficients
+
 
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
 class ExpertStack:
     """base: params pytree; experts: the same tree with each leaf stacked as [K, *leaf.shape].
 
-    `names` (static) labels the K experts, e.g. by domain.
+    `names` (static) labels the K experts, e.g. by domain. `dilution` (static) says the experts were
+    trained with a share of general data (DeMix components, merge/dilution.py); every merge operator
+    then turns a target mixture into corrected merge weights with `coefficients`.
     """
 
     base: dict
     experts: dict
     names: tuple[str, ...] = field(default=(), metadata={"static": True})
+    dilution: Dilution | None = field(default=None, metadata={"static": True})
 
     @property
     def num_experts(self) -> int:
         return len(self.names)
+
+    def coefficients(self, weights_K: jax.Array) -> jax.Array:
+        """The merge weights for target mixture(s) [..., K]: unchanged for pure-domain experts,
+        dilution-corrected (clipped, renormalised) for diluted ones."""
+        return merge_coefficients(weights_K, self.dilution)
 
 
 def _leaf_paths(tree) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,11 +31,15 @@ from mergemix_jax.eval import (
     read_results,
 )
 from mergemix_jax.eval.batched import MergeFn, replicate, shard_expert_stack
+from mergemix_jax.merge.dilution import unreachable_rows
+from mergemix_jax.merge.stack import ExpertStack
 from mergemix_jax.parallel.mesh import configured_mesh
 from mergemix_jax.pipeline import training
 from mergemix_jax.pipeline.problem import utility_weights
 from mergemix_jax.search.merged import merged_problem
 from mergemix_jax.search.problem import SearchProblem
+
+log = logging.getLogger(__name__)
 
 
 class Engine:
@@ -58,7 +63,8 @@ class Engine:
             base_dir, expert_dirs = training.base_dir(config, run_dir), training.expert_dirs(config, run_dir)
         self.config, self.run_dir = config, run_dir
         self.mesh = configured_mesh(config.mesh) if isinstance(mesh, str) else mesh
-        stack, self.model_cfg = load_expert_stack(base_dir, expert_dirs, config.model)
+        stack, self.model_cfg = load_expert_stack(base_dir, expert_dirs, config.model, step=training.expert_step(config, expert_dirs))
+        stack = training.dilute_stack(config, stack)  # DeMix components: merge weights dilution-corrected
         self.shard_experts = config.eval.shard_experts and self.mesh is not None
         self.stack = shard_expert_stack(self.model_cfg, stack, self.mesh) if self.shard_experts else replicate(stack, self.mesh)
         self.suite = build_suite(dataclasses.replace(config, model=self.model_cfg))  # placed by each scorer
@@ -94,14 +100,30 @@ class Engine:
         )  # fmt: skip
 
     def evaluate(self, weights_BxK: np.ndarray, out: str | os.PathLike, proxy: str = "exact", progress: bool | None = None) -> dict:
-        """Score every mixture into the resumable CSV `out` (see eval.evaluate_mixtures); the summary."""
+        """Score every mixture into the resumable CSV `out` (see eval.evaluate_mixtures); the summary.
+        With diluted experts, mixtures out of their reach are merged with clipped weights (a warning)."""
         progress = self.config.train.progress if progress is None else progress
+        warn_unreachable(self.stack, weights_BxK, str(out))
         return evaluate_mixtures(self.model_cfg, self.stack, weights_BxK, self.suite, out, self.config.eval, proxy, self.mesh, progress=progress)
 
     def score_table(self, weights_BxK: np.ndarray, out: Path) -> dict:
         """Score every mixture exactly into the resumable CSV `out`; returns the table (see read_table)."""
         self.evaluate(weights_BxK, out)
         return read_table(out, self.domains)
+
+
+def warn_unreachable(stack: ExpertStack, weights_BxK: np.ndarray, what: str) -> int:
+    """Warn (and return how many) when mixtures lie outside what a merge of the stack's diluted
+    experts can reach (some a_k < share * general_k): they are merged with clipped weights."""
+    rows = unreachable_rows(weights_BxK, stack.dilution)
+    if rows.any():
+        d = stack.dilution
+        log.warning(
+            "%s: %d of %d mixtures give some domain less than share x general (%g x %s), which no merge of experts "
+            "trained with pipeline.expert_general_share=%g reaches; they are merged with the corrected weights clipped at 0 (the nearest reachable merge)",
+            what, int(rows.sum()), len(rows), d.share, np.round(d.general, 3).tolist(), d.share,
+        )  # fmt: skip
+    return int(rows.sum())
 
 
 def natural_prior(config: Config) -> np.ndarray:

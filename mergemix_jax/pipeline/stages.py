@@ -69,11 +69,12 @@ def stage_base(config: Config, run_dir: Path) -> None:
 
 
 def stage_experts(config: Config, run_dir: Path) -> None:
-    """Train one expert per domain from the base (constant LR, `pipeline.expert_steps`)."""
+    """Train one expert per domain from the base (`pipeline.expert_steps`; the expert recipe of
+    pipeline/training.py: constant LR on the domain alone by default, or DeMix's components)."""
     from mergemix_jax.train import is_finished
 
     for domain, out in zip(config.data.domains, training.expert_dirs(config, run_dir), strict=True):
-        cfg = training.short_run_config(config, run_dir, out, {domain.name: 1.0})
+        cfg = training.expert_config(config, run_dir, out, domain.name)
         run_stage(run_dir, f"expert:{domain.name}", lambda c=cfg: is_finished(c.train.output_dir), lambda c=cfg, d=domain.name: _timed_train(c, run_dir, f"expert:{d}"))
 
 
@@ -146,6 +147,11 @@ def search_problem(engine: Engine) -> tuple[SearchProblem, dict]:
         table = read_table(probe, engine.domains)
         observed = (table["weights"], table["metrics"]) if len(table["weights"]) else None
     note["observed_mixtures"] = 0 if observed is None else len(observed[0])
+    if engine.stack.dilution is not None:  # DeMix components: searched in data proportions, merged with corrected weights
+        from mergemix_jax.merge.dilution import describe, unreachable_rows
+
+        note["dilution"] = describe(engine.stack.dilution, engine.domains)
+        note["dilution"]["unreachable_probe_mixtures"] = 0 if observed is None else int(unreachable_rows(observed[0], engine.stack.dilution).sum())
     utility, objective = benchmark_utility(engine, None if observed is None else observed[1], note)
     return dataclasses.replace(problem, caps=caps, tokens=tokens, observed=observed, utility=utility, objective=objective), note
 

@@ -1,18 +1,29 @@
 """Train configs of the pipeline's models, derived from one Config, and a train-unless-finished helper.
 
-Base: `pipeline.base_steps` on the uniform mixture from scratch. Expert k and every reference:
-`pipeline.expert_steps` (or `validate.reference_steps`) from the base at a constant learning rate
-(the merged proxy ranks mixtures best with constant-LR, short-horizon experts; see the README's
-Measurements), on domain k alone or on the reference's mixture.
+Base: `pipeline.base_steps` on the uniform mixture from scratch. Every reference:
+`pipeline.expert_steps` (or `validate.reference_steps`) from the base at a constant learning rate,
+on the reference's mixture. Expert k: the same steps from the base, by default on domain k alone at
+a constant LR (the merged proxy ranks mixtures best with constant-LR, short-horizon experts; see
+the README's Measurements); DeMix's component recipe is a switch: `pipeline.expert_general_share`
+of general data (the base's own mixture), `pipeline.expert_schedule: cosine` to
+`pipeline.expert_lr_floor`, and `pipeline.expert_checkpoint_step` to merge an earlier checkpoint.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import time
 from pathlib import Path
 
+import numpy as np
+
 from mergemix_jax.config import Config
+from mergemix_jax.merge.dilution import Dilution, effective_proportions, make_dilution
+from mergemix_jax.merge.stack import ExpertStack
+
+log = logging.getLogger(__name__)
 
 
 def derive_train_config(
@@ -67,6 +78,89 @@ def short_run_config(config: Config, run_dir: Path, out: Path, mixture: dict[str
         constant_lr=True,
         data_seed=data_seed,
     )
+
+
+def general_mixture(config: Config) -> dict[str, float]:
+    """The "general" data of diluted experts: the base's own training mixture, as proportions over
+    data.domains. The pipeline's base trains on the uniform mixture; a base from `pipeline.base_dir`
+    on the mixture its checkpoint records, or, when it records none (an imported model), on the
+    domains' natural proportions (each one's share of the training tokens)."""
+    from mergemix_jax.data.pipeline import normalize_mixture
+
+    names = [d.name for d in config.data.domains]
+    if config.pipeline.base_dir:
+        from mergemix_jax.reliability.lineage import newest_metadata
+
+        meta = newest_metadata(config.pipeline.base_dir)
+        if "mixture" not in meta:
+            from mergemix_jax.pipeline.engine import natural_prior
+
+            log.info("%s records no training mixture: diluted experts draw their general data in natural proportions", config.pipeline.base_dir)
+            return dict(zip(names, natural_prior(config).tolist(), strict=True))
+        recorded = meta["mixture"]
+    else:
+        recorded = base_config(config, Path(".")).train.mixture  # {} = uniform
+    proportions = normalize_mixture(config.data, recorded)
+    return {name: proportions.get(name, 0.0) for name in names}
+
+
+def expert_dilution(config: Config) -> Dilution | None:
+    """The experts' dilution (share, general proportions in data.domains order); None for pure-domain experts."""
+    share = config.pipeline.expert_general_share
+    return make_dilution(share, list(general_mixture(config).values())) if share > 0 else None
+
+
+def expert_mixture(config: Config, domain: str) -> dict[str, float]:
+    """Expert `domain`'s training mixture: domain alone, or (1 - share) x domain + share x general."""
+    dilution = expert_dilution(config)
+    if dilution is None:
+        return {domain: 1.0}
+    names = [d.name for d in config.data.domains]
+    proportions = effective_proportions(np.asarray([float(n == domain) for n in names]), dilution.share, dilution.general)
+    return {n: float(w) for n, w in zip(names, proportions, strict=True) if w > 0}
+
+
+def expert_config(config: Config, run_dir: Path, out: Path, domain: str) -> Config:
+    """Expert `domain`'s train config: the reference recipe from the base on `expert_mixture`, with
+    the expert schedule (cosine to `pipeline.expert_lr_floor` x the peak) and, when an intermediate
+    checkpoint is merged, checkpoints every gcd(step, steps) steps, all kept."""
+    p = config.pipeline
+    cfg = short_run_config(config, run_dir, out, expert_mixture(config, domain))
+    if p.expert_schedule == "cosine":
+        cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, schedule="cosine", min_lr_ratio=p.expert_lr_floor))
+    if 0 < p.expert_checkpoint_step < cfg.train.steps:
+        every = math.gcd(p.expert_checkpoint_step, cfg.train.steps)
+        keep = max(cfg.train.keep_checkpoints, cfg.train.steps // every)
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, checkpoint_every=every, keep_checkpoints=keep))
+    return cfg
+
+
+def dilute_stack(config: Config, stack: ExpertStack) -> ExpertStack:
+    """`stack` marked with the experts' dilution (pipeline.expert_general_share > 0), so every merge
+    corrects its weights (merge/dilution.py); unchanged for pure-domain experts."""
+    dilution = expert_dilution(config)
+    if dilution is None:
+        return stack
+    names = tuple(d.name for d in config.data.domains)
+    if stack.names != names:
+        raise ValueError(f"pipeline.expert_general_share={dilution.share} corrects merge weights per domain: the experts must be named after data.domains {list(names)} in that order, got {list(stack.names)}")
+    return dataclasses.replace(stack, dilution=dilution)
+
+
+def expert_step(config: Config, expert_dirs: list[Path] | list[str]) -> int | None:
+    """The checkpoint step merged from every expert (None = each one's newest); an error naming
+    `pipeline.expert_checkpoint_step` and the saved steps when an expert lacks it."""
+    step = config.pipeline.expert_checkpoint_step
+    if step == 0:
+        return None
+    from mergemix_jax.train.checkpoint import CheckpointError, checkpoint_dir
+
+    for folder in expert_dirs:
+        directory = checkpoint_dir(folder)
+        saved = sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) if directory.is_dir() else []
+        if step not in saved:
+            raise CheckpointError(f"pipeline.expert_checkpoint_step={step}: expert {folder} has no checkpoint at step {step}; its saved steps are {saved}")
+    return step
 
 
 def expert_dirs(config: Config, run_dir: Path) -> list[Path]:

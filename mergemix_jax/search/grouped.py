@@ -43,8 +43,9 @@ def leaf_groups(params: dict, by: str = "layer") -> tuple[dict, tuple[str, ...]]
 
 
 def grouped_linear_merge(stack: ExpertStack, weights_GxK: jax.Array, group_ids: dict, scale: float = 1.0) -> dict:
-    """base + scale * sum_k w[g, k] (expert_k - base) with g each leaf's group (float32 accumulate)."""
-    w_GxK = jnp.asarray(weights_GxK, jnp.float32)
+    """base + scale * sum_k w[g, k] (expert_k - base) with g each leaf's group (float32 accumulate);
+    each row is a target mixture, dilution-corrected for diluted experts (ExpertStack.coefficients)."""
+    w_GxK = jnp.asarray(stack.coefficients(weights_GxK), jnp.float32)
 
     def leaf(group, b, e_K):
         w = scale * w_GxK[group]
