@@ -62,6 +62,7 @@ def test_the_pipeline_searches_the_normalised_utility_and_a_stand_in_objective()
 
     from mergemix_jax.config import load_config
     from mergemix_jax.pipeline.stages import benchmark_utility
+    from mergemix_jax.pipeline.utility import fit_run_utility
     from mergemix_jax.search.problem import SearchProblem
 
     def score(w):
@@ -69,14 +70,15 @@ def test_the_pipeline_searches_the_normalised_utility_and_a_stand_in_objective()
 
     raw = SearchProblem(domains=("a", "b"), score=score, utility=lambda m: -m["loss/mean"] + m["acc/qa"])
     built = []
+    reference = score(np.asarray([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]))
     engine = SimpleNamespace(
+        utility=fit_run_utility({"loss/mean": 1.0, "acc/qa": 1.0}, "minmax", reference),  # the run's fixed maps (eval/utility.json)
         config=load_config(None, ["search.normalise=minmax", "pipeline.methods=[gradient,subsets]"]),
         problem=raw,
         weights={"loss/mean": 1.0, "acc/qa": 1.0},
         metrics=["loss/mean", "acc/qa", "ce/qa"],
         search_problem=lambda weights, prior: built.append(weights) or SimpleNamespace(objective="stand-in objective"),
     )
-    reference = score(np.asarray([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]))
     note = {}
     utility, objective = benchmark_utility(engine, reference, note)
     np.testing.assert_allclose(utility(score(np.asarray([[1.0, 0.0], [0.0, 1.0]]))), [0.5, 0.5])  # (1 + 0) / 2 and (0 + 1) / 2

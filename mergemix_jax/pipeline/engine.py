@@ -84,6 +84,15 @@ class Engine:
         return self.stack.names
 
     @functools.cached_property
+    def utility(self):
+        """The run's utility (pipeline/utility.py RunUtility): `pipeline.utility`'s metrics normalised by
+        `search.normalise` with maps fitted once on the probe table and saved in <run>/eval/utility.json;
+        every stage that ranks mixtures (search, select, verify, validate) scores through it."""
+        from mergemix_jax.pipeline.utility import run_utility
+
+        return run_utility(self.config, self.run_dir, self.weights)
+
+    @functools.cached_property
     def problem(self) -> SearchProblem:
         """The merged search problem: the utility's smooth metrics as objective, every metric scored."""
         return self.search_problem(self.weights, prior=natural_prior(self.config))

@@ -21,7 +21,7 @@ from mergemix_jax.config import Config
 from mergemix_jax.config.loading import config_to_yaml
 from mergemix_jax.pipeline import mixtures, training
 from mergemix_jax.pipeline.engine import Engine, natural_prior, read_table  # noqa: F401 (re-exported)
-from mergemix_jax.pipeline.problem import utility_of, utility_weights
+from mergemix_jax.pipeline.problem import utility_weights
 from mergemix_jax.pipeline.run_dir import log_stage, run_dir_for, run_stage, write_json_atomic
 from mergemix_jax.reliability.atomic import atomic_write_text
 from mergemix_jax.search.problem import SearchProblem
@@ -108,6 +108,7 @@ def stage_probe(engine: Engine) -> None:
         write_json_atomic(marker, {**layout, "n": len(weights), "seconds": time.perf_counter() - start})
 
     run_stage(engine.run_dir, "probe", marker.is_file, work)
+    log.info("%s", engine.utility.describe())  # fits the normalisation on the probe table once (eval/utility.json)
 
 
 def stage_diagnostics(engine: Engine) -> None:
@@ -160,15 +161,12 @@ def benchmark_utility(engine: Engine, reference: dict | None, note: dict):
     """(utility, objective) of the searches: the macro average of the utility's metrics normalised
     on the probe table (search.normalise), and a gradient objective over smooth stand-ins of the
     non-differentiable ones (warning when a metric has none)."""
-    from mergemix_jax.search.merged import metric_direction
-    from mergemix_jax.search.normalise import SMOOTH_PREFIXES, fit_normaliser, macro_utility, objective_weights
+    from mergemix_jax.search.normalise import SMOOTH_PREFIXES, objective_weights
 
     kind, problem, weights = engine.config.search.normalise, engine.problem, engine.weights
-    utility = problem.utility
-    if kind != "none":
-        if reference is None:
-            raise ValueError(f"search.normalise={kind} fits its maps on the probe table, which is missing; rerun the probe stage")
-        utility = macro_utility(weights, fit_normaliser(reference, {m: metric_direction(m) for m in weights}, kind))
+    if kind != "none" and reference is None:
+        raise ValueError(f"search.normalise={kind} fits its maps on the probe table, which is missing; rerun the probe stage")
+    utility = engine.utility  # the same fitted maps select, verify and validate use (pipeline/utility.py)
     smooth, warnings = objective_weights(weights, engine.metrics, reference, kind)
     for text in warnings:
         log.warning("%s", text)
@@ -232,7 +230,7 @@ def stage_select(engine: Engine) -> Path:
         files = {m: read_mixture(engine.run_dir / "search" / f"{m}.json") for m in methods}
         weights = np.asarray([[files[m].weights[d] for d in engine.domains] for m in methods])
         table = engine.score_table(weights, engine.run_dir / "eval" / "methods.csv")
-        utilities = utility_of(engine.weights, table["metrics"])
+        utilities = engine.utility(table["metrics"])
         best = int(np.argmax(utilities))
         chosen = files[methods[best]]
         chosen.metrics = {k: float(v[best]) for k, v in table["metrics"].items()} | {"utility": float(utilities[best])}

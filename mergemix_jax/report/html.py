@@ -82,12 +82,14 @@ def _heatmap_section(run_dir: Path, out: Path, domains: list[str], utility: dict
     from mergemix_jax.pipeline.mixtures import face_grid, row_lookup
     from mergemix_jax.pipeline.problem import utility_of
     from mergemix_jax.pipeline.stages import read_table
+    from mergemix_jax.pipeline.utility import read_run_utility
 
     layout = _load_json(run_dir / "eval" / "probe.done.json")
     if not layout or not layout.get("faces"):
         return "<p>No simplex heatmap (needs K >= 3 and the probe stage).</p>"
     table = read_table(run_dir / "eval" / "probe.csv", tuple(domains))
-    util = utility_of(utility, table["metrics"])
+    saved = read_run_utility(run_dir)
+    util = saved(table["metrics"]) if saved is not None else utility_of(utility, table["metrics"])
     faces, face_marks = [], []
     k = len(domains)
     for face in layout["faces"]:
@@ -96,6 +98,75 @@ def _heatmap_section(run_dir: Path, out: Path, domains: list[str], utility: dict
         face_marks.append({name: w[face] for name, w in marks.items() if abs(w[face].sum() - 1) < 1e-3})
     note = "" if k == 3 else f"<p class='note'>K = {k}: 2-D slices, the faces spanned by three domains (the others at 0); a method's mixture is marked on the faces it lies on.</p>"
     return note + _img(plots.simplex_heatmaps(faces, face_marks, out / "heatmap.png"), out, "simplex heatmap")
+
+
+BENCHMARK_COLUMNS = ("recommended", "uniform", "natural")
+
+
+def _benchmark_rows(run_dir: Path, domains: list[str]) -> tuple[dict[str, dict[str, float]], str]:
+    """{mixture: {metric: value}} for the recommended mixture, uniform and natural, and where the
+    numbers come from: the verification runs' real metrics (mean over seeds) when the run was verified,
+    else the merged proxy (mixture.json for the pick, the probe table's centre for uniform)."""
+    from mergemix_jax.pipeline.engine import read_table
+
+    mixture = _load_json(run_dir / "mixture.json") or {}
+    ver = mixture.get("verification") or {}
+    if ver.get("candidates"):
+        cands = {c["name"]: c for c in ver["candidates"]}
+        names = {"recommended": ver.get("chosen"), "uniform": "uniform", "natural": "natural"}
+        out = {}
+        for label, name in names.items():
+            c = cands.get(name)
+            if c and c.get("real_metrics"):
+                runs = c["real_metrics"]
+                out[label] = {m: float(np.mean([r[m] for r in runs])) for m in runs[0]}
+        return out, "real training (verification runs, mean over data seeds)"
+    out = {}
+    if mixture.get("metrics"):
+        out["recommended"] = {k: float(v) for k, v in mixture["metrics"].items() if k != "utility"}
+    probe = run_dir / "eval" / "probe.csv"
+    if probe.is_file():
+        table = read_table(probe, tuple(domains))
+        centre = np.flatnonzero(np.all(np.abs(table["weights"] - 1.0 / len(domains)) < 1e-6, axis=1))
+        if centre.size:
+            out["uniform"] = {m: float(v[centre[0]]) for m, v in table["metrics"].items()}
+    return out, "the merged proxy (not verified by real training)"
+
+
+def _benchmark_section(run_dir: Path, domains: list[str]) -> str:
+    """Per-benchmark scores of the recommended mixture, uniform and natural: each utility metric raw and
+    normalised by the run's fixed maps (eval/utility.json), the utility, and held-out loss for reference."""
+    from mergemix_jax.pipeline.utility import read_run_utility
+
+    utility = read_run_utility(run_dir)
+    if utility is None:
+        return "<p>No utility yet (written after the probe stage).</p>"
+    rows_by, source = _benchmark_rows(run_dir, domains)
+    if not rows_by:
+        return "<p>No scored recommendation yet.</p>"
+    cols = [c for c in BENCHMARK_COLUMNS if c in rows_by]
+    header = ["metric", "weight", *[f"{c} {part}" for c in cols for part in ("raw", "normalised")]]
+    rows = []
+    for m, w in utility.weights.items():
+        cells = []
+        for c in cols:
+            raw = rows_by[c].get(m)
+            norm = None if raw is None or m not in utility.maps else float(utility.maps[m](np.asarray([raw]))[0])
+            cells += [raw, norm]
+        rows.append([m, w, *cells])
+    util_cells = []
+    for c in cols:
+        have = all(m in rows_by[c] for m in utility.weights)
+        util_cells += [None, utility.of_record(rows_by[c]) if have else None]
+    rows.append(["utility (weighted mean of the normalised scores)" if utility.kind != "none" else "utility (weighted sum)", None, *util_cells])
+    if "loss/mean" not in utility.weights:
+        rows.append(["held-out loss loss/mean (reported, not optimised)", None, *[x for c in cols for x in (rows_by[c].get("loss/mean"), None)]])
+    note = (
+        f"<p class='note'>{html.escape(utility.describe())}. Raw: the metric as scored (losses and NLLs in nats, lower is better; "
+        f"accuracies higher is better); normalised: its fixed {html.escape(utility.kind)} map, higher is better, the same map for the "
+        f"searches' proxies and for real runs. Numbers from {html.escape(source)}.</p>"
+    )
+    return note + _table(header, rows)
 
 
 def _diagnostics_section(run_dir: Path, out: Path) -> str:
@@ -229,6 +300,7 @@ def render_report(run_dir: str | os.PathLike) -> Path:
     timings = _load_json(run_dir / "timings.json") or {}
     sections = [
         ("Recommendation", _verdict_section(run_dir, domains, validation)),
+        ("Benchmark scores", _benchmark_section(run_dir, domains)),
         ("Mixtures found", methods_html),
         ("Proxy loss over the simplex", _heatmap_section(run_dir, out, domains, _utility_weights(config), marks)),
         ("Interference diagnostics", _diagnostics_section(run_dir, out)),

@@ -26,7 +26,6 @@ import yaml
 from mergemix_jax.config import Config
 from mergemix_jax.merge.weights import weights_hash
 from mergemix_jax.pipeline import mixtures
-from mergemix_jax.pipeline.problem import utility_of
 from mergemix_jax.pipeline.run_dir import config_hash, log_stage, write_json_atomic
 from mergemix_jax.pipeline.stages import Engine, natural_prior, run_pipeline, with_overrides
 from mergemix_jax.validate import baselines, stats
@@ -169,9 +168,12 @@ def run_validation(config: Config, config_path: str | os.PathLike | None = None,
         utility_weights=engine.weights,
     )
     calibrated_all = None if calibration is None else calibration.apply(proxy_all)
-    outcome = compare_baselines(engine.weights, domains, kinds, weights, replicates, extra, extra_refs, proxy_all, calibrated_all)
+    outcome = compare_baselines(engine.utility, domains, kinds, weights, replicates, extra, extra_refs, proxy_all, calibrated_all)
     result.update(outcome)
-    result["summary"].update(_baseline_summary(outcome))
+    result["utility"] = {**engine.utility.to_json(), "is_loss": engine.utility.is_loss}
+    result["rankings"] = rankings(result["table"], engine.utility)
+    result["summary"].update(_rankings_summary(result["rankings"]))
+    result["summary"].update(_baseline_summary(outcome, engine.utility.is_loss))
     result["summary"].update(_compute_summary(run_dir, refs, noise, extra_refs, proxy_seconds, n))
     result["suite"] = {"key": key, "heldout_sequences": scoring.eval.heldout_sequences, "heldout_offset": scoring.eval.heldout_offset, "seq_len": scoring.eval.seq_len}
     write_json_atomic(vdir / f"validation-{key}.json", result)
@@ -198,8 +200,8 @@ def _calibration(run_dir: Path):
 def _compare(engine: Engine, domains, kinds, proxy, replicates, calibrated, interp, outspace) -> list[dict]:
     """Rank rows of the utility, the normalised utility and every metric (see stats.rank_rows)."""
 
-    def util(table):
-        return None if table is None or not all(m in table for m in engine.weights) else utility_of(engine.weights, table)
+    def util(table):  # the run's utility: the searches' normalisation, fitted once on the probe table
+        return None if table is None or not all(m in table for m in engine.weights) else engine.utility(table)
 
     def norm(table):
         return None if table is None else stats.normalised_utility(table, domains)
@@ -217,23 +219,27 @@ def _compare(engine: Engine, domains, kinds, proxy, replicates, calibrated, inte
     return out
 
 
-def compare_baselines(utility: dict, domains, kinds, weights_NxK, replicates, extra, extra_refs, proxy_all, calibrated_all) -> dict:
+def compare_baselines(utility, domains, kinds, weights_NxK, replicates, extra, extra_refs, proxy_all, calibrated_all) -> dict:
     """The references' best and the set indistinguishable from it, and per baseline (recommended, proxy
-    pick, uniform = the centre, natural): real and proxy loss, rank, regret with a 90% interval.
+    pick, uniform = the centre, natural): real and proxy loss (= -utility), rank, regret with a 90% interval.
+    `utility`: the run's RunUtility (or a {metric: weight} dict, the plain weighted sum).
     `proxy_all`/`calibrated_all` hold the N references' rows followed by one row per `extra` mixture."""
+    from mergemix_jax.pipeline.utility import RunUtility
+
+    utility = utility if isinstance(utility, RunUtility) else RunUtility(dict(utility))
     n = len(kinds)
-    reps = [utility_of(utility, r) for r in replicates]
+    reps = [utility(r) for r in replicates]
     ref_util, m = np.mean(reps, axis=0), len(reps)
     noise = stats.replicate_noise(reps[0], reps[1]) if m == 2 else float("nan")
     names = [f"m{i:02d} ({kind})" for i, kind in enumerate(kinds)]
     best, centre = int(np.argmax(ref_util)), kinds.index("centre")
     entries = {"uniform": (weights_NxK[centre], float(ref_util[centre]), m, centre, {}, centre)}
     for i, (name, record) in enumerate(extra_refs.items()):
-        u = float(utility_of(utility, {k: np.asarray([record["metrics"][k]]) for k in utility})[0])
+        u = utility.of_record(record["metrics"])
         entries[name] = (extra[name], u, record["runs"], n + i, {k: float(record["metrics"][k]) for k in replicates[0]}, record["reference_index"])
 
     def loss_at(table, row):
-        return None if table is None else -float(utility_of(utility, {k: np.asarray(table[k])[row : row + 1] for k in utility})[0])
+        return None if table is None else -float(utility({k: np.asarray(table[k])[row : row + 1] for k in utility.weights})[0])
 
     out = {}
     for name in [b for b in BASELINE_NAMES if b in entries]:
@@ -269,16 +275,38 @@ def compare_baselines(utility: dict, domains, kinds, weights_NxK, replicates, ex
     }
 
 
-def _baseline_summary(outcome: dict) -> dict:
-    """Flat "quantity: value" lines for the console and the report (losses: lower is better)."""
+def _baseline_summary(outcome: dict, is_loss: bool = True) -> dict:
+    """Flat "quantity: value" lines for the console and the report (losses: lower is better; with a
+    benchmark utility the "loss" is minus the utility, so lower is better too)."""
+    loss = "real loss" if is_loss else "real -utility"
     out = {
-        "best reference (real loss, lower is better)": f"{outcome['best']['name']}: {outcome['best']['real_loss']:.4f}",
-        "seed noise of one run (loss sd, from the replicates)": outcome["noise"] if outcome["noise"] is not None else "– (no replicate)",
+        f"best reference ({loss}, lower is better)": f"{outcome['best']['name']}: {outcome['best']['real_loss']:.4f}",
+        f"seed noise of one run ({'loss' if is_loss else 'utility'} sd, from the replicates)": outcome["noise"] if outcome["noise"] is not None else "– (no replicate)",
         "references indistinguishable from the best": ", ".join(outcome["indistinguishable"]),
     }
     for name, b in outcome["baselines"].items():
         interval = f" [{b['regret_lo']:.4f}, {b['regret_hi']:.4f}]" if np.isfinite(b["regret_lo"]) else ""
-        out[f"{name}: real loss / rank / regret [90%]"] = f"{b['real_loss']:.4f} / {b['rank']} of {b['of']} / {b['regret']:.4f}{interval}"
+        out[f"{name}: {loss} / rank / regret [90%]"] = f"{b['real_loss']:.4f} / {b['rank']} of {b['of']} / {b['regret']:.4f}{interval}"
+    return out
+
+
+def rankings(table: list[dict], utility) -> dict:
+    """The proxy's ranking quality by the run's utility and by held-out loss, side by side:
+    {"utility": {subset: row}, "held-out loss": {subset: row}} (rows of `table`, Spearman with 90% intervals)."""
+    out = {"utility": {r["subset"]: r for r in table if r["metric"] == "utility"}}
+    out["held-out loss"] = {r["subset"]: r for r in table if r["metric"] == "loss/mean"}
+    out["utility_description"] = utility.describe()
+    return out
+
+
+def _rankings_summary(ranks: dict) -> dict:
+    """Console lines: proxy Spearman (all / interior, 90% intervals) for the utility and for held-out loss."""
+    out = {}
+    for name, label in (("utility", f"ranking by the utility ({ranks['utility_description']})"), ("held-out loss", "ranking by held-out loss (loss/mean)")):
+        rows = ranks.get(name) or {}
+        if rows:
+            parts = [f"{subset} {stats.format_with_interval(rows[subset], 'spearman')}" for subset in ("all", "interior") if subset in rows]
+            out[f"{label}: proxy Spearman [90%]"] = ", ".join(parts)
     return out
 
 

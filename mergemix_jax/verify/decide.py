@@ -56,8 +56,10 @@ def decide(
     real_utilities: Sequence[Sequence[float]],
     proxy_utilities: Sequence[float],
     confidence: float = 0.9,
+    unit: str = "nats",
 ) -> Decision:
-    """Pick the recommendation among verified candidates (baselines named as in BASELINES)."""
+    """Pick the recommendation among verified candidates (baselines named as in BASELINES). `unit`
+    names the utility's scale in the message ("nats" for a held-out loss utility)."""
     if len(names) != len(real_utilities) or len(names) != len(proxy_utilities):
         raise ValueError("names, real_utilities and proxy_utilities must have one entry per candidate")
     means = {n: float(np.mean(u)) for n, u in zip(names, real_utilities, strict=True)}
@@ -78,15 +80,15 @@ def decide(
     else:
         chosen, verdict = best_baseline, "baseline_kept"
     close = sorted((n for n in names if n != chosen and means[chosen] - means[n] <= margin), key=lambda n: -means[n])
-    return Decision(chosen, verdict, proxy_pick, noise, margin, close, _message(chosen, verdict, proxy_pick, means, best_baseline, margin, noise))
+    return Decision(chosen, verdict, proxy_pick, noise, margin, close, _message(chosen, verdict, proxy_pick, means, best_baseline, margin, noise, unit))
 
 
-def _message(chosen: str, verdict: str, proxy_pick: str | None, means: dict, best_baseline: str, margin: float, noise: float | None) -> str:
+def _message(chosen: str, verdict: str, proxy_pick: str | None, means: dict, best_baseline: str, margin: float, noise: float | None, unit: str = "nats") -> str:
     gap = means[chosen] - means[best_baseline]
-    noise_text = "noise unknown (one seed)" if noise is None else f"seed noise {noise:.4f} nats, margin {margin:.4f}"
+    noise_text = "noise unknown (one seed)" if noise is None else f"seed noise {noise:.4f} {unit}, margin {margin:.4f}"
     if verdict == "baseline_kept":
         gap_pick = None if proxy_pick is None else means[best_baseline] - means[proxy_pick]
-        lost = "" if gap_pick is None else f"; the proxy's pick {proxy_pick} trained {abs(gap_pick):.4f} nats {'worse' if gap_pick > 0 else 'better'} than {best_baseline}"
+        lost = "" if gap_pick is None else f"; the proxy's pick {proxy_pick} trained {abs(gap_pick):.4f} {unit} {'worse' if gap_pick > 0 else 'better'} than {best_baseline}"
         return f"No candidate trained better than {best_baseline} by more than seed noise ({noise_text}): recommending {best_baseline}{lost}."
     who = "the proxy's own pick" if verdict == "proxy_pick_confirmed" else "a candidate other than the proxy's pick"
-    return f"Verified by real training: {chosen} ({who}) beats {best_baseline} by {gap:.4f} nats of loss ({noise_text})."
+    return f"Verified by real training: {chosen} ({who}) beats {best_baseline} by {gap:.4f} {unit if unit != 'nats' else 'nats of loss'} ({noise_text})."

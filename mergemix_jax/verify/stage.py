@@ -50,14 +50,13 @@ def run_key(weights_K: np.ndarray) -> str:
 
 
 def proxy_utilities(engine: Any, candidates: list[Candidate], calibration: Calibration | None = None) -> np.ndarray:
-    """Utility [N] of each candidate's proxy metrics, calibrated when a calibration is given."""
-    from mergemix_jax.pipeline.problem import utility_of
-
+    """Utility [N] of each candidate's proxy metrics, calibrated when a calibration is given (the
+    run's utility: the same normalisation the searches optimised, engine.utility)."""
     names = list(candidates[0].proxy_metrics)
     table = {m: np.asarray([c.proxy_metrics[m] for c in candidates]) for m in names}
     if calibration is not None:
         table = calibration.apply(table)
-    return utility_of(engine.weights, table)
+    return engine.utility(table)
 
 
 def candidate_pool(engine: Any) -> list[Candidate]:
@@ -104,13 +103,11 @@ def ensemble_utilities(engine: Any, candidates: list[Candidate]) -> np.ndarray |
         from mergemix_jax.eval.ensemble import ensemble_metrics
     except ImportError:
         return None
-    from mergemix_jax.pipeline.problem import utility_of
-
     if any(not m.startswith("loss/") for m in engine.weights):
         return None  # the ensemble scores held-out losses only
     weights = np.stack([c.weights_K for c in candidates])
     metrics = ensemble_metrics(engine.model_cfg, engine.stack, engine.suite, weights, cache_dir=engine.run_dir / "eval" / "ensemble")
-    return utility_of(engine.weights, metrics)
+    return engine.utility(metrics)
 
 
 def first_round(engine: Any, pool: list[Candidate], baselines: list[Candidate], calibration: Calibration) -> list[Candidate]:
@@ -147,7 +144,6 @@ def first_round(engine: Any, pool: list[Candidate], baselines: list[Candidate], 
 
 def train_candidate(engine: Any, candidate: Candidate, round_: int, score, seeds: list[int] | None = None) -> Verified:
     """Train `candidate` for real with every verification seed, or `seeds` (cached per seed)."""
-    from mergemix_jax.pipeline.problem import utility_of
     from mergemix_jax.validate.references import train_and_score
     from mergemix_jax.validate.run import suite_key
 
@@ -158,9 +154,14 @@ def train_candidate(engine: Any, candidate: Candidate, round_: int, score, seeds
         for s in seeds
     ]
     metrics = [r["metrics"] for r in records]
-    utility = [float(utility_of(engine.weights, {m: np.asarray([r[m]]) for m in engine.weights})[0]) for r in metrics]
+    utility = [engine.utility.of_record(r) for r in metrics]  # the trained model's suite metrics through the same fitted maps
     log.info("verified %s %s: real utility %s", candidate.name, np.round(candidate.weights_K, 3).tolist(), np.round(utility, 4).tolist())
     return Verified(candidate, metrics, utility, round_)
+
+
+def utility_unit(engine: Any) -> str:
+    """How the verification message names utility differences: nats for a held-out loss utility."""
+    return "nats" if engine.utility.is_loss else f"utility points ({engine.config.search.normalise}-normalised benchmark scale)"
 
 
 def verification_seeds(config: Any) -> list[int]:
@@ -230,7 +231,7 @@ def resolve_leader(engine: Any, verified: list[Verified], score) -> None:
     which shrinks with the seeds, can settle it. Nothing happens when a baseline leads."""
     p = engine.config.pipeline
     names = [v.candidate.name for v in verified]
-    decision = decide(names, [v.real_utility for v in verified], [0.0] * len(verified), p.verify_confidence)
+    decision = decide(names, [v.real_utility for v in verified], [0.0] * len(verified), p.verify_confidence, utility_unit(engine))
     means = {v.candidate.name: float(np.mean(v.real_utility)) for v in verified}
     others = [n for n in names if n not in BASELINES]
     if p.verify_extra_seeds == 0 or decision.verdict != "baseline_kept" or not others:
@@ -284,7 +285,7 @@ def verification_block(engine: Any, verified: list[Verified], calibration: Calib
     cands = [v.candidate for v in verified]
     raw = proxy_utilities(engine, cands)
     calibrated = proxy_utilities(engine, cands, calibration)
-    decision: Decision = decide([c.name for c in cands], [v.real_utility for v in verified], raw, engine.config.pipeline.verify_confidence)
+    decision: Decision = decide([c.name for c in cands], [v.real_utility for v in verified], raw, engine.config.pipeline.verify_confidence, utility_unit(engine))
     seeds = verification_seeds(engine.config)
     runs = sum(len(v.real_utility) for v in verified if not v.measured_as)
     entries = []
@@ -320,6 +321,7 @@ def verification_block(engine: Any, verified: list[Verified], calibration: Calib
         "steps": engine.config.validate.reference_steps or engine.config.pipeline.expert_steps,
         "real_steps_total": runs * (engine.config.validate.reference_steps or engine.config.pipeline.expert_steps),
         "confidence": engine.config.pipeline.verify_confidence,
+        "utility": engine.utility.describe(),
         "extra_seeds_used": any(len(v.real_utility) > len(seeds) for v in verified),
     }
 
