@@ -15,6 +15,7 @@ For every metric of every task in a task folder (default: the embedded demo task
 A metric is worth optimising when both snr are well above 1 (below ~2 a ranking by it is mostly noise).
 
   python benchmarks/task_signal.py --config configs/demo.yaml --run-dir RUN [--out /tmp/task_signal] [key=value ...]
+  (eval.task_max_items=N scores the first N items of each task; eval.task_truncate=true for the demo tasks at 128 tokens)
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def main() -> None:
     from mergemix_jax.validate.references import train_and_score
 
     config = load_config(args.config, args.overrides)
-    config = with_overrides(config, eval={"task_dir": args.task_dir, "task_max_items": 0, "task_max_len": config.model.max_seq_len}, train={"progress": False})
+    config = with_overrides(config, eval={"task_dir": args.task_dir, "task_max_len": config.model.max_seq_len}, train={"progress": False})
     run_dir, out = Path(args.run_dir), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stack, model_cfg = load_expert_stack(training.base_dir(config, run_dir), training.expert_dirs(config, run_dir), config.model)
