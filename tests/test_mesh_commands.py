@@ -11,10 +11,9 @@ import pytest
 
 from mergemix_jax.config import load_config
 from mergemix_jax.pipeline import mixtures, run_pipeline, training
-from mergemix_jax.pipeline.engine import Engine
+from mergemix_jax.pipeline.engine import Engine, problem_from_checkpoints
 from mergemix_jax.pipeline.stages import probe_weights
 from mergemix_jax.search.gradient import GradientOptions, gradient_search
-from mergemix_jax.search.merged import problem_from_checkpoints
 from tests.pipeline_helpers import tiny_pipeline_raw, write_config
 
 OPTIONS = GradientOptions(steps=4, chunk=2, restarts=2, rel_tol=0.0)

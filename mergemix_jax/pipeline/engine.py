@@ -36,8 +36,8 @@ from mergemix_jax.merge.stack import ExpertStack
 from mergemix_jax.parallel.mesh import configured_mesh
 from mergemix_jax.pipeline import training
 from mergemix_jax.pipeline.problem import utility_weights
-from mergemix_jax.search.merged import merged_problem
-from mergemix_jax.search.problem import SearchProblem
+from mergemix_jax.search.merged import merged_problem, parse_metric_weights
+from mergemix_jax.search.problem import SearchProblem, parse_synthetic, synthetic_quadratic
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,44 @@ class Engine:
         """Score every mixture exactly into the resumable CSV `out`; returns the table (see read_table)."""
         self.evaluate(weights_BxK, out)
         return read_table(out, self.domains)
+
+
+def problem_from_checkpoints(
+    config, base_dir: str, expert_dirs: list[str], metrics: str = "loss/mean", groups: str = "", mesh: jax.sharding.Mesh | str | None = "config"
+) -> SearchProblem:
+    """Load the base and experts (train run folders) and the config's evaluation suite into a problem,
+    on the configured mesh (`mesh="config"`; None = one device) with the eval section's merge,
+    chunking and expert sharding.
+
+    The experts are named by folder; name each folder after its data domain so the mixture file's
+    weights key the grain/seqio exports by domain.
+    """
+    engine = Engine.from_checkpoints(config, base_dir, expert_dirs, mesh=mesh)
+    return engine.search_problem(parse_metric_weights(metrics), groups=groups)
+
+
+def build_problem(
+    synthetic: str | None = None,
+    seed: int = 0,
+    config=None,
+    base_dir: str = "",
+    expert_dirs: list[str] | None = None,
+    metrics: str = "loss/mean",
+    groups: str = "",
+) -> tuple[SearchProblem, np.ndarray | None]:
+    """The problem the CLI searches, and its known optimum (synthetic only, else None).
+
+    `synthetic` ("quadratic:K[:kind]") builds a problem with a known optimum; otherwise the base and
+    expert checkpoints are merged and scored by the config's evaluation suite (search.merged).
+    """
+    if synthetic:
+        return synthetic_quadratic(seed=seed, **parse_synthetic(synthetic))
+    if config is None or not base_dir or not expert_dirs:
+        raise ValueError(
+            "give --config, --base and --experts to search over merged experts, "
+            "or use --synthetic quadratic:K to run a search on a synthetic problem"
+        )
+    return problem_from_checkpoints(config, base_dir, list(expert_dirs), metrics, groups=groups), None
 
 
 def warn_unreachable(stack: ExpertStack, weights_BxK: np.ndarray, what: str) -> int:

@@ -1,5 +1,6 @@
-"""The real search problem: merged experts scored on the evaluation suite (what search/problem.py's
-`build_problem` leaves open), plus the utility and metric directions the pipeline uses."""
+"""The pipeline's utility: the configured metric weights, checked against the suite, and the utility
+of a table of metrics (metric directions from search.merged). The search problem itself is built by
+pipeline.engine (`Engine.search_problem`)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from mergemix_jax.config import EvalConfig, ModelConfig
-from mergemix_jax.eval import EvalSuite, merge_fn_from_config
-from mergemix_jax.merge import ExpertStack
-from mergemix_jax.search.merged import merged_problem as search_merged_problem
 from mergemix_jax.search.merged import metric_direction
-from mergemix_jax.search.problem import SearchProblem
 from mergemix_jax.search.types import Utility
 from mergemix_jax.search.utility import weighted_utility
 
@@ -37,27 +33,3 @@ def utility_of(weights: Mapping[str, float], metrics: Mapping[str, np.ndarray]) 
     """The utility [B] of a table of metrics {name: [B]}."""
     return make_utility(weights)({k: np.asarray(v, np.float64) for k, v in metrics.items()})
 
-
-def merged_problem(
-    model_cfg: ModelConfig,
-    stack: ExpertStack,
-    suite: EvalSuite,
-    eval_cfg: EvalConfig,
-    weights: Mapping[str, float],
-    prior: np.ndarray | None = None,
-) -> SearchProblem:
-    """The search problem over the merge weights of `stack`, with the merge and chunking of `eval_cfg`.
-
-    objective(w): the weighted smooth (lower-is-better) utility metrics of the merged model,
-    differentiable for gradient search; score(W [B, K]): every metric of each merged model, batched.
-    (The search package's `merged_problem`, configured from the pipeline's eval section.)
-    """
-    return search_merged_problem(
-        model_cfg,
-        stack,
-        suite,
-        weights,
-        merge_fn=merge_fn_from_config(eval_cfg),
-        prior=prior,
-        mixtures_per_device=eval_cfg.mixtures_per_device,
-    )

@@ -7,7 +7,7 @@ utility) and returns a `SearchResult`; `run_search` picks a method by name.
 from mergemix_jax.search.cmaes import CMAESOptions, cmaes_search
 from mergemix_jax.search.gradient import GradientOptions, gradient_search
 from mergemix_jax.search.hierarchical import hierarchical_search
-from mergemix_jax.search.problem import SearchProblem, build_problem, caps_from_tokens, synthetic_quadratic
+from mergemix_jax.search.problem import SearchProblem, caps_from_tokens, synthetic_quadratic
 from mergemix_jax.search.ratios import weights_to_ratios
 from mergemix_jax.search.run import METHODS, run_search
 from mergemix_jax.search.subsets import SubsetOptions, subset_search
@@ -23,7 +23,6 @@ __all__ = [
     "SearchResult",
     "SubsetOptions",
     "SurrogateOptions",
-    "build_problem",
     "caps_from_tokens",
     "cmaes_search",
     "gradient_search",

@@ -135,18 +135,3 @@ def merged_problem(
         },
     )
 
-
-def problem_from_checkpoints(
-    config, base_dir: str, expert_dirs: list[str], metrics: str = "loss/mean", groups: str = "", mesh: jax.sharding.Mesh | str | None = "config"
-) -> SearchProblem:
-    """Load the base and experts (train run folders) and the config's evaluation suite into a problem,
-    on the configured mesh (`mesh="config"`; None = one device) with the eval section's merge,
-    chunking and expert sharding.
-
-    The experts are named by folder; name each folder after its data domain so the mixture file's
-    weights key the grain/seqio exports by domain.
-    """
-    from mergemix_jax.pipeline.engine import Engine  # the one config -> objects path (it imports this module)
-
-    engine = Engine.from_checkpoints(config, base_dir, expert_dirs, mesh=mesh)
-    return engine.search_problem(parse_metric_weights(metrics), groups=groups)

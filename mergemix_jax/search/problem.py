@@ -2,7 +2,8 @@
 
 `SearchProblem` is what every search method takes. `synthetic_quadratic` builds one with a known
 optimum (inside the simplex, on a face or at a vertex), so each method can be checked now; the
-merge engine supplies real problems through `build_problem`, the one place the CLI asks.
+merge engine supplies real problems (search.merged, built from a config by pipeline.engine, whose
+`build_problem` is the one place the CLI asks).
 """
 
 from __future__ import annotations
@@ -222,28 +223,3 @@ def parse_synthetic(spec: str) -> dict[str, Any]:
         kwargs["optimum"] = parts[2]
     return kwargs
 
-
-def build_problem(
-    synthetic: str | None = None,
-    seed: int = 0,
-    config=None,
-    base_dir: str = "",
-    expert_dirs: list[str] | None = None,
-    metrics: str = "loss/mean",
-    groups: str = "",
-) -> tuple[SearchProblem, np.ndarray | None]:
-    """The problem the CLI searches, and its known optimum (synthetic only, else None).
-
-    `synthetic` ("quadratic:K[:kind]") builds a problem with a known optimum; otherwise the base and
-    expert checkpoints are merged and scored by the config's evaluation suite (search.merged).
-    """
-    if synthetic:
-        return synthetic_quadratic(seed=seed, **parse_synthetic(synthetic))
-    if config is None or not base_dir or not expert_dirs:
-        raise ValueError(
-            "give --config, --base and --experts to search over merged experts, "
-            "or use --synthetic quadratic:K to run a search on a synthetic problem"
-        )
-    from mergemix_jax.search.merged import problem_from_checkpoints  # loads the model stack only when needed
-
-    return problem_from_checkpoints(config, base_dir, list(expert_dirs), metrics, groups=groups), None
