@@ -197,6 +197,14 @@ def append_results(path: str | os.PathLike, rows: Sequence[int], hashes: Sequenc
         os.fsync(f.fileno())
 
 
+def read_table(path: str | os.PathLike, domains: Sequence[str]) -> dict:
+    """{"weights": [B, K], "metrics": {name: [B]}} from a results CSV, in row order (K = `domains`)."""
+    columns = read_results(path)
+    skip = {"row", "weights_hash", *[f"w/{d}" for d in domains]}
+    weights = np.stack([columns[f"w/{d}"] for d in domains], axis=1) if len(columns["row"]) else np.zeros((0, len(domains)))
+    return {"weights": weights, "metrics": {k: v for k, v in columns.items() if k not in skip}}
+
+
 def read_results(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """A results file as {column: array} sorted by row (hashes as strings, the rest as float/int)."""
     with open(path, newline="") as f:

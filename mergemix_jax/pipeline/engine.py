@@ -28,13 +28,14 @@ from mergemix_jax.eval import (
     load_expert_stack,
     merge_fn_from_config,
     metric_names,
-    read_results,
 )
 from mergemix_jax.eval.batched import MergeFn, replicate, shard_expert_stack
+from mergemix_jax.eval.results import read_table
 from mergemix_jax.merge.dilution import unreachable_rows
 from mergemix_jax.merge.stack import ExpertStack
 from mergemix_jax.parallel.mesh import configured_mesh
 from mergemix_jax.pipeline import training
+from mergemix_jax.pipeline.mixtures import natural_prior
 from mergemix_jax.pipeline.problem import utility_weights
 from mergemix_jax.search.merged import merged_problem, parse_metric_weights
 from mergemix_jax.search.problem import SearchProblem, parse_synthetic, synthetic_quadratic
@@ -172,19 +173,3 @@ def warn_unreachable(stack: ExpertStack, weights_BxK: np.ndarray, what: str) -> 
         )  # fmt: skip
     return int(rows.sum())
 
-
-def natural_prior(config: Config) -> np.ndarray:
-    """Natural proportions: each domain's share of the training tokens (cached per data config)."""
-    from mergemix_jax.data import token_counts
-
-    counts = token_counts(config.data)
-    tokens = np.asarray([counts[d.name]["train"] for d in config.data.domains], np.float64)
-    return tokens / tokens.sum()
-
-
-def read_table(path: Path, domains: tuple[str, ...]) -> dict:
-    """{"weights": [B, K], "metrics": {name: [B]}} from a results CSV, in row order."""
-    columns = read_results(path)
-    skip = {"row", "weights_hash", *[f"w/{d}" for d in domains]}
-    weights = np.stack([columns[f"w/{d}"] for d in domains], axis=1) if len(columns["row"]) else np.zeros((0, len(domains)))
-    return {"weights": weights, "metrics": {k: v for k, v in columns.items() if k not in skip}}

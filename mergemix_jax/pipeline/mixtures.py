@@ -1,4 +1,5 @@
-"""Fixed mixture tables: vertices, the centre, Dirichlet draws and simplex grids for heatmaps."""
+"""Fixed mixture tables: vertices, the centre, Dirichlet draws and simplex grids for heatmaps, and the
+natural proportions (each domain's share of the training tokens)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import itertools
 
 import numpy as np
 
+from mergemix_jax.config import Config
 from mergemix_jax.search.simplex import simplex_grid
 
 
@@ -16,6 +18,15 @@ def spread_mixtures(k: int, n_dirichlet: int, alpha: float = 1.0, seed: int = 0)
     rows = [np.eye(k), np.full((1, k), 1.0 / k), rng.dirichlet(np.full(k, alpha), size=n_dirichlet)]
     kinds = ["vertex"] * k + ["centre"] + ["dirichlet"] * n_dirichlet
     return np.concatenate(rows), kinds
+
+
+def natural_prior(config: Config) -> np.ndarray:
+    """Natural proportions: each domain's share of the training tokens (cached per data config)."""
+    from mergemix_jax.data import token_counts
+
+    counts = token_counts(config.data)
+    tokens = np.asarray([counts[d.name]["train"] for d in config.data.domains], np.float64)
+    return tokens / tokens.sum()
 
 
 def heatmap_faces(k: int, max_faces: int = 4) -> list[tuple[int, int, int]]:

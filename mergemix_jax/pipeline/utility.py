@@ -101,7 +101,7 @@ def fit_run_utility(weights: Mapping[str, float], kind: str, reference: Mapping[
 def run_utility(config, run_dir: Path | None, weights: Mapping[str, float]) -> RunUtility:
     """The run's utility: read from <run>/eval/utility.json when it holds these weights and this
     normalisation, else fitted on <run>/eval/probe.csv and saved there (see module doc)."""
-    from mergemix_jax.pipeline.engine import read_table
+    from mergemix_jax.eval.results import read_table
     from mergemix_jax.pipeline.run_dir import write_json_atomic
 
     kind = config.search.normalise
