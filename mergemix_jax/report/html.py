@@ -79,9 +79,9 @@ def _methods_section(run_dir: Path, out: Path, domains: list[str]) -> tuple[str,
 
 
 def _heatmap_section(run_dir: Path, out: Path, domains: list[str], utility: dict, marks: dict) -> str:
+    from mergemix_jax.eval.results import read_table
     from mergemix_jax.pipeline.mixtures import face_grid, row_lookup
     from mergemix_jax.pipeline.problem import utility_of
-    from mergemix_jax.pipeline.stages import read_table
     from mergemix_jax.pipeline.utility import read_run_utility
 
     layout = _load_json(run_dir / "eval" / "probe.done.json")
@@ -107,7 +107,7 @@ def _benchmark_rows(run_dir: Path, domains: list[str]) -> tuple[dict[str, dict[s
     """{mixture: {metric: value}} for the recommended mixture, uniform and natural, and where the
     numbers come from: the verification runs' real metrics (mean over seeds) when the run was verified,
     else the merged proxy (mixture.json for the pick, the probe table's centre for uniform)."""
-    from mergemix_jax.pipeline.engine import read_table
+    from mergemix_jax.eval.results import read_table
 
     mixture = _load_json(run_dir / "mixture.json") or {}
     ver = mixture.get("verification") or {}

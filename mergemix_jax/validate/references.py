@@ -14,10 +14,15 @@ import numpy as np
 from mergemix_jax.config import Config
 from mergemix_jax.eval.suite import EvalSuite, evaluate
 from mergemix_jax.pipeline import training
-from mergemix_jax.pipeline.run_dir import write_json_atomic
+from mergemix_jax.pipeline.run_dir import config_hash, write_json_atomic
 
 TIME_FILE = "train_time.json"
 LEGACY_EVAL_FILE = "eval.json"  # written before suites were keyed; holds the training time
+
+
+def suite_key(config: Config) -> str:
+    """Hash of what the evaluation suite scores: the eval section and the domains."""
+    return config_hash({"eval": config.eval.__dict__, "domains": [d.__dict__ for d in config.data.domains], "split": [config.data.heldout_fraction, config.data.split_seed]})
 
 
 def reference_config(config: Config, run_dir: Path, out: Path, weights_K: np.ndarray, data_seed: int) -> Config:

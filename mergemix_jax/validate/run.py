@@ -29,7 +29,7 @@ from mergemix_jax.pipeline import mixtures
 from mergemix_jax.pipeline.run_dir import config_hash, log_stage, write_json_atomic
 from mergemix_jax.pipeline.stages import Engine, natural_prior, run_pipeline, with_overrides
 from mergemix_jax.validate import baselines, stats
-from mergemix_jax.validate.references import TIME_FILE, make_model_scorer, train_and_score
+from mergemix_jax.validate.references import TIME_FILE, make_model_scorer, suite_key, train_and_score
 
 log = logging.getLogger(__name__)
 BASELINE_NAMES = ("recommended", "proxy pick", "uniform", "natural")
@@ -45,11 +45,6 @@ def validation_dir(config: Config, run_dir: Path) -> Path:
 
 def _metrics_table(records: list[dict], names: list[str]) -> dict[str, np.ndarray]:
     return {m: np.asarray([r["metrics"][m] for r in records]) for m in names}
-
-
-def suite_key(config: Config) -> str:
-    """Hash of what the evaluation suite scores: the eval section and the domains."""
-    return config_hash({"eval": config.eval.__dict__, "domains": [d.__dict__ for d in config.data.domains], "split": [config.data.heldout_fraction, config.data.split_seed]})
 
 
 def scoring_config(config: Config, run_dir: Path) -> Config:

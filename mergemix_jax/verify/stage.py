@@ -61,8 +61,8 @@ def proxy_utilities(engine: Any, candidates: list[Candidate], calibration: Calib
 
 def candidate_pool(engine: Any) -> list[Candidate]:
     """Every method's pick, the probe table and a Dirichlet pool, scored by the merged proxy (no vertices)."""
+    from mergemix_jax.eval.results import read_table
     from mergemix_jax.export import read_mixture
-    from mergemix_jax.pipeline.stages import read_table
 
     run_dir, domains = engine.run_dir, engine.domains
     tables = []
@@ -90,7 +90,7 @@ def dirichlet_pool(engine: Any) -> np.ndarray:
 def drop_one_mixtures(engine: Any) -> np.ndarray:
     """[K, K]: natural proportions with one domain left out (renormalised), one row per domain: the
     candidates that answer "would we do better without this domain?"."""
-    from mergemix_jax.pipeline.stages import natural_prior
+    from mergemix_jax.pipeline.mixtures import natural_prior
 
     natural = natural_prior(engine.config)
     rows = np.tile(natural, (len(natural), 1)) * (1.0 - np.eye(len(natural)))
@@ -144,8 +144,7 @@ def first_round(engine: Any, pool: list[Candidate], baselines: list[Candidate], 
 
 def train_candidate(engine: Any, candidate: Candidate, round_: int, score, seeds: list[int] | None = None) -> Verified:
     """Train `candidate` for real with every verification seed, or `seeds` (cached per seed)."""
-    from mergemix_jax.validate.references import train_and_score
-    from mergemix_jax.validate.run import suite_key
+    from mergemix_jax.validate.references import suite_key, train_and_score
 
     cfg, key = engine.config, run_key(candidate.weights_K)
     seeds = seeds or verification_seeds(cfg)
@@ -185,7 +184,8 @@ def refit_calibration(engine: Any, vertices: dict, verified: list[Verified]) -> 
 
 def run_verification(engine: Any) -> dict:
     """Run (or resume) verification; returns the `verification` block of mixture.json (see contract)."""
-    from mergemix_jax.pipeline.stages import natural_prior, read_table
+    from mergemix_jax.eval.results import read_table
+    from mergemix_jax.pipeline.mixtures import natural_prior
     from mergemix_jax.validate.references import make_model_scorer
 
     cfg, p, k = engine.config, engine.config.pipeline, len(engine.domains)
