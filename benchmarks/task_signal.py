@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 from pathlib import Path
 
 import numpy as np
+
+from mergemix_jax.reliability.atomic import atomic_write_json
 
 
 def main() -> None:
@@ -121,7 +122,7 @@ def main() -> None:
                 between = float(r.mean(1).std(ddof=1))
                 row.update(real_means=r.mean(1).round(4).tolist(), real_spread=between, real_seed_sd=within, real_snr=between / (within / np.sqrt(r.shape[1])) if within > 0 else float("nan"))
             rows.append(row)
-    (out / "task_signal.json").write_text(json.dumps({"rows": rows, "domains": list(stack.names), "merged_weights": merged_w.tolist()}, indent=1))
+    atomic_write_json(out / "task_signal.json", {"rows": rows, "domains": list(stack.names), "merged_weights": merged_w.tolist()}, indent=1, allow_nan=True)
     print(f"\n| metric | items | chance | experts ({', '.join(stack.names)}) | proxy spread / item se = snr | real spread / seed se = snr | s/model |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

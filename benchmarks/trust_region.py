@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mergemix_jax.reliability.atomic import atomic_write_json
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -61,7 +63,7 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     out = Path(run_dir) / "trust_region.json"
-    out.write_text(json.dumps(rows, indent=2) + "\n")
+    atomic_write_json(out, rows, allow_nan=True)
     print(f"wrote {out}")
 
 

@@ -1,4 +1,4 @@
-"""The package has no import cycles: the module import graph of mergemix_jax (every `import` and
+"""Architecture checks. The package has no import cycles: the module import graph of mergemix_jax (every `import` and
 `from ... import`, module level and inside functions alike) has no strongly connected component of
 more than one module. A shared piece belongs in the lower module both sides import; an import moved
 into a function to dodge the cycle still counts here.
@@ -7,6 +7,10 @@ An import of a package (`from mergemix_jax.pipeline import X`) is an edge to its
 import of a submodule (`from mergemix_jax.pipeline import training`) is an edge to that submodule.
 The implicit import of a submodule's parent package is not an edge (every package re-exporting its
 own submodules would otherwise be a cycle).
+
+JSON output files have one writer, reliability.atomic.atomic_write_json (atomic, usual permissions):
+no module writes `json.dump(...)` to a handle or hands `json.dumps(...)` straight to a text writer
+(JSONL logs, appended a line at a time, are another contract).
 """
 
 from __future__ import annotations
@@ -130,3 +134,45 @@ def test_cycle_finder_names_the_modules(tmp_path):
     cycles = import_cycles(graph)
     assert cycles == [["pkg.a", "pkg.c", "pkg.sub.b"]]
     assert "pkg.sub.b -> pkg.c (line 2)" in describe(cycles[0], graph)
+
+
+def _is_json_dumps(node: ast.AST) -> bool:
+    if isinstance(node, ast.BinOp):  # json.dumps(...) + "\n"
+        return _is_json_dumps(node.left)
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "dumps" and getattr(node.func.value, "id", "") == "json"
+
+
+def json_writes_outside_the_writer(root: Path = ROOT) -> list[str]:
+    """'file:line' of every json.dump(...) call and every text write whose content is json.dumps(...)."""
+    writers = {"write_text", "atomic_write_text"}  # appending a JSONL line to an open log (handle.write) is another contract
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name == "atomic.py" and path.parent.name == "reliability":
+            continue  # the writer itself
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute | ast.Name):
+                continue
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
+            dump = name == "dump" and getattr(getattr(node.func, "value", None), "id", "") == "json"
+            if dump or (name in writers and any(_is_json_dumps(a) for a in node.args)):
+                found.append(f"{path.relative_to(root.parent)}:{node.lineno}")
+    return found
+
+
+def test_json_files_go_through_the_one_writer():
+    found = json_writes_outside_the_writer()
+    assert not found, f"write JSON files with reliability.atomic.atomic_write_json, not by hand: {found}"
+
+
+def test_json_write_finder(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "m.py").write_text(
+        "import json\n"
+        "def f(p, h, x):\n"
+        "    p.write_text(json.dumps(x) + '\\n')\n"
+        "    json.dump(x, h)\n"
+        "    h.write(json.dumps(x) + '\\n')\n"
+        "    return json.dumps(x, sort_keys=True)\n"
+    )
+    assert json_writes_outside_the_writer(pkg) == ["pkg/m.py:3", "pkg/m.py:4"]  # not the JSONL append, not a hash blob

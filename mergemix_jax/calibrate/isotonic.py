@@ -113,12 +113,11 @@ def fit_calibration(proxy: Mapping[str, np.ndarray], real: Mapping[str, np.ndarr
 
 def save_calibration(calibration: Calibration, run_dir: str | os.PathLike, points: Mapping | None = None) -> Path:
     """Write <run>/verify/calibration.json (with the fitting points, for the report) atomically."""
-    from mergemix_jax.reliability.atomic import atomic_write_text
+    from mergemix_jax.reliability.atomic import atomic_write_json, json_default
 
     path = Path(run_dir) / CALIBRATION_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {**calibration.to_json(), "points": dict(points or {})}
-    atomic_write_text(path, json.dumps(payload, indent=2, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)) + "\n")
+    atomic_write_json(path, payload, allow_nan=True, default=json_default)
     return path
 
 

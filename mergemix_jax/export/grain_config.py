@@ -7,14 +7,13 @@ renormalised (the data pipeline does the same for exact zeros).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
 
-from mergemix_jax.reliability.atomic import atomic_write_text
+from mergemix_jax.reliability.atomic import atomic_write_json, atomic_write_text
 
 
 def grain_mixture(weights: Mapping[str, float], min_weight: float = 1e-6) -> dict[str, float]:
@@ -35,14 +34,10 @@ def write_grain_mixture(weights: Mapping[str, float], path: str | os.PathLike, m
     path = Path(path)
     fragment = {"train": {"mixture": grain_mixture(weights, min_weight)}}
     if path.suffix in (".yaml", ".yml"):
-        text = yaml.safe_dump(fragment, sort_keys=False)
-    elif path.suffix == ".json":
-        text = json.dumps(fragment, indent=2) + "\n"
-    else:
-        raise ValueError(f"grain mixture file {path}: use a .yaml, .yml or .json name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, text)
-    return path
+        return atomic_write_text(path, yaml.safe_dump(fragment, sort_keys=False))
+    if path.suffix == ".json":
+        return atomic_write_json(path, fragment, allow_nan=True)
+    raise ValueError(f"grain mixture file {path}: use a .yaml, .yml or .json name")
 
 
 def read_grain_mixture(path: str | os.PathLike) -> dict[str, float]:

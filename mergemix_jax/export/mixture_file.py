@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mergemix_jax.reliability.atomic import atomic_write_text
+from mergemix_jax.reliability.atomic import atomic_write_json
 from mergemix_jax.search.types import SearchResult
 
 FORMAT = "mergemix.mixture/v1"
@@ -84,11 +84,7 @@ def mixture_from_result(result: SearchResult, settings: dict[str, Any], ratios: 
 
 def write_mixture(mixture: MixtureFile, path: str | os.PathLike) -> Path:
     """Write the mixture file atomically (temp file in the same folder, then os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_jsonable(mixture.to_dict()), indent=2, allow_nan=False)
-    atomic_write_text(path, text + "\n")
-    return path
+    return atomic_write_json(path, _jsonable(mixture.to_dict()))
 
 
 def read_mixture(path: str | os.PathLike) -> MixtureFile:

@@ -29,6 +29,7 @@ from mergemix_jax.interop.llama_layout import (
     model_config_from_hf,
     params_from_hf,
 )
+from mergemix_jax.reliability.atomic import atomic_write_json
 
 EXPORT_DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
 
@@ -139,8 +140,7 @@ def export_hf_safetensors(
         return out
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write(out / "model.safetensors", lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    config_text = json.dumps(hf_config_from_model(model_cfg, torch_dtype=dtype, token_ids=token_ids), indent=2) + "\n"
-    _atomic_write(out / "config.json", lambda tmp: Path(tmp).write_text(config_text))
+    atomic_write_json(out / "config.json", hf_config_from_model(model_cfg, torch_dtype=dtype, token_ids=token_ids), allow_nan=True)
     return out
 
 

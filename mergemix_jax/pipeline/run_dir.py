@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mergemix_jax.config import Config
-from mergemix_jax.reliability.atomic import atomic_write_text
+from mergemix_jax.reliability.atomic import atomic_write_json, json_default
 
 STAGE_LOG = "stages.jsonl"
 _UNHASHED = {("pipeline", "output_root"), ("pipeline", "name"), ("train", "output_dir"), ("train", "progress"), ("train", "log_every")}
@@ -79,11 +79,6 @@ def cpu_seconds() -> float:
 
 
 def write_json_atomic(path: Path, payload: Any) -> Path:
-    """Write JSON (numpy values as lists; NaN allowed, e.g. an undefined rank correlation) atomically."""
-    return atomic_write_text(path, json.dumps(payload, indent=2, default=_default) + "\n")
-
-
-def _default(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
+    """Write a run record: reliability.atomic.atomic_write_json with numpy values as lists and NaN
+    allowed (e.g. an undefined rank correlation)."""
+    return atomic_write_json(path, payload, allow_nan=True, default=json_default)

@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +54,23 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: str | os.PathLike, payload: Any, indent: int | None = 2) -> Path:
-    """Write `payload` as strict JSON (NaN/inf refused: they are not JSON) atomically; returns the path."""
-    return atomic_write_text(path, json.dumps(payload, indent=indent, allow_nan=False) + "\n")
+def atomic_write_json(
+    path: str | os.PathLike, payload: Any, indent: int | None = 2, *, allow_nan: bool = False, default: Callable[[Any], Any] | None = None
+) -> Path:
+    """Write `payload` as JSON plus a newline atomically; returns the path. The one JSON writer of
+    the package: every JSON output file (run records, mixture files, calibrations, exports) goes
+    through it, so each is written whole, with the usual permissions (0644 under umask 022).
+
+    Strict by default (NaN/inf refused: they are not JSON); `allow_nan=True` for records where an
+    undefined statistic is NaN. `default` converts what json cannot (e.g. `json_default`)."""
+    return atomic_write_text(path, json.dumps(payload, indent=indent, allow_nan=allow_nan, default=default) + "\n")
+
+
+def json_default(value: Any) -> Any:
+    """For `atomic_write_json(default=...)`: numpy arrays and scalars as lists/numbers, anything else as str."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
 
 
 def _fsync_dir(folder: Path) -> None:
