@@ -15,7 +15,8 @@ For every metric of every task in a task folder (default: the embedded demo task
 A metric is worth optimising when both snr are well above 1 (below ~2 a ranking by it is mostly noise).
 
   python benchmarks/task_signal.py --config configs/demo.yaml --run-dir RUN [--out /tmp/task_signal] [key=value ...]
-  (eval.task_max_items=N scores the first N items of each task; eval.task_truncate=true for the demo tasks at 128 tokens)
+  (eval.task_max_items=N scores the first N items of each task; eval.task_truncate=true for the demo tasks at 128 tokens;
+  eval.choice_as_answer=[...] scores multiple-choice tasks by the NLL of their correct choice; the real runs are reused)
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def main() -> None:
     from mergemix_jax.merge.operators import linear_merge
     from mergemix_jax.pipeline import training, with_overrides
     from mergemix_jax.pipeline.engine import natural_prior
+    from mergemix_jax.pipeline.run_dir import config_hash
     from mergemix_jax.validate.references import train_and_score
 
     config = load_config(args.config, args.overrides)
@@ -83,6 +85,7 @@ def main() -> None:
     if args.real_mixtures:
         real_w = interior[: args.real_mixtures]
         table: dict[str, list[list[float]]] = {}
+        suite_key = "task_signal-" + config_hash(dataclasses.asdict(config.eval))  # other task options re-score the same trained models
 
         def scorer(params):
             row = {}
@@ -93,7 +96,7 @@ def main() -> None:
 
         for i, w in enumerate(real_w):
             for s in range(args.seeds):
-                rec = train_and_score(config, run_dir, out / "real" / f"m{i}-s{s}", w, config.train.data_seed + s, scorer, "task_signal")
+                rec = train_and_score(config, run_dir, out / "real" / f"m{i}-s{s}", w, config.train.data_seed + s, scorer, suite_key)
                 for m, v in rec["metrics"].items():
                     table.setdefault(m, [[] for _ in real_w])[i].append(v)
                 print(f"real m{i} seed {s} done", flush=True)

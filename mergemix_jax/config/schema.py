@@ -109,6 +109,7 @@ class EvalConfig:
     task_max_len: int = 256  # tokens per context+continuation row; older context tokens are dropped
     tasks: list[str] = field(default_factory=list)  # task names (files <name>.jsonl in task_dir) to score; [] = every file
     task_truncate: bool = False  # a continuation longer than fits: score its first tokens (context keeps >= task_max_len // 4) instead of an error
+    choice_as_answer: list[str] = field(default_factory=list)  # multiple-choice tasks scored on their correct choice only, as exact-answer tasks (answer_nll: 1 row per item, not one per choice)
     heldout_sequences: int = 16  # held-out sequences per domain, the same tokens for every mixture
     heldout_offset: int = 0  # > 0: skip the sequences a suite of this many draws and draw from the rest (a disjoint split)
     seq_len: int = 128  # length of each held-out sequence

@@ -112,15 +112,27 @@ def build_suite(config: Config, tokenizer=None) -> EvalSuite:
     tasks = {}
     if e.task_dir:
         loaded = load_task_dir(e.task_dir)
-        unknown = sorted(set(e.tasks) - set(loaded))
-        if unknown:
-            raise DataError(f"eval.tasks names task(s) {unknown} with no <name>.jsonl in eval.task_dir {e.task_dir}; it holds {sorted(loaded)}")
+        for key, names in (("eval.tasks", e.tasks), ("eval.choice_as_answer", e.choice_as_answer)):
+            unknown = sorted(set(names) - set(loaded))
+            if unknown:
+                raise DataError(f"{key} names task(s) {unknown} with no <name>.jsonl in eval.task_dir {e.task_dir}; it holds {sorted(loaded)}")
         loaded = {name: items[: e.task_max_items] if e.task_max_items else items for name, items in loaded.items() if not e.tasks or name in e.tasks}
+        loaded = {name: [as_answer_item(i) for i in items] if name in e.choice_as_answer else items for name, items in loaded.items()}
         if config.data.domains:  # a warning names every task item found verbatim in a training split
             warn_contamination(config.data, loaded)
         for name, items in sorted(loaded.items()):
             tasks[name] = tokenize_task(items, tokenizer, name, e.task_max_len, e.task_truncate)
     return make_suite(heldout, tasks, micro_batch=e.micro_batch)
+
+
+def as_answer_item(item):
+    """A multiple-choice item as an exact-answer item whose answer is its correct choice (eval.choice_as_answer):
+    scored by the per-token NLL of the right continuation alone (answer_nll), one row instead of one per choice."""
+    from mergemix_jax.data.tasks import TaskItem
+
+    if item.choices is None:
+        return item
+    return TaskItem(item.id, item.context, item.choices[item.correct_index], None, item.meta)
 
 
 _STALE = 2  # a row of the results file scored for other weights
