@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import io
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -36,6 +34,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
 from mergemix_jax.config import ModelConfig
+from mergemix_jax.config.hashing import config_hash
 from mergemix_jax.eval.suite import BATCH_KEYS, EvalSuite
 from mergemix_jax.merge.stack import ExpertStack
 from mergemix_jax.model import forward, token_nll
@@ -193,7 +192,7 @@ def cache_key(cfg: ModelConfig, stack: ExpertStack, suite: EvalSuite) -> str:
         "heldout": params_fingerprint(suite.heldout, samples_per_leaf=None),
         "model": asdict(cfg),
     }
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return config_hash(identity, compact=False)
 
 
 def _iter_experts(cfg, stack, suite, folder: Path | None) -> Iterator[dict[str, np.ndarray]]:

@@ -12,7 +12,6 @@ appended to the same table.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mergemix_jax.config.hashing import config_hash
 from mergemix_jax.reliability.atomic import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -91,11 +91,6 @@ def score_settings(model_cfg, stack, suite, eval_cfg, proxy: str) -> dict:
     return settings
 
 
-def settings_hash(settings: dict) -> str:
-    """A short hash of a settings dict (recorded beside it)."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def settings_differences(recorded: dict, current: dict, sources: dict[str, str] | None = None) -> list[str]:
     """'merge (eval.merge): 'linear' in the file, 'ties' now' for every setting that differs."""
     sources = SETTING_SOURCES if sources is None else sources
@@ -130,7 +125,7 @@ def _check_settings(path: Path, settings: dict, has_rows: bool) -> None:
         return
     if has_rows:
         log.warning("%s records no evaluation settings (written by an older mergemix); it cannot be checked against this job's, recording them now", path)
-    atomic_write_json(recorded_path, {"settings_hash": settings_hash(settings), "settings": settings})
+    atomic_write_json(recorded_path, {"settings_hash": config_hash(settings, compact=False), "settings": settings})
 
 
 def _start_settings(path: Path, settings: dict | None) -> None:

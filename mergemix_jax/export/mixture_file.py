@@ -4,7 +4,6 @@ and provenance (config hash, time, versions), written atomically and read back w
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import importlib.metadata
 import json
 import math
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from mergemix_jax.config.hashing import config_hash
 from mergemix_jax.reliability.atomic import atomic_write_json
 from mergemix_jax.search.types import SearchResult
 
@@ -41,12 +41,6 @@ class MixtureFile:
         return {"format": FORMAT, **{k: getattr(self, k) for k in self.__dataclass_fields__}}
 
 
-def config_hash(settings: dict[str, Any]) -> str:
-    """sha256 (16 hex) of the canonical JSON of the search settings: same settings, same hash."""
-    blob = json.dumps(_jsonable(settings), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
 def provenance(settings: dict[str, Any]) -> dict[str, Any]:
     """Config hash, UTC time, library versions and Python/platform, for the mixture file."""
     versions = {}
@@ -56,7 +50,7 @@ def provenance(settings: dict[str, Any]) -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             continue
     return {
-        "config_hash": config_hash(settings),
+        "config_hash": config_hash(_jsonable(settings)),
         "settings": _jsonable(settings),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "versions": versions,

@@ -8,7 +8,6 @@ the `validate` section (validation writes its own sub-folder) are left out.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import resource
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mergemix_jax.config import Config
+from mergemix_jax.config.hashing import config_hash
 from mergemix_jax.reliability.atomic import atomic_write_json, json_default
 
 STAGE_LOG = "stages.jsonl"
@@ -33,16 +33,10 @@ def hashed_settings(config: Config) -> dict[str, Any]:
     return raw
 
 
-def config_hash(settings: dict[str, Any]) -> str:
-    """sha256 (8 hex) of the canonical JSON of `settings`."""
-    blob = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:8]
-
-
 def run_dir_for(config: Config, config_path: str | os.PathLike | None = None) -> Path:
     """<output_root>/<name>-<hash8>, name = pipeline.name or the config file's stem."""
     name = config.pipeline.name or (Path(config_path).stem if config_path else "run")
-    return Path(config.pipeline.output_root) / f"{name}-{config_hash(hashed_settings(config))}"
+    return Path(config.pipeline.output_root) / f"{name}-{config_hash(hashed_settings(config), 8)}"
 
 
 def log_stage(run_dir: Path, stage: str, status: str, seconds: float, **extra: Any) -> None:

@@ -22,7 +22,7 @@ LEGACY_EVAL_FILE = "eval.json"  # written before suites were keyed; holds the tr
 
 def suite_key(config: Config) -> str:
     """Hash of what the evaluation suite scores: the eval section and the domains."""
-    return config_hash({"eval": config.eval.__dict__, "domains": [d.__dict__ for d in config.data.domains], "split": [config.data.heldout_fraction, config.data.split_seed]})
+    return config_hash({"eval": config.eval.__dict__, "domains": [d.__dict__ for d in config.data.domains], "split": [config.data.heldout_fraction, config.data.split_seed]}, 8)
 
 
 def reference_config(config: Config, run_dir: Path, out: Path, weights_K: np.ndarray, data_seed: int) -> Config:

@@ -40,7 +40,7 @@ def validation_dir(config: Config, run_dir: Path) -> Path:
     baseline switches only add models, so turning them on later reuses the references."""
     v = config.validate
     key = {"n_dirichlet": v.n_dirichlet, "alpha": v.dirichlet_alpha, "seed": v.seed, "steps": v.reference_steps or config.pipeline.expert_steps}
-    return run_dir / f"validate-{config_hash(key)}"
+    return run_dir / f"validate-{config_hash(key, 8)}"
 
 
 def _metrics_table(records: list[dict], names: list[str]) -> dict[str, np.ndarray]:
