@@ -18,6 +18,8 @@ def test_validate_trains_references_and_reports_rank_statistics(capsys):
     assert main(["validate", "--config", str(run.config_path), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "| utility | all |" in out and "recommended: real loss / rank / regret" in out
+    # the ranking by the run's utility beside the ranking by held-out loss, each with its interval
+    assert "ranking by the utility (utility = 1 x loss/mean" in out and "ranking by held-out loss (loss/mean): proxy Spearman [90%]: all " in out
     (path,) = run.run_dir.glob("validate-*/validation.json")
     v = json.loads(path.read_text())
     assert v["kinds"] == ["vertex"] * 3 + ["centre", "dirichlet"]
