@@ -10,23 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import jax
 import numpy as np
 
 from mergemix_jax.data.errors import DataError
+from mergemix_jax.data.tokenizer import Tokenizer
 from mergemix_jax.eval.metrics import answer_metrics, choice_metrics
 
 CHOICE, ANSWER = "choice", "answer"
-
-
-class Tokenizer(Protocol):
-    """What scoring needs from a tokenizer (optionally also `bos_id`, prepended to every context)."""
-
-    pad_id: int
-
-    def encode(self, text: str) -> list[int]: ...
 
 
 @jax.tree_util.register_dataclass
