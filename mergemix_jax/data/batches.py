@@ -1,8 +1,21 @@
-"""Batches of whole, unpacked sequences (one document per row), in the batch format."""
+"""The batch format, defined once, and batches of whole, unpacked sequences (one document per row).
+
+A batch is a dict of [B, L] arrays (numpy on the host, jax.Array on device): inputs, targets,
+positions, segment_ids int32; loss_mask float32. The data pipeline yields it, the train step and
+the evaluation suite take it, task items are tokenised into it.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import jax
+
+BATCH_KEYS = ("inputs", "targets", "positions", "segment_ids", "loss_mask")
+Batch = dict[str, "np.ndarray | jax.Array"]  # BATCH_KEYS -> [B, L]
 
 
 def batch_from_sequences(tokens_BxL1: np.ndarray, loss_mask_BxL: np.ndarray | None = None) -> dict[str, np.ndarray]:

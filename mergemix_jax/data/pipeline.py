@@ -5,7 +5,7 @@ the share of *sequences* (hence of tokens) drawn from that domain. A document is
 `[bos] + tokens + [eos]` and turned into (inputs, targets) = (ids[:-1], ids[1:]) *before* packing, so no
 target ever crosses a document boundary; the packer adds segment ids and positions.
 
-Batch format (per process, B = global_batch_size // process_count):
+Batch format (data/batches.py; per process, B = global_batch_size // process_count):
   inputs, targets, positions, segment_ids: int32 [B, L]; loss_mask: float32 [B, L].
 """
 
@@ -21,12 +21,12 @@ import grain
 import numpy as np
 
 from mergemix_jax.config.schema import DataConfig
+from mergemix_jax.data.batches import BATCH_KEYS
 from mergemix_jax.data.errors import DataError
 from mergemix_jax.data.sources import DocumentSource, find_domain, index_domain
 from mergemix_jax.data.tokenizer import Tokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
-BATCH_KEYS = ("inputs", "targets", "positions", "segment_ids", "loss_mask")
 # documents are small local reads: reader threads only add GIL contention on a few cores
 _READ = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
 

@@ -14,10 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from mergemix_jax.config import ModelConfig
+from mergemix_jax.data.batches import BATCH_KEYS
 from mergemix_jax.eval.metrics import heldout_loss, sequence_nll
 from mergemix_jax.eval.tasks import TASK_KINDS, TaskArrays
 
-BATCH_KEYS = ("inputs", "targets", "positions", "segment_ids", "loss_mask")
 SMOOTH_PREFIXES = ("loss/", "ce/", "ce_norm/", "answer_nll/")  # differentiable w.r.t. merge weights
 LOWER_IS_BETTER_PREFIXES = SMOOTH_PREFIXES
 

@@ -12,12 +12,10 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from mergemix_jax.config import ModelConfig
+from mergemix_jax.data.batches import BATCH_KEYS, Batch
 from mergemix_jax.model import Params, cast_params, forward, masked_mean, token_nll
 from mergemix_jax.model.params import param_shapes, param_shardings
 from mergemix_jax.parallel.partitioning import logical_to_spec
-
-Batch = dict[str, jax.Array]  # inputs, targets, positions, segment_ids [B, L] int32; loss_mask [B, L] float32
-BATCH_KEYS = ("inputs", "targets", "positions", "segment_ids", "loss_mask")
 
 
 class TrainState(NamedTuple):
