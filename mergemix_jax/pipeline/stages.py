@@ -148,11 +148,12 @@ def search_problem(engine: Engine) -> tuple[SearchProblem, dict]:
         table = read_table(probe, engine.domains)
         observed = (table["weights"], table["metrics"]) if len(table["weights"]) else None
     note["observed_mixtures"] = 0 if observed is None else len(observed[0])
-    if engine.stack.dilution is not None:  # DeMix components: searched in data proportions, merged with corrected weights
+    dilution = training.expert_dilution(config)  # DeMix components: searched in data proportions, merged with corrected weights
+    if dilution is not None:
         from mergemix_jax.merge.dilution import describe, unreachable_rows
 
-        note["dilution"] = describe(engine.stack.dilution, engine.domains)
-        note["dilution"]["unreachable_probe_mixtures"] = 0 if observed is None else int(unreachable_rows(observed[0], engine.stack.dilution).sum())
+        note["dilution"] = describe(dilution, engine.domains)
+        note["dilution"]["unreachable_probe_mixtures"] = 0 if observed is None else int(unreachable_rows(observed[0], dilution).sum())
     utility, objective = benchmark_utility(engine, None if observed is None else observed[1], note)
     return dataclasses.replace(problem, caps=caps, tokens=tokens, observed=observed, utility=utility, objective=objective), note
 
