@@ -1,11 +1,12 @@
 """One process of the 2-process CPU job that tests/test_multihost.py launches.
 
-Usage: python tests/multihost_worker.py OUT_DIR [merged]  (with JAX_COORDINATOR_ADDRESS,
-JAX_NUM_PROCESSES, JAX_PROCESS_ID set). Default: each process feeds only its own rows of the global
+Usage: python tests/multihost_worker.py OUT_DIR [merged | run CONFIG]  (with JAX_COORDINATOR_ADDRESS,
+JAX_NUM_PROCESSES, JAX_PROCESS_ID set; "run" also alone, as the 1-process reference). Default: each process feeds only its own rows of the global
 batch; process 0 alone writes result.json. "merged": both processes score merged mixtures into one
 results CSV (`evaluate_mixtures`, mixtures split over the 4 devices of both processes) and run a
-gradient search with the stack and suite replicated on that mesh; process 0 alone writes the CSV and merged.json. Params, experts and
-batches come from fixed seeds so the test can recompute them.
+gradient search with the stack and suite replicated on that mesh; process 0 alone writes the CSV and merged.json.
+"run": `mergemix run --config CONFIG`, listing the files this process wrote (see `main_run`). Params,
+experts and batches come from fixed seeds so the test can recompute them.
 """
 
 from __future__ import annotations
@@ -141,5 +142,33 @@ def main_merged(out_dir: Path) -> None:
         (out_dir / "merged.json").write_text(json.dumps(record))
 
 
+def main_run(out_dir: Path, config: str) -> None:
+    """`mergemix run --config CONFIG` in this process (one of two under jax.distributed, or alone);
+    every file this process opens for writing, renames or removes under the config's folder is
+    listed in OUT_DIR/writes-<process>.json (read by the test: process 1 must write none)."""
+    from mergemix_jax.cli.main import main as cli
+
+    root, writes = str(Path(config).resolve().parent), []
+    write_flags = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+
+    def audit(event: str, args: tuple) -> None:
+        if event == "open" and isinstance(args[0], str | os.PathLike) and (args[2] or 0) & write_flags:
+            paths = [args[0]]
+        elif event in ("os.rename", "os.remove", "os.unlink"):
+            paths = [a for a in args[:2] if isinstance(a, str | os.PathLike)]
+        else:
+            return
+        writes.extend(p for p in map(os.path.abspath, map(os.fspath, paths)) if p.startswith(root))
+
+    sys.addaudithook(audit)
+    status = cli(["run", "--config", config, "--no-progress"])
+    index = jax.process_index() if jax.distributed.is_initialized() else 0
+    (out_dir / f"writes-{index}.json").write_text(json.dumps(sorted(set(writes))))
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    (main_merged if sys.argv[2:] == ["merged"] else main)(Path(sys.argv[1]))
+    if sys.argv[2:3] == ["run"]:
+        main_run(Path(sys.argv[1]), sys.argv[3])
+    else:
+        (main_merged if sys.argv[2:] == ["merged"] else main)(Path(sys.argv[1]))

@@ -106,3 +106,70 @@ def test_two_process_merged_evaluation_and_gradient_search_equal_single_process(
     search = gradient_search(merged_problem(CFG, stack, suite, {"loss/mean": 1.0}), GradientOptions(**MERGED_OPTIONS))
     np.testing.assert_allclose(got["weights"], search.weights, atol=1e-5)
     np.testing.assert_allclose(got["trace"], search.trace, rtol=1e-5)
+
+
+def test_two_process_pipeline_run_equals_single_process(tmp_path):
+    """`mergemix run` (base, experts, probe, subsets search, selection, verification, report) as 2 processes
+    under jax.distributed: the recommended mixture with its verification block and the probe table equal a
+    1-process run's, and process 1 writes no file but its own checkpoint shards (process 0 writes for the
+    job). The gradient search on 2 processes is the test above's."""
+    from mergemix_jax.eval import read_results
+    from tests.pipeline_helpers import tiny_pipeline_raw, write_config
+
+    raw = tiny_pipeline_raw(
+        tmp_path, methods=["subsets"], base_steps=4, expert_steps=2, probe_mixtures=1, diagnostics=False,
+        verify_candidates=1, verify_seeds=1, verify_rounds=1, verify_extra_seeds=0, verify_pool=2,
+    )  # fmt: skip
+    raw["data"]["split_by_process"] = False  # both processes read the whole global batch: the 1-process data stream
+    configs = {}
+    for name in ("one", "two"):
+        raw["pipeline"]["output_root"] = str(tmp_path / name)
+        configs[name] = write_config(tmp_path, raw, f"{name}.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "TPU_"))}
+    env |= {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    reference = subprocess.Popen(
+        [sys.executable, str(WORKER), str(tmp_path / "one"), "run", str(configs["one"])], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )  # 1 process, 4 devices (the mesh of the 2-process job), run alongside it
+    results = launch(tmp_path, "run", str(configs["two"]), timeout_s=900)
+    try:
+        reference_log, _ = reference.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        reference.kill()
+        pytest.fail("the 1-process run did not finish in 900 s")
+    log = "\n".join(r.stdout[-3000:] for r in results)
+    assert all(r.returncode == 0 for r in results), log
+    assert reference.returncode == 0, reference_log[-3000:]
+
+    (one,), (two,) = (list((tmp_path / name).glob(f"{name}-*")) for name in ("one", "two"))
+    expected, got = (json.loads((run / "mixture.json").read_text()) for run in (one, two))
+    assert got["method"] == expected["method"]
+    for key in ("weights", "metrics", "verification"):
+        assert_close_tree(got[key], expected[key], key)
+    probe = [read_results(run / "eval" / "probe.csv") for run in (one, two)]
+    assert probe[1].keys() == probe[0].keys()
+    for column, values in probe[0].items():
+        if column == "weights_hash":
+            assert list(probe[1][column]) == list(values)
+        else:
+            np.testing.assert_allclose(probe[1][column], values, rtol=1e-5, err_msg=column)
+    assert len((two / "stages.jsonl").read_text().splitlines()) == len((one / "stages.jsonl").read_text().splitlines())
+    # process 1 opened no file for writing, renamed or removed none, outside the checkpoints (orbax: each process its shards)
+    written = [p for p in json.loads((tmp_path / "writes-1.json").read_text()) if f"{os.sep}checkpoints{os.sep}" not in p]
+    assert written == [], written[:20]
+    assert json.loads((tmp_path / "writes-0.json").read_text())  # the audit sees process 0's writes
+
+
+def assert_close_tree(got, expected, where: str = "", rtol: float = 1e-4, atol: float = 1e-6) -> None:
+    """Nested dicts and lists equal, numbers to float tolerance."""
+    if isinstance(expected, dict):
+        assert isinstance(got, dict) and got.keys() == expected.keys(), where
+        for key in expected:
+            assert_close_tree(got[key], expected[key], f"{where}/{key}", rtol, atol)
+    elif isinstance(expected, list):
+        assert isinstance(got, list) and len(got) == len(expected), where
+        for i, (a, b) in enumerate(zip(got, expected, strict=True)):
+            assert_close_tree(a, b, f"{where}[{i}]", rtol, atol)
+    elif isinstance(expected, float) and not isinstance(expected, bool):
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol, err_msg=where)
+    else:
+        assert got == expected, (where, got, expected)

@@ -80,6 +80,10 @@ class DataConfig:
     split_seed: int = 0
     max_epochs: float = 4.0  # a mixture repeating a domain more often is flagged
     shuffle_buffer: int = 1024
+    # multi-host training: each process reads its own share of the documents (scales to many hosts, but
+    # the data order depends on the process count); false: every process reads the whole global batch and
+    # keeps its devices' rows, so any number of processes trains on the one-process stream
+    split_by_process: bool = True
 
 
 @dataclass

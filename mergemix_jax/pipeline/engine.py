@@ -34,6 +34,7 @@ from mergemix_jax.eval.results import read_table
 from mergemix_jax.merge.dilution import unreachable_rows
 from mergemix_jax.merge.stack import ExpertStack
 from mergemix_jax.parallel.mesh import configured_mesh
+from mergemix_jax.parallel.multihost import is_writer, sync
 from mergemix_jax.pipeline import training
 from mergemix_jax.pipeline.mixtures import natural_prior
 from mergemix_jax.pipeline.problem import utility_weights
@@ -111,10 +112,13 @@ class Engine:
 
     def evaluate(self, weights_BxK: np.ndarray, out: str | os.PathLike, proxy: str = "exact", progress: bool | None = None) -> dict:
         """Score every mixture into the resumable CSV `out` (see eval.evaluate_mixtures); the summary.
-        With diluted experts, mixtures out of their reach are merged with clipped weights (a warning)."""
+        With diluted experts, mixtures out of their reach are merged with clipped weights (a warning).
+        Multi-host: every process scores, process 0 writes, and all wait until the CSV is written."""
         progress = self.config.train.progress if progress is None else progress
         warn_unreachable(self.stack, weights_BxK, str(out))
-        return evaluate_mixtures(self.model_cfg, self.stack, weights_BxK, self.suite, out, self.config.eval, proxy, self.mesh, progress=progress)
+        summary = evaluate_mixtures(self.model_cfg, self.stack, weights_BxK, self.suite, out, self.config.eval, proxy, self.mesh, progress=progress and is_writer())
+        sync(f"scored {out}")
+        return summary
 
     def score_table(self, weights_BxK: np.ndarray, out: Path) -> dict:
         """Score every mixture exactly into the resumable CSV `out`; returns the table (see read_table)."""

@@ -18,6 +18,7 @@ from typing import Any
 
 from mergemix_jax.config import Config
 from mergemix_jax.config.hashing import config_hash
+from mergemix_jax.parallel.multihost import agree, is_writer, sync, write_once
 from mergemix_jax.reliability.atomic import atomic_write_json, json_default
 
 STAGE_LOG = "stages.jsonl"
@@ -30,6 +31,8 @@ def hashed_settings(config: Config) -> dict[str, Any]:
     raw.pop("validate", None)
     for section, key in _UNHASHED:
         raw.get(section, {}).pop(key, None)
+    if raw.get("data", {}).get("split_by_process") is True:  # the default: run folders named before it existed keep their names
+        raw["data"].pop("split_by_process")
     return raw
 
 
@@ -42,6 +45,8 @@ def run_dir_for(config: Config, config_path: str | os.PathLike | None = None) ->
 def log_stage(run_dir: Path, stage: str, status: str, seconds: float, **extra: Any) -> None:
     """Append one event to the stage log (a line is written whole with one write call)."""
     record = {"stage": stage, "status": status, "seconds": round(seconds, 3), "time": time.time(), **extra}
+    if not is_writer():  # multi-host: process 0 logs for the job
+        return
     with open(run_dir / STAGE_LOG, "a") as handle:
         handle.write(json.dumps(record) + "\n")
 
@@ -55,13 +60,17 @@ def read_stage_log(run_dir: str | os.PathLike) -> list[dict]:
 
 
 def run_stage(run_dir: Path, stage: str, is_done: Callable[[], bool], work: Callable[[], Any]) -> bool:
-    """Run `work` unless `is_done()`; log "reused" or "done" with its wall and CPU time. True if it ran."""
-    if is_done():
+    """Run `work` unless `is_done()`; log "reused" or "done" with its wall and CPU time. True if it ran.
+
+    Multi-host: every process runs `work` (its computations span them all), process 0's `is_done()`
+    decides for all, and all wait at the end of the stage, so the next one reads finished files."""
+    if agree(bool(is_done())):
         log_stage(run_dir, stage, "reused", 0.0)
         return False
     start, cpu = time.perf_counter(), cpu_seconds()
     work()
     log_stage(run_dir, stage, "done", time.perf_counter() - start, cpu_seconds=round(cpu_seconds() - cpu, 3))
+    sync(f"stage {stage} done")
     return True
 
 
@@ -74,5 +83,7 @@ def cpu_seconds() -> float:
 
 def write_json_atomic(path: Path, payload: Any) -> Path:
     """Write a run record: reliability.atomic.atomic_write_json with numpy values as lists and NaN
-    allowed (e.g. an undefined rank correlation)."""
-    return atomic_write_json(path, payload, allow_nan=True, default=json_default)
+    allowed (e.g. an undefined rank correlation). Multi-host: process 0 writes and every process
+    waits for it (call it on all of them), so a read right after finds the file."""
+    write_once(lambda: atomic_write_json(path, payload, allow_nan=True, default=json_default), f"write {path}")
+    return Path(path)

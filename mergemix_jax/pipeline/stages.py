@@ -19,6 +19,8 @@ import numpy as np
 
 from mergemix_jax.config import Config
 from mergemix_jax.config.loading import config_to_yaml
+from mergemix_jax.parallel.mesh import maybe_initialize_distributed
+from mergemix_jax.parallel.multihost import is_writer, sync, write_once
 from mergemix_jax.pipeline import mixtures, training
 from mergemix_jax.pipeline.engine import Engine, natural_prior, read_table  # noqa: F401 (re-exported)
 from mergemix_jax.pipeline.problem import utility_weights
@@ -46,7 +48,7 @@ def prepare_run_dir(config: Config, config_path: str | os.PathLike | None, comma
     text, target = config_to_yaml(config), run_dir / "config.yaml"
     if not (target.is_file() and target.read_text() == text):  # unchanged: keep the first run's file and time
         atomic_write_text(target, text)
-    if command:
+    if command and is_writer():
         commands = run_dir / "commands.txt"
         seen = commands.read_text().splitlines() if commands.is_file() else []
         if command not in seen:
@@ -279,6 +281,7 @@ def write_recommendation(engine: Engine, verification: Path | None) -> Path:
         log.info("%s", block["message"])
     write_grain_mixture(chosen.weights, engine.run_dir / "mixture.grain.yaml")
     write_mixture(chosen, out)
+    sync("mixture.json written")
     return out
 
 
@@ -287,9 +290,9 @@ def stage_report(config: Config, run_dir: Path) -> Path:
     from mergemix_jax.report import render_report
 
     start = time.perf_counter()
-    path = render_report(run_dir)
+    write_once(lambda: render_report(run_dir), "report rendered")  # reads files only: process 0 renders it
     log_stage(run_dir, "report", "done", time.perf_counter() - start)
-    return path
+    return run_dir / "report" / "index.html"
 
 
 def run_pipeline(config: Config, config_path: str | os.PathLike | None = None, command: str = "", stop_after: str = "") -> PipelineResult | Path:
@@ -298,6 +301,7 @@ def run_pipeline(config: Config, config_path: str | os.PathLike | None = None, c
 
     if stop_after and stop_after not in STAGES:
         raise ValueError(f"stop_after must be one of {STAGES}, got {stop_after!r}")
+    maybe_initialize_distributed()  # a multi-host job joins before anything starts jax's backend
     check_utility(config)
     run_dir = prepare_run_dir(config, config_path, command)
     log.info("run folder: %s", run_dir)

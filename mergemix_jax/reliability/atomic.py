@@ -2,6 +2,8 @@
 
 A reader sees either the old file or the new one, even if the process is killed (SIGKILL,
 preemption) or the disk fills up mid-write; a full disk raises `DiskFullError` naming the file.
+In a multi-host job only process 0 writes (parallel/multihost.py): the others return at once, and
+code that reads the file back on every process syncs first (`write_once`).
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mergemix_jax.parallel.multihost import is_writer
 from mergemix_jax.reliability.resources import DiskFullError
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to `path` atomically (parent folders are created); returns the path."""
+    """Write `data` to `path` atomically (parent folders are created); returns the path.
+    A no-op on processes other than 0 of a multi-host job."""
     path = Path(path)
+    if not is_writer():
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = _mode_for(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

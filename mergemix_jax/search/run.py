@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from mergemix_jax.config.schema import SearchConfig
+from mergemix_jax.parallel.multihost import is_writer
 from mergemix_jax.search.cmaes import CMAESOptions, cmaes_search
 from mergemix_jax.search.gradient import GradientOptions, gradient_search
 from mergemix_jax.search.hierarchical import HierarchicalOptions, hierarchical_search
@@ -62,7 +63,7 @@ def make_options(method: str, config: SearchConfig, clusters: Mapping[str, Seque
     unknown = sorted(set(values) - names)
     if unknown:
         raise TypeError(f"search.{method} has field(s) {unknown} that {options_cls.__name__} does not take")
-    values |= {k: v for k, v in (("seed", config.seed), ("progress", config.progress)) if k in names}
+    values |= {k: v for k, v in (("seed", config.seed), ("progress", config.progress and is_writer())) if k in names}
     if method == "hierarchical":
         if values["inner"] not in METHODS or values["inner"] in ("subsets", "hierarchical"):
             raise ValueError(f"hierarchical stages need an inner method among gradient, surrogate, cmaes; got {values['inner']!r}")

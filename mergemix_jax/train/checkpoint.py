@@ -24,6 +24,7 @@ import orbax.checkpoint as ocp
 from mergemix_jax.config import ModelConfig
 from mergemix_jax.model.architecture import architecture_differences
 from mergemix_jax.model.params import Params, param_shapes
+from mergemix_jax.parallel.multihost import is_multiprocess
 from mergemix_jax.reliability.checkpoints import CheckpointError, quarantine_step, short_error, step_problem
 from mergemix_jax.reliability.lineage import params_fingerprint
 
@@ -208,7 +209,8 @@ def load_params(
 
     Returns (params, model config). With `model_cfg` given, a checkpoint of a different
     architecture is an error and `model_cfg` is returned (its run-time fields, such as
-    compute_dtype, win). With `mesh`, params are placed with the model's shardings.
+    compute_dtype, win). With `mesh`, params are placed with the model's shardings; without, on one
+    device (in a multi-host job: each process reads a whole copy onto its first local device).
     """
     step_dir, saved_cfg = check_loadable(run_dir, model_cfg, step)
     abstract = param_shapes(saved_cfg)
@@ -218,6 +220,9 @@ def load_params(
         abstract = jax.tree.map(
             lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, param_shardings(saved_cfg, mesh)
         )
+    elif is_multiprocess():  # orbax would restore the saved (multi-process) sharding
+        local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=local), abstract)
     with ocp.StandardCheckpointer() as checkpointer:
         try:
             params = checkpointer.restore(step_dir / "params", abstract)

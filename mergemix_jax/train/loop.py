@@ -59,18 +59,25 @@ class TrainResult:
 
 
 def build_dataset(config: Config):
-    """The grain dataset of training batches for this process (mixture from `train.mixture`)."""
+    """The grain dataset of training batches for this process (mixture from `train.mixture`): its own
+    rows, or the whole global batch with `data.split_by_process=false` (see `_whole_batches`)."""
     from mergemix_jax.data import make_train_dataset
 
+    split = not _whole_batches(config)
     return make_train_dataset(
         config.data,
         config.train.mixture,
         seq_len=config.train.seq_len,
         global_batch_size=config.train.batch_size,
         seed=config.train.data_seed,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
+        process_index=jax.process_index() if split else 0,
+        process_count=jax.process_count() if split else 1,
     )
+
+
+def _whole_batches(config: Config) -> bool:
+    """True when every process reads the whole global batch (several processes, data.split_by_process=false)."""
+    return jax.process_count() > 1 and not config.data.split_by_process
 
 
 def is_finished(run_dir: str | os.PathLike) -> bool:
@@ -93,6 +100,7 @@ def train(config: Config, *, resume: bool = True, dataset: Any = None, config_so
     mesh = build_mesh(config.mesh, source=config_source)
     tx, step_fn = training_parts(config.model, config.optim, tc.steps, mesh)
     data = dataset if dataset is not None else build_dataset(config)
+    whole = dataset is None and _whole_batches(config)  # every process holds the whole global batch
     data_iterator = iter(data)
     base_params = None
     if tc.init_from and not (resume and latest_step(run_dir) is not None):
@@ -112,7 +120,7 @@ def train(config: Config, *, resume: bool = True, dataset: Any = None, config_so
             return finished
         metrics_log = MetricsLog(run_dir / "metrics.jsonl", resume_step=start if start is not None else -1)
         try:
-            final_loss, tps = _run_steps(config, state, step_fn, data_iterator, mesh, manager, metrics_log, start or 0, lineage)
+            final_loss, tps = _run_steps(config, state, step_fn, data_iterator, mesh, manager, metrics_log, start or 0, lineage, whole)
         finally:
             manager.wait_until_finished()
             metrics_log.close()
@@ -174,11 +182,15 @@ def _lineage(config: Config, run_dir: Path, start: int | None, params) -> dict:
     return {"base_fingerprint": recorded} if recorded else {}
 
 
-def _global_batch(local_batch: dict, sharding) -> dict:
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(local_batch[k])) for k in BATCH_KEYS}
+def _global_batch(batch: dict, sharding, whole: bool = False) -> dict:
+    """The global batch array from this process's rows, or (`whole`) from the whole batch every process holds."""
+    arrays = {k: np.asarray(batch[k]) for k in BATCH_KEYS}
+    if whole:
+        return {k: jax.make_array_from_callback(x.shape, sharding, x.__getitem__) for k, x in arrays.items()}
+    return {k: jax.make_array_from_process_local_data(sharding, x) for k, x in arrays.items()}
 
 
-def _run_steps(config, state, step_fn, data_iterator: Iterator, mesh, manager, metrics_log, start: int, lineage: dict):
+def _run_steps(config, state, step_fn, data_iterator: Iterator, mesh, manager, metrics_log, start: int, lineage: dict, whole: bool = False):
     tc = config.train
     sharding = batch_sharding(mesh)
     metadata = {"model": dataclasses.asdict(config.model), "mixture": tc.mixture, "init_from": tc.init_from, **lineage}
@@ -187,7 +199,7 @@ def _run_steps(config, state, step_fn, data_iterator: Iterator, mesh, manager, m
     throughput = Throughput()
     last_loss = math.nan
     for step in range(start, tc.steps):
-        state, metrics = step_fn(state, _global_batch(next(data_iterator), sharding))
+        state, metrics = step_fn(state, _global_batch(next(data_iterator), sharding, whole))
         if pending is not None:  # fetch step t's metrics after step t+1 is dispatched
             last_loss = _report(pending, throughput, tc, bar, metrics_log)
         pending = (step + 1, metrics)

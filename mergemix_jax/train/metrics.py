@@ -6,14 +6,19 @@ import json
 import os
 from pathlib import Path
 
+from mergemix_jax.parallel.multihost import is_writer
 from mergemix_jax.reliability.atomic import atomic_write_text
 
 
 class MetricsLog:
-    """One JSON object per line; on resume, entries past the restored step are discarded."""
+    """One JSON object per line; on resume, entries past the restored step are discarded.
+    Multi-host: process 0 keeps the log, the others write nothing."""
 
     def __init__(self, path: str | os.PathLike, resume_step: int | None = None):
         self.path = Path(path)
+        self._file = None
+        if not is_writer():
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         kept = [r for r in read_metrics(self.path) if resume_step is not None and r.get("step", 0) <= resume_step]
         atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
@@ -21,11 +26,13 @@ class MetricsLog:
 
     def write(self, record: dict) -> None:
         """Append one record and flush it to the OS."""
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        if self._file is not None:
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
