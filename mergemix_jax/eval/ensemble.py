@@ -38,6 +38,7 @@ from mergemix_jax.config.hashing import config_hash
 from mergemix_jax.eval.suite import BATCH_KEYS, EvalSuite
 from mergemix_jax.merge.stack import ExpertStack
 from mergemix_jax.model import forward, token_nll
+from mergemix_jax.parallel.multihost import agree
 from mergemix_jax.parallel.partitioning import logical_to_spec
 from mergemix_jax.reliability.atomic import atomic_write_bytes
 from mergemix_jax.reliability.lineage import params_fingerprint
@@ -199,7 +200,7 @@ def _iter_experts(cfg, stack, suite, folder: Path | None) -> Iterator[dict[str, 
     """Each expert's arrays, read from `folder` when cached there, else computed (and cached)."""
     for k, name in enumerate(stack.names):
         path = folder / f"{k}-{name}.npz" if folder is not None else None
-        if path is not None and path.exists():
+        if path is not None and agree(path.exists()):  # multi-host: process 0's answer, so all compute or none
             with np.load(path) as cached:
                 yield dict(cached)
             continue

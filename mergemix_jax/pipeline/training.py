@@ -169,10 +169,12 @@ def expert_dirs(config: Config, run_dir: Path) -> list[Path]:
 
 
 def train_unless_finished(config: Config) -> float:
-    """Train (resuming a partial run) unless the run folder is finished; returns seconds spent."""
+    """Train (resuming a partial run) unless the run folder is finished; returns seconds spent.
+    Multi-host: process 0's answer holds for all (call it on every process)."""
+    from mergemix_jax.parallel.multihost import agree
     from mergemix_jax.train import is_finished, train
 
-    if is_finished(config.train.output_dir):
+    if agree(is_finished(config.train.output_dir)):
         return 0.0
     start = time.perf_counter()
     train(config, resume=True, config_source=f"pipeline model {config.train.output_dir}")
