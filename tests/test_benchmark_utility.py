@@ -109,3 +109,52 @@ def test_report_shows_each_benchmark_raw_and_normalised(tmp_path):
     assert "<td>answer_nll/sums</td><td>1.0000</td><td>1.5000</td><td>0.7500</td><td>2.0000</td><td>0.5000</td><td>2.5000</td><td>0.2500</td>" in section
     assert "<td>acc/words</td><td>1.0000</td><td>0.7500</td><td>1.0000</td>" in section
     assert "held-out loss loss/mean (reported, not optimised)" in section and "real training" in section
+
+
+def test_long_continuations_are_cut_to_fit_when_asked():
+    from mergemix_jax.data.errors import DataError
+    from mergemix_jax.eval.tasks import tokenize_task
+
+    class Bytes:
+        pad_id = 0
+
+        def encode(self, text):
+            return list(text.encode())
+
+    items = [{"id": "a", "context": "c" * 40, "answer": "x" * 50}]
+    with pytest.raises(DataError, match=r"eval\.task_max_len"):
+        tokenize_task(items, Bytes(), "t", max_len=32)
+    cut = tokenize_task(items, Bytes(), "t", max_len=32, truncate=True)
+    assert cut.batch["inputs"].shape[1] <= 32 and int(cut.batch["loss_mask"].sum()) == 32 + 1 - 8  # context keeps 32 // 4 tokens
+
+
+def test_pipeline_verifies_with_the_searches_normalised_benchmark_utility(tmp_path):
+    """A tiny run whose utility is a task NLL, rank-normalised: the verification stage's real utilities
+    are the saved maps applied to the trained models' task scores (not a refit, not the raw sum)."""
+    from mergemix_jax.config import load_config
+    from mergemix_jax.pipeline import run_pipeline
+    from tests.pipeline_helpers import tiny_pipeline_raw, write_config
+
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    rows = [{"id": f"s{i}", "context": f"{i}+{i + 1}=", "answer": str(2 * i + 1)} for i in range(8)]
+    rows_mc = [{"id": f"m{i}", "context": "the nation", "choices": [" people", " 7+3=10"], "answer": i % 2} for i in range(4)]
+    (tasks / "sums.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tasks / "words.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows_mc))
+    raw = tiny_pipeline_raw(tmp_path, methods=["subsets"], verify_seeds=1, verify_rounds=1, verify_extra_seeds=0, utility={"answer_nll/sums": 1.0, "answer_nll/words": 1.0})
+    raw["eval"].update(task_dir=str(tasks), choice_as_answer=["words"], task_max_len=32)
+    raw["search"]["normalise"] = "rank"
+    raw["validate"] = {"n_dirichlet": 1, "noise_ceiling": False, "baselines": False}
+    config_path = write_config(tmp_path, raw)
+    result = run_pipeline(load_config(config_path), config_path)
+    utility = read_run_utility(result.run_dir)
+    assert utility.kind == "rank" and set(utility.maps) == {"answer_nll/sums", "answer_nll/words"} and utility.fitted_on > 4
+    ver = json.loads((result.run_dir / "mixture.json").read_text())["verification"]
+    assert "rank-normalised" in ver["utility"]
+    for cand in ver["candidates"]:
+        assert "loss/mean" in cand["real_metrics"][0]  # held-out loss still scored on every real run
+        assert cand["real_utility"] == pytest.approx([utility.of_record(r) for r in cand["real_metrics"]])
+        assert cand["proxy_utility"] == pytest.approx(utility.of_record(cand["proxy_metrics"]))
+        assert all(0.0 <= u <= 1.0 for u in cand["real_utility"])  # rank percentiles, not nats
+    text = result.report_path.read_text()
+    assert "<h2>Benchmark scores</h2>" in text and "answer_nll/words" in text

@@ -282,7 +282,16 @@ def _verdict_section(run_dir: Path, domains: list[str], validation: dict | None)
     if not mixture:
         return "<p>No recommendation yet: `mergemix run` has not reached the mixture file.</p>"
     grain = run_dir / "mixture.grain.yaml"
-    return render_verdict(verdict_of(mixture, validation), domains, grain.read_text() if grain.is_file() else "")
+    box = render_verdict(verdict_of(mixture, validation), domains, grain.read_text() if grain.is_file() else "")
+    from mergemix_jax.pipeline.utility import read_run_utility
+
+    utility = read_run_utility(run_dir)
+    if utility is not None and not utility.is_loss:
+        box += (
+            f"<p class='note'>This run's utility is a benchmark score: {html.escape(utility.describe())}. Every \"loss\" in this report "
+            "is minus that utility (lower is better, in normalised units, not nats); the benchmark scores follow.</p>"
+        )
+    return box
 
 
 def render_report(run_dir: str | os.PathLike) -> Path:
