@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from mergemix_jax.config.hashing import config_hash
+from mergemix_jax.mixture import Mixture
 from mergemix_jax.reliability.atomic import atomic_write_json
 from mergemix_jax.search.types import SearchResult
 
@@ -40,6 +41,11 @@ class MixtureFile:
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, **{k: getattr(self, k) for k in self.__dataclass_fields__}}
 
+    @property
+    def mixture(self) -> Mixture:
+        """`weights` as a Mixture (e.g. `.mixture.vector(domains)` in a table's domain order)."""
+        return Mixture.from_dict(self.weights)
+
 
 def provenance(settings: dict[str, Any]) -> dict[str, Any]:
     """Config hash, UTC time, library versions and Python/platform, for the mixture file."""
@@ -63,7 +69,7 @@ def mixture_from_result(result: SearchResult, settings: dict[str, Any], ratios: 
     weights = np.asarray(result.weights, np.float64)
     weights = weights / weights.sum()
     return MixtureFile(
-        weights=dict(zip(result.domains, weights.tolist(), strict=True)),
+        weights=Mixture(result.domains, weights).as_dict(),
         method=result.method,
         objective=float(result.objective),
         metrics={k: float(v) for k, v in result.metrics.items()},

@@ -18,6 +18,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from mergemix_jax.mixture import Mixture
+
 Objective = Callable[[jax.Array], jax.Array]
 Scorer = Callable[[np.ndarray], dict[str, np.ndarray]]
 Utility = Callable[[dict[str, np.ndarray]], np.ndarray]
@@ -38,6 +40,11 @@ class SearchResult:
     group_weights: np.ndarray | None = None  # [G, K] per-group weights, when searched per group
     extras: dict[str, Any] = field(default_factory=dict)  # method-specific, JSON-serialisable
 
+    @property
+    def mixture(self) -> Mixture:
+        """The chosen mixture, in the problem's domain order."""
+        return Mixture(self.domains, self.weights)
+
     def weights_by_domain(self) -> dict[str, float]:
         """{domain: weight} in the problem's domain order."""
-        return {name: float(w) for name, w in zip(self.domains, self.weights, strict=True)}
+        return self.mixture.as_dict()

@@ -13,6 +13,7 @@ import numpy as np
 
 from mergemix_jax.config import Config
 from mergemix_jax.eval.suite import EvalSuite, evaluate
+from mergemix_jax.mixture import Mixture
 from mergemix_jax.pipeline import training
 from mergemix_jax.pipeline.run_dir import config_hash, write_json_atomic
 
@@ -27,7 +28,7 @@ def suite_key(config: Config) -> str:
 
 def reference_config(config: Config, run_dir: Path, out: Path, weights_K: np.ndarray, data_seed: int) -> Config:
     """The train config of one reference: the expert recipe on mixture `weights_K` (zero weights dropped)."""
-    mixture = {d.name: float(w) for d, w in zip(config.data.domains, weights_K, strict=True) if w > 1e-9}
+    mixture = Mixture([d.name for d in config.data.domains], weights_K).as_dict(min_weight=1e-9)
     steps = config.validate.reference_steps or config.pipeline.expert_steps
     return training.short_run_config(config, run_dir, out, mixture, steps=steps, data_seed=data_seed)
 

@@ -69,7 +69,7 @@ def candidate_pool(engine: Any) -> list[Candidate]:
     methods = engine.config.pipeline.methods
     scored = read_table(run_dir / "eval" / "methods.csv", domains)
     for method in methods:
-        w = np.asarray([read_mixture(run_dir / "search" / f"{method}.json").weights[d] for d in domains])
+        w = read_mixture(run_dir / "search" / f"{method}.json").mixture.vector(domains)
         row = int(np.argmin(np.abs(scored["weights"] - w).sum(1)))
         tables.append((method, scored["weights"][row : row + 1], {k: v[row : row + 1] for k, v in scored["metrics"].items()}))
     probe = read_table(run_dir / "eval" / "probe.csv", domains)
