@@ -176,3 +176,22 @@ def test_json_write_finder(tmp_path):
         "    return json.dumps(x, sort_keys=True)\n"
     )
     assert json_writes_outside_the_writer(pkg) == ["pkg/m.py:3", "pkg/m.py:4"]  # not the JSONL append, not a hash blob
+
+
+def test_merge_operator_entry_declares_what_its_scores_depend_on():
+    """Adding a merge operator is one MERGE_OPERATORS entry (+ its function): the entry's `settings`
+    name the eval fields its options read, which eval.results records beside every score."""
+    import dataclasses
+
+    from mergemix_jax.config import EvalConfig
+    from mergemix_jax.eval.results import SETTING_SOURCES
+    from mergemix_jax.merge.operators import MERGE_OPERATORS
+
+    fields = {f.name: f for f in dataclasses.fields(EvalConfig)}
+    declared = {name for op in MERGE_OPERATORS.values() for name in op.settings}
+    assert declared <= set(fields) and all(SETTING_SOURCES[name] == f"eval.{name}" for name in declared)
+    base = EvalConfig()
+    for name, op in MERGE_OPERATORS.items():
+        for field in declared:
+            changed = dataclasses.replace(base, **{field: getattr(base, field) / 2 + 0.05 if isinstance(getattr(base, field), float) else getattr(base, field) + 1})
+            assert (op.options(changed) != op.options(base)) == (field in op.settings), (name, field)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mergemix_jax.config.hashing import config_hash
+from mergemix_jax.merge.operators import MERGE_OPERATORS
 from mergemix_jax.reliability.atomic import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -51,9 +52,7 @@ SETTING_SOURCES = {
     "compute_dtype": "model.compute_dtype",
     "merge": "eval.merge",
     "merge_scale": "eval.merge_scale",
-    "ties_density": "eval.ties_density",
-    "dare_drop_rate": "eval.dare_drop_rate",
-    "merge_seed": "eval.merge_seed",
+    **{name: f"eval.{name}" for operator in MERGE_OPERATORS.values() for name in operator.settings},  # e.g. ties_density
     "proxy": "--proxy",
     "objective": "eval.objective",
     "quadratic_tol": "eval.quadratic_tol",
@@ -82,10 +81,8 @@ def score_settings(model_cfg, stack, suite, eval_cfg, proxy: str) -> dict:
     }
     if stack.dilution is not None:  # diluted experts: the mixtures are merged with corrected weights
         settings["dilution"] = {"share": stack.dilution.share, "general": list(stack.dilution.general)}
-    if eval_cfg.merge == "ties":
-        settings["ties_density"] = eval_cfg.ties_density
-    if eval_cfg.merge == "dare":
-        settings.update(dare_drop_rate=eval_cfg.dare_drop_rate, merge_seed=eval_cfg.merge_seed)
+    operator = MERGE_OPERATORS.get(eval_cfg.merge)
+    settings.update({name: getattr(eval_cfg, name) for name in (operator.settings if operator else ())})  # e.g. ties_density
     if proxy == "quadratic":
         settings.update(objective=eval_cfg.objective, quadratic_tol=eval_cfg.quadratic_tol, quadratic_max_centres=eval_cfg.quadratic_max_centres, quadratic_radius=eval_cfg.quadratic_radius)
     return settings

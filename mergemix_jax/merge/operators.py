@@ -4,7 +4,9 @@ All accumulate in float32 and cast each leaf back to the base's storage dtype. `
 task-arithmetic coefficient: merged = base + scale * sum_k w_k (expert_k - base).
 
 `MERGE_OPERATORS` (end of file) is the one registry: `eval.merge` names an entry, its `options`
-reads the operator's settings from the eval section. Adding an operator = its function + one entry.
+reads the operator's settings from the eval section, its `settings` names those eval fields (they
+are recorded beside every score, so a results file scored with other values is not reused).
+Adding an operator = its function + one entry (+ an EvalConfig field per new option).
 """
 
 from __future__ import annotations
@@ -83,16 +85,18 @@ def dare_merge(
 
 @dataclass(frozen=True)
 class MergeOperator:
-    """fn(stack, weights [K], scale=..., **options) -> params; options(eval config) -> its keyword options."""
+    """fn(stack, weights [K], scale=..., **options) -> params; options(eval config) -> its keyword
+    options; settings: the eval config fields those options are read from (eval.results records them)."""
 
     fn: Callable[..., dict]
     options: Callable[[Any], dict[str, Any]] = lambda eval_cfg: {}
+    settings: tuple[str, ...] = ()
 
 
 MERGE_OPERATORS: dict[str, MergeOperator] = {
     "linear": MergeOperator(linear_merge),
-    "ties": MergeOperator(ties_merge, lambda e: {"density": e.ties_density}),
-    "dare": MergeOperator(dare_merge, lambda e: {"drop_rate": e.dare_drop_rate, "seed": e.merge_seed}),
+    "ties": MergeOperator(ties_merge, lambda e: {"density": e.ties_density}, ("ties_density",)),
+    "dare": MergeOperator(dare_merge, lambda e: {"drop_rate": e.dare_drop_rate, "seed": e.merge_seed}, ("dare_drop_rate", "merge_seed")),
 }
 MERGE_METHODS = tuple(MERGE_OPERATORS)
 
