@@ -231,7 +231,7 @@ def stage_select(engine: Engine) -> Path:
     def work():
         methods = engine.config.pipeline.methods
         files = {m: read_mixture(engine.run_dir / "search" / f"{m}.json") for m in methods}
-        weights = np.asarray([[files[m].weights[d] for d in engine.domains] for m in methods])
+        weights = np.asarray([files[m].mixture.vector(engine.domains) for m in methods])
         table = engine.score_table(weights, engine.run_dir / "eval" / "methods.csv")
         utilities = engine.utility(table["metrics"])
         best = int(np.argmax(utilities))
