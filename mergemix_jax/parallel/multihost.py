@@ -12,11 +12,17 @@ So that no file is written twice or read half-made:
 - `agree(value)`: process 0's value on every process, e.g. whether a stage is already done.
 - `gather(x)`: a (possibly multi-host) jax array as one numpy array on every process.
 
-The helpers do not start jax's backend on a job that never called `jax.distributed.initialize`.
+`sync` and `agree` go through jax.distributed's coordination service (a barrier, a key-value store),
+not a device collective: CPU collectives (gloo) give up when one process arrives 30 s after the
+other, which a process 0 rendering the report on a loaded machine can exceed. The helpers do not
+start jax's backend on a job that never called `jax.distributed.initialize`.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
+import zlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -24,6 +30,8 @@ import jax
 import numpy as np
 
 T = TypeVar("T")
+TIMEOUT_MS = 60 * 60 * 1000  # how long a process waits for the others (a dead process fails the job sooner)
+_calls = itertools.count()  # every process makes the same sync/agree calls in the same order
 
 
 def is_multiprocess() -> bool:
@@ -36,12 +44,17 @@ def is_writer() -> bool:
     return not is_multiprocess() or jax.process_index() == 0
 
 
-def sync(tag: str) -> None:
-    """Barrier across every process of the job (no-op on one process)."""
-    if is_multiprocess():
-        from jax.experimental import multihost_utils
+def _client():
+    from jax._src import distributed
 
-        multihost_utils.sync_global_devices(tag)
+    return distributed.global_state.client
+
+
+def sync(tag: str) -> None:
+    """Barrier across every process of the job (no-op on one process). Processes that reach
+    different tags wait for each other in vain and fail after TIMEOUT_MS naming the barrier."""
+    if is_multiprocess():
+        _client().wait_at_barrier(f"mergemix-sync-{next(_calls)}-{zlib.crc32(tag.encode()):08x}", TIMEOUT_MS)
 
 
 def write_once(write: Callable[[], T], tag: str) -> T | None:
@@ -53,13 +66,15 @@ def write_once(write: Callable[[], T], tag: str) -> T | None:
 
 
 def agree(value: Any) -> Any:
-    """Process 0's `value` (a bool, number or numpy array) on every process."""
+    """Process 0's `value` (anything JSON holds: a bool, a number, a string, lists and dicts of them)
+    on every process."""
     if not is_multiprocess():
         return value
-    from jax.experimental import multihost_utils
-
-    out = multihost_utils.broadcast_one_to_all(np.asarray(value))
-    return type(value)(out) if isinstance(value, bool | int | float) else np.asarray(out)
+    key = f"mergemix-agree-{next(_calls)}"
+    if jax.process_index() == 0:
+        _client().key_value_set(key, json.dumps(value))
+        return value
+    return json.loads(_client().blocking_key_value_get(key, TIMEOUT_MS))
 
 
 def gather(x: Any) -> np.ndarray:
