@@ -173,3 +173,32 @@ def test_experts_are_merged_from_the_chosen_checkpoint_step(tmp_path):
     missing = dataclasses.replace(config, pipeline=dataclasses.replace(config.pipeline, expert_checkpoint_step=3))
     with pytest.raises(CheckpointError, match=r"pipeline\.expert_checkpoint_step=3.*saved steps are \[2, 4\]"):
         training.expert_step(missing, [out])
+
+
+def test_searches_run_inside_the_region_diluted_experts_reach():
+    """The search region w = s g + (1 - s) v: every v on the simplex lifts to a reachable mixture
+    whose merge weights are v itself; without dilution the region is the trust floor's (the whole
+    simplex at floor 0)."""
+    from mergemix_jax.search.problem import synthetic_quadratic
+    from mergemix_jax.search.trust import search_region
+
+    problem, _ = synthetic_quadratic(4, "interior", seed=0)
+    same, identity = search_region(problem, 0.0, None)
+    assert same is problem and np.allclose(identity(np.eye(4)), np.eye(4))
+    dilution = make_dilution(0.5, [0.25] * 4)
+    region, to_weights = search_region(problem, 0.0, dilution.share * np.asarray(dilution.general))
+    v = np.random.default_rng(0).dirichlet(np.ones(4), size=8)
+    w = to_weights(v)
+    assert not unreachable_rows(w, dilution).any()
+    np.testing.assert_allclose(np.asarray(merge_coefficients(w, dilution)), v, atol=1e-5)
+    np.testing.assert_allclose(float(region.objective(jnp.asarray(v[0], jnp.float32))), float(problem.objective(jnp.asarray(w[0], jnp.float32))), rtol=1e-5)
+
+
+def test_verification_candidates_are_only_mixtures_the_diluted_merge_reaches(tmp_path):
+    from types import SimpleNamespace
+
+    from mergemix_jax.verify.stage import reachable
+
+    diluted, pure = SimpleNamespace(config=tiny(tmp_path, expert_general_share=0.5)), SimpleNamespace(config=tiny(tmp_path))
+    assert reachable(diluted, np.full(3, 1 / 3)) and not reachable(diluted, np.asarray([0.5, 0.5, 0.0]))
+    assert reachable(pure, np.asarray([0.5, 0.5, 0.0]))

@@ -202,11 +202,13 @@ def stage_search(engine: Engine) -> None:
     """Run each configured method; search/<method>.json is a mixture file with the trace and timing."""
     from mergemix_jax.export import mixture_from_result, write_mixture
     from mergemix_jax.search.run import run_search
-    from mergemix_jax.search.trust import floor_region, lift_result
+    from mergemix_jax.search.trust import lift_result, search_region
 
     settings = dataclasses.asdict(engine.config.search)
     problem, note = search_problem(engine)
-    region, to_weights = floor_region(problem, engine.config.search.trust_floor)
+    dilution = training.expert_dilution(engine.config)  # diluted experts: search only what their merge reaches
+    reachable = None if dilution is None else dilution.share * np.asarray(dilution.general)
+    region, to_weights = search_region(problem, engine.config.search.trust_floor, reachable)
     clusters = search_clusters(engine) if "hierarchical" in engine.config.pipeline.methods else None
     for method in engine.config.pipeline.methods:
         out = engine.run_dir / "search" / f"{method}.json"

@@ -60,7 +60,8 @@ def proxy_utilities(engine: Any, candidates: list[Candidate], calibration: Calib
 
 
 def candidate_pool(engine: Any) -> list[Candidate]:
-    """Every method's pick, the probe table and a Dirichlet pool, scored by the merged proxy (no vertices)."""
+    """Every method's pick, the probe table and a Dirichlet pool, scored by the merged proxy (no
+    vertices; with diluted experts, only mixtures their merge reaches)."""
     from mergemix_jax.eval.results import read_table
     from mergemix_jax.export import read_mixture
 
@@ -78,7 +79,17 @@ def candidate_pool(engine: Any) -> list[Candidate]:
     tables.append(("pool", pool["weights"], pool["metrics"]))
     drop_one = engine.score_table(drop_one_mixtures(engine), run_dir / "eval" / "verify_drop_one.csv")
     tables.append(("drop-one", drop_one["weights"], drop_one["metrics"]))
-    return [c for c in pool_from_tables(tables) if c.weights_K.max() < 1.0 - 1e-6]
+    return [c for c in pool_from_tables(tables) if c.weights_K.max() < 1.0 - 1e-6 and reachable(engine, c.weights_K)]
+
+
+def reachable(engine: Any, weights_K: np.ndarray) -> bool:
+    """Whether a merge of the run's experts stands for this mixture exactly: always for pure-domain
+    experts; for diluted ones (pipeline.expert_general_share) only when every w_k >= share * general_k,
+    since outside that the clipped merge cannot tell the mixture from the region's edge (merge/dilution.py)."""
+    from mergemix_jax.merge.dilution import unreachable_rows
+    from mergemix_jax.pipeline.training import expert_dilution
+
+    return not unreachable_rows(weights_K, expert_dilution(engine.config))[0]
 
 
 def dirichlet_pool(engine: Any) -> np.ndarray:
