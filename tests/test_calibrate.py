@@ -59,3 +59,33 @@ def test_apply_recomputes_the_mean_and_round_trips(tmp_path):
     assert isinstance(loaded, Calibration)
     np.testing.assert_allclose(loaded.apply(proxy)["loss/a"], out["loss/a"])
     assert load_calibration(tmp_path / "missing") is None
+
+
+def test_utility_metrics_besides_domain_losses_get_their_own_maps():
+    """A benchmark utility (answer NLL of a task) is calibrated too, monotone and exact on its points."""
+    proxy = {"loss/a": np.array([1.0, 2.0, 3.0]), "answer_nll/t": np.array([0.5, 1.5, 4.0])}
+    real = {"loss/a": np.array([1.0, 1.5, 2.0]), "answer_nll/t": np.array([0.6, 0.8, 1.0])}
+    plain = fit_calibration(proxy, real, ["a"])
+    with_task = fit_calibration(proxy, real, ["a"], ["answer_nll/t", "loss/a", "loss/mean"])
+    assert [m.metric for m in plain.maps] == ["loss/a"]
+    assert [m.metric for m in with_task.maps] == ["loss/a", "answer_nll/t"]
+    np.testing.assert_allclose(with_task.apply(proxy)["answer_nll/t"], real["answer_nll/t"], atol=1e-9)
+    np.testing.assert_array_equal(plain.apply(proxy)["answer_nll/t"], proxy["answer_nll/t"])
+    q = np.linspace(0.0, 5.0, 11)
+    assert np.all(np.diff(with_task.apply({"answer_nll/t": q})["answer_nll/t"]) > 0)
+
+
+def test_vertices_count_as_real_runs_only_for_reference_recipe_experts(tmp_path):
+    """A vertex of the probe table is a real run only when expert k is the one-hot reference."""
+    from mergemix_jax.config import config_from_dict
+    from mergemix_jax.pipeline import training
+    from tests.pipeline_helpers import tiny_pipeline_raw
+
+    def cfg(**pipeline):
+        return config_from_dict(tiny_pipeline_raw(tmp_path, **pipeline))
+
+    assert training.experts_are_references(cfg())
+    assert not training.experts_are_references(cfg(expert_general_share=0.5))
+    assert not training.experts_are_references(cfg(expert_schedule="cosine"))
+    assert not training.experts_are_references(cfg(expert_steps=8, expert_checkpoint_step=4))
+    assert training.experts_are_references(cfg(expert_steps=8, expert_checkpoint_step=8))

@@ -12,7 +12,10 @@ keeping each domain's own ranking:
 - 1-2 points: a shift by the mean residual (an isotonic fit on two points is just a step);
 - 0 points: the identity.
 
-Only `loss/<domain>` metrics are mapped; `loss/mean` is recomputed from the mapped domains.
+Every `loss/<domain>` metric is mapped, plus any other metric the run's utility reads (e.g. a
+benchmark's answer NLL: the expert at a vertex is that one-hot reference for it too), each by its
+own monotone non-decreasing map (proxy and real share the metric's orientation); `loss/mean` is
+recomputed from the mapped domains.
 """
 
 from __future__ import annotations
@@ -73,13 +76,13 @@ def fit_domain_map(metric: str, proxy_N: np.ndarray, real_N: np.ndarray) -> Doma
 
 @dataclass(frozen=True)
 class Calibration:
-    """One monotone map per domain loss; `apply` calibrates a metrics table {name: [N]}."""
+    """One monotone map per domain loss (and per extra utility metric); `apply` calibrates a metrics table {name: [N]}."""
 
     domains: tuple[str, ...]
     maps: tuple[DomainMap, ...]
 
     def apply(self, table: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The table with every mapped loss/<domain> calibrated and loss/mean recomputed; other metrics kept."""
+        """The table with every mapped metric calibrated and loss/mean recomputed; other metrics kept."""
         out = {name: np.asarray(values, np.float64) for name, values in table.items()}
         for m in self.maps:
             if m.metric in out:
@@ -100,11 +103,12 @@ class Calibration:
         return cls(tuple(raw["domains"]), maps)
 
 
-def fit_calibration(proxy: Mapping[str, np.ndarray], real: Mapping[str, np.ndarray], domains: Sequence[str]) -> Calibration:
-    """Fit f_d on paired rows of `proxy` and `real` tables ({metric: [N]}, the same N mixtures)."""
+def fit_calibration(proxy: Mapping[str, np.ndarray], real: Mapping[str, np.ndarray], domains: Sequence[str], metrics: Sequence[str] = ()) -> Calibration:
+    """Fit one map per `loss/<domain>` and per extra metric in `metrics` on paired rows of the
+    `proxy` and `real` tables ({metric: [N]}, the same N mixtures)."""
     maps = []
-    for d in domains:
-        name = f"loss/{d}"
+    names = [f"loss/{d}" for d in domains]
+    for name in names + [m for m in metrics if m not in names and m != "loss/mean"]:
         if name not in proxy or name not in real:
             raise KeyError(f"calibration needs {name!r} in both the proxy and the real table")
         maps.append(fit_domain_map(name, proxy[name], real[name]))

@@ -120,6 +120,14 @@ def expert_mixture(config: Config, domain: str) -> dict[str, float]:
     return {n: float(w) for n, w in zip(names, proportions, strict=True) if w > 0}
 
 
+def experts_are_references(config: Config) -> bool:
+    """True when expert k is the one-hot reference of domain k (the reference recipe: pure domain,
+    constant LR, final checkpoint, the same steps), so a vertex of the probe table is a real run."""
+    p = config.pipeline
+    steps = config.validate.reference_steps or p.expert_steps
+    return p.expert_general_share == 0 and p.expert_schedule == "constant" and p.expert_checkpoint_step in (0, p.expert_steps) and steps == p.expert_steps
+
+
 def expert_config(config: Config, run_dir: Path, out: Path, domain: str) -> Config:
     """Expert `domain`'s train config: the reference recipe from the base on `expert_mixture`, with
     the expert schedule (cosine to `pipeline.expert_lr_floor` x the peak) and, when an intermediate

@@ -254,7 +254,7 @@ GLOSSARY = (
     ("rank / regret", "rank: position among the reference mixtures by real loss (1 = best). Regret: real loss minus the best reference's; below 0 beats them all."),
     ("recommended / proxy pick", "recommended: mixture.json's weights (after verification by real training); proxy pick: the raw proxy's best candidate before that check."),
     ("uniform / natural", "the two baselines: equal weights, and each domain's share of the training tokens."),
-    ("calibrated proxy", "the proxy with each domain's loss passed through a monotone map fitted on real runs (verify/calibration.json: the vertices and the verification runs, which include uniform = the centre), so judge it on the interior rows."),
+    ("calibrated proxy", "the proxy with each domain's loss and each utility metric passed through a monotone map fitted on real runs (verify/calibration.json: the vertices, when the experts are the one-hot references, and the verification runs, which include uniform = the centre), so judge it on the interior rows."),
     ("loss interpolation / output-space", "non-merging predictors: the weighted average of the experts' losses, and the loss of the weighted average of their next-token probabilities."),
 )
 

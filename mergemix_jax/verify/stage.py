@@ -2,9 +2,10 @@
 
 Every run uses the reference recipe (validate's: `pipeline.expert_steps` from the base at a
 constant LR) with `pipeline.verify_seeds` data seeds. First the baselines uniform and natural are
-trained, and the per-domain calibration (mergemix_jax.calibrate) is fitted on them and the vertices
-(a one-hot reference is the expert itself). Round 1 then trains the top `pipeline.verify_candidates`
-mixtures of the pooled candidates (every search method's pick, the probe table, a Dirichlet pool,
+trained, and the calibration (mergemix_jax.calibrate: per domain loss and per utility metric) is
+fitted on them and the vertices (a one-hot reference is the expert itself, unless the experts follow
+another recipe, e.g. DeMix's diluted components: then the vertices are left out). Round 1 then
+trains the top `pipeline.verify_candidates` mixtures of the pooled candidates (every search method's pick, the probe table, a Dirichlet pool,
 natural-without-one-domain), slots taken in turn from the calibrated merged proxy, the output-space
 ensemble and the raw merged proxy, each at least `pipeline.verify_min_distance` (total variation)
 from the others. After each round the calibration is refitted on every real run so far; rounds
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from mergemix_jax.calibrate import Calibration, fit_calibration, save_calibration
+from mergemix_jax.pipeline import training
 from mergemix_jax.verify.candidates import Candidate, pool_from_tables, select_diverse, tv_distance
 from mergemix_jax.verify.decide import BASELINES, Decision, decide
 
@@ -180,8 +182,10 @@ def verification_seeds(config: Any) -> list[int]:
 
 
 def refit_calibration(engine: Any, vertices: dict, verified: list[Verified]) -> tuple[Calibration, dict]:
-    """Fit the per-domain maps on the vertices (proxy = real) plus the mean real metrics of each run."""
-    names = [f"loss/{d}" for d in engine.domains]
+    """Fit the per-domain loss maps, and one per utility metric, on the vertices (proxy = real) plus
+    the mean real metrics of each run."""
+    utility_metrics = [m for m in engine.utility.weights if m != "loss/mean"]
+    names = list(dict.fromkeys([f"loss/{d}" for d in engine.domains] + utility_metrics))
     proxy = {m: list(vertices[m]) for m in names}
     real = {m: list(vertices[m]) for m in names}
     for v in verified:
@@ -190,7 +194,7 @@ def refit_calibration(engine: Any, vertices: dict, verified: list[Verified]) -> 
             real[m].append(float(np.mean([r[m] for r in v.real_metrics])))
     proxy = {m: np.asarray(x) for m, x in proxy.items()}
     real = {m: np.asarray(x) for m, x in real.items()}
-    return fit_calibration(proxy, real, engine.domains), {"proxy": proxy, "real": real, "n_vertices": len(vertices[names[0]])}
+    return fit_calibration(proxy, real, engine.domains, utility_metrics), {"proxy": proxy, "real": real, "n_vertices": len(vertices[names[0]])}
 
 
 def run_verification(engine: Any) -> dict:
@@ -205,7 +209,7 @@ def run_verification(engine: Any) -> dict:
     for i, c in enumerate(pool):
         c.name = f"pool{i}"
     probe = read_table(engine.run_dir / "eval" / "probe.csv", engine.domains)
-    vertex_rows = [i for i, w in enumerate(probe["weights"]) if w.max() > 1.0 - 1e-6]
+    vertex_rows = [i for i, w in enumerate(probe["weights"]) if w.max() > 1.0 - 1e-6] if training.experts_are_references(cfg) else []
     vertices = {m: probe["metrics"][m][vertex_rows] for m in probe["metrics"]}
     baselines = baseline_candidates(engine, natural_prior(cfg), k)
     verified = [train_candidate(engine, b, 0, score) for b in baselines if b.name != "natural" or tv_distance(b.weights_K, baselines[0].weights_K) >= SAME_MIXTURE_TV]
