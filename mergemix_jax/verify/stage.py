@@ -257,7 +257,7 @@ def resolve_leader(engine: Any, verified: list[Verified], score) -> None:
     first = engine.config.train.data_seed + p.verify_seeds
     seeds = list(range(first, first + p.verify_extra_seeds))
     by_name = {v.candidate.name: v for v in verified}
-    log.info("%s leads %s by %.4f nats, inside the margin %.4f: training %d more seeds of both", leader, decision.chosen, means[leader] - means[decision.chosen], decision.margin, len(seeds))
+    log.info("%s leads %s by %.4f %s, inside the margin %.4f: training %d more seeds of both", leader, decision.chosen, means[leader] - means[decision.chosen], utility_unit(engine), decision.margin, len(seeds))
     for name in (leader, decision.chosen):
         v = by_name[by_name[name].measured_as or name]
         extra = train_candidate(engine, v.candidate, v.round, score, seeds=seeds)
