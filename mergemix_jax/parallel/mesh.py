@@ -18,7 +18,8 @@ def maybe_initialize_distributed() -> None:
     Explicit launches set JAX_COORDINATOR_ADDRESS (with JAX_NUM_PROCESSES and JAX_PROCESS_ID);
     `tpu_scripts/launch.sh` sets MERGEMIX_DISTRIBUTED=1 on every worker of a slice (whose ssh
     sessions do not reliably carry TPU_WORKER_HOSTNAMES), and jax discovers the slice itself.
-    A single machine does nothing. Processes other than 0 then log warnings and errors only.
+    A single machine does nothing. Processes other than 0 then log warnings and errors only; a
+    multi-process CPU job compiles without the persistent compilation cache.
     """
     if jax.distributed.is_initialized():
         return
@@ -34,6 +35,10 @@ def maybe_initialize_distributed() -> None:
     else:
         return
     log.info("jax.distributed: process %d of %d", jax.process_index(), jax.process_count())
+    if jax.default_backend() == "cpu":
+        # only process 0 writes the persistent compilation cache, so on a rerun it loads programs the
+        # others compile, and CPU collectives (gloo) give up on a process that arrives 30 s late
+        jax.config.update("jax_enable_compilation_cache", False)
     if jax.process_index() != 0:  # the other processes' INFO lines would repeat process 0's
         root = logging.getLogger()
         root.setLevel(max(root.getEffectiveLevel(), logging.WARNING))
