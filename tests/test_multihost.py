@@ -3,7 +3,8 @@
 Each process owns 2 of the 4 devices and feeds only its own rows of the global batch
 (`jax.make_array_from_process_local_data`); the jitted sharded loss and gradient must equal the
 single-process ones, an orbax checkpoint saved and restored by both processes matches shard by
-shard, and only process 0 writes the report and the HF export.
+shard, and only process 0 writes the report and the HF export. Merged evaluation, a gradient search
+and a short `mergemix run` on the 2 processes give the 1-process results, process 0 writing the files.
 """
 
 from __future__ import annotations
@@ -130,12 +131,14 @@ def test_two_process_pipeline_run_equals_single_process(tmp_path):
     reference = subprocess.Popen(
         [sys.executable, str(WORKER), str(tmp_path / "one"), "run", str(configs["one"])], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )  # 1 process, 4 devices (the mesh of the 2-process job), run alongside it
-    results = launch(tmp_path, "run", str(configs["two"]), timeout_s=900)
     try:
+        results = launch(tmp_path, "run", str(configs["two"]), timeout_s=900)
         reference_log, _ = reference.communicate(timeout=900)
     except subprocess.TimeoutExpired:
-        reference.kill()
         pytest.fail("the 1-process run did not finish in 900 s")
+    finally:
+        if reference.poll() is None:
+            reference.kill()
     log = "\n".join(r.stdout[-3000:] for r in results)
     assert all(r.returncode == 0 for r in results), log
     assert reference.returncode == 0, reference_log[-3000:]
