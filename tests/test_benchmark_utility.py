@@ -158,3 +158,12 @@ def test_pipeline_verifies_with_the_searches_normalised_benchmark_utility(tmp_pa
         assert all(0.0 <= u <= 1.0 for u in cand["real_utility"])  # rank percentiles, not nats
     text = result.report_path.read_text()
     assert "<h2>Benchmark scores</h2>" in text and "answer_nll/words" in text
+    # validate ranks the references by the same saved utility, beside held-out loss
+    from mergemix_jax.validate.run import run_validation
+
+    v = run_validation(load_config(config_path), config_path)
+    assert v["utility"]["kind"] == "rank" and not v["utility"]["is_loss"]
+    assert set(v["rankings"]) >= {"utility", "held-out loss"} and "all" in v["rankings"]["held-out loss"]
+    refs = [{m: v["reference"][m][i] for m in v["reference"]} for i in range(len(v["kinds"]))]
+    assert v["real_loss"] == pytest.approx([-utility.of_record(r) for r in refs])  # "loss" = -utility through the saved maps
+    assert any(k.startswith("ranking by the utility") for k in v["summary"]) and "best reference (real -utility, lower is better)" in v["summary"]
