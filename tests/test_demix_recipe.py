@@ -202,3 +202,9 @@ def test_verification_candidates_are_only_mixtures_the_diluted_merge_reaches(tmp
     diluted, pure = SimpleNamespace(config=tiny(tmp_path, expert_general_share=0.5)), SimpleNamespace(config=tiny(tmp_path))
     assert reachable(diluted, np.full(3, 1 / 3)) and not reachable(diluted, np.asarray([0.5, 0.5, 0.0]))
     assert reachable(pure, np.asarray([0.5, 0.5, 0.0]))
+
+
+def test_verification_without_reachable_candidates_trains_only_the_baselines():
+    from mergemix_jax.verify.stage import first_round, next_calibrated
+
+    assert first_round(None, [], [], None) == [] and next_calibrated(None, [], [], None) is None

@@ -129,6 +129,8 @@ def first_round(engine: Any, pool: list[Candidate], baselines: list[Candidate], 
     output-space ensemble and the raw merged proxy (both inside the search trust region)."""
     from mergemix_jax.search.trust import in_region
 
+    if not pool:  # e.g. diluted experts reaching no candidate but the baselines
+        return []
     p = engine.config.pipeline
     weights = np.stack([c.weights_K for c in pool])
     avoid = np.stack([b.weights_K for b in baselines])
@@ -274,6 +276,8 @@ def baseline_candidates(engine: Any, natural_K: np.ndarray, k: int) -> list[Cand
 
 def next_calibrated(engine: Any, pool: list[Candidate], verified: list[Verified], calibration: Calibration) -> Candidate | None:
     """The best pool mixture by calibrated utility, at least verify_min_distance from every trained one."""
+    if not pool:
+        return None
     scores = proxy_utilities(engine, pool, calibration)
     trained = np.stack([v.candidate.weights_K for v in verified])
     picked = select_diverse(np.stack([c.weights_K for c in pool]), scores, 1, engine.config.pipeline.verify_min_distance, trained)
