@@ -24,6 +24,9 @@ portpicker = pytest.importorskip("portpicker")
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests" / "multihost_worker.py"
 TIMEOUT_S = 150
+# A loaded test machine can start one process's collective long after the other's; the CPU (gloo)
+# collectives give up after 30 s unless told otherwise (reduce-scatter ignores the flag: jax#40831).
+COLLECTIVE_TIMEOUT_FLAGS = "--xla_cpu_collective_timeout_seconds=600 --xla_cpu_collective_call_terminate_timeout_seconds=600"
 
 
 def launch(out_dir: Path, *args: str, timeout_s: int = TIMEOUT_S) -> list[subprocess.CompletedProcess]:
@@ -31,7 +34,7 @@ def launch(out_dir: Path, *args: str, timeout_s: int = TIMEOUT_S) -> list[subpro
     base = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "TPU_"))}
     base |= {
         "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count=2 {COLLECTIVE_TIMEOUT_FLAGS}",
         "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
         "JAX_NUM_PROCESSES": "2",
         "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
