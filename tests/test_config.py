@@ -47,6 +47,8 @@ def test_round_trip(tmp_path):
         ({"data": {"domains": [{"name": "a", "paths": []}]}}, "lists no files"),
         ({"train": {"output_dir": "gs://bucket/run"}}, "gcsfuse"),
         ({"data": {"domains": [{"name": "a", "paths": ["gs://bucket/a.txt"]}]}}, "gcsfuse"),
+        ({"eval": {"tasks": ["arithmetic"]}}, "eval.task_dir"),
+        ({"eval": {"task_dir": "tasks", "tasks": ["arithmetic"], "choice_as_answer": ["sotu"]}}, "eval.choice_as_answer"),
     ],
 )
 def test_bad_values_name_the_key_and_file(tmp_path, raw, needle):

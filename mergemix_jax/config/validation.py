@@ -131,6 +131,12 @@ def _eval_problems(config: Config) -> list[str]:
         problems.append(f"key 'eval.ties_density' must be in (0, 1], got {e.ties_density}")
     if not 0 <= e.dare_drop_rate < 1:
         problems.append(f"key 'eval.dare_drop_rate' must be in [0, 1), got {e.dare_drop_rate}")
+    task_only = [k for k in ("tasks", "choice_as_answer") if getattr(e, k)]
+    if task_only and not e.task_dir:
+        problems.append(f"key(s) {['eval.' + k for k in task_only]} name tasks, but 'eval.task_dir' is empty: set eval.task_dir to the folder of <task>.jsonl files")
+    unknown_choice = sorted(set(e.choice_as_answer) - set(e.tasks)) if e.tasks else []
+    if unknown_choice:
+        problems.append(f"key 'eval.choice_as_answer' names {unknown_choice}, which 'eval.tasks' {list(e.tasks)} does not score; add them to eval.tasks or drop them")
     if e.task_dir and e.task_max_len > config.model.max_seq_len:
         problems.append(
             f"key 'eval.task_max_len' ({e.task_max_len}) exceeds 'model.max_seq_len' ({config.model.max_seq_len}): task rows would be longer "
