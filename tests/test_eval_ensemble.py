@@ -145,9 +145,29 @@ def test_evaluate_mixtures_with_the_ensemble_proxy_writes_the_held_out_loss_colu
     for name in summary["metrics"]:
         np.testing.assert_allclose(table[name], direct[name], rtol=1e-6)
     assert (tmp_path / "ensemble-cache").is_dir()
-    with_tasks = make_suite(suite.heldout, {"mc": tokenize_task(MC, TOK, "mc")})
-    with pytest.raises(ValueError, match=r"held-out losses only.*eval\.task_dir"):
-        evaluate_mixtures(cfg, stack, weights, with_tasks, tmp_path / "t.csv", proxy="ensemble", progress=False)
+    with_tasks = make_suite(suite.heldout, {"mc": tokenize_task(MC, TOK, "mc")})  # a choice task: nothing it defines
+    assert evaluate_mixtures(cfg, stack, weights, with_tasks, tmp_path / "t.csv", proxy="ensemble", progress=False)["metrics"] == summary["metrics"]
+    with pytest.raises(ValueError, match=r"neither.*exact proxy"):
+        evaluate_mixtures(cfg, stack, weights, make_suite(tasks={"mc": tokenize_task(MC, TOK, "mc")}), tmp_path / "u.csv", proxy="ensemble", progress=False)
+
+
+def test_exact_answer_nll_is_the_probability_average_over_answer_tokens(tiny):
+    """answer_nll/<task> of the ensemble: the experts' own value at a vertex, and the per-item mean of
+    -log sum_k w_k p_k(answer token) (items weighted equally whatever their length) inside."""
+    from mergemix_jax.eval import tokenize_task
+    from tests.test_eval_tasks import QA, TOK
+
+    cfg, experts, stack, suite = tiny
+    task = tokenize_task(QA, TOK, "qa")
+    with_qa = make_suite(suite.heldout, {"qa": task})
+    assert ensemble.ensemble_metric_names(with_qa) == ["loss/a", "loss/b", "loss/mean", "answer_nll/qa"]
+    weights = np.vstack([np.eye(3), [[0.2, 0.3, 0.5]]])
+    got = ensemble.ensemble_metrics(cfg, stack, with_qa, weights)
+    for k in range(3):
+        np.testing.assert_allclose(got["answer_nll/qa"][k], float(evaluate(cfg, experts[k], with_qa)["answer_nll/qa"]), rtol=1e-5)
+    batch = {key: np.asarray(v) for key, v in task.batch.items()}
+    per_item = [_probability_average(cfg, experts, {key: v[i : i + 1] for key, v in batch.items()}, weights[3]) for i in range(len(QA))]
+    np.testing.assert_allclose(got["answer_nll/qa"][3], np.mean(per_item), rtol=1e-5)
 
 
 def test_eval_proxy_is_checked_against_the_utility():
@@ -156,5 +176,6 @@ def test_eval_proxy_is_checked_against_the_utility():
     assert tiny_config(eval={"proxy": "ensemble"}).eval.proxy == "ensemble"
     with pytest.raises(ConfigError, match=r"eval\.proxy"):
         tiny_config(eval={"proxy": "quadratic"})
-    with pytest.raises(ConfigError, match=r"held-out losses only.*acc/mc"):
+    with pytest.raises(ConfigError, match=r"held-out losses and exact-answer NLLs only.*acc/mc"):
         tiny_config(eval={"proxy": "ensemble"}, pipeline={"utility": {"acc/mc": 1.0}})
+    assert tiny_config(eval={"proxy": "ensemble"}, pipeline={"utility": {"answer_nll/qa": 1.0}}).eval.proxy == "ensemble"

@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--proxy", choices=("exact", "quadratic", "ensemble"), default=None,
         help="exact merge+eval (default with eval.proxy=merged); ensemble: the experts' averaged next-token probabilities, "
-        "held-out losses only (default with eval.proxy=ensemble); quadratic: the second-order merge proxy (opt-in: see eval/quadratic.py)",
+        "held-out losses and exact-answer NLLs (default with eval.proxy=ensemble); quadratic: the second-order merge proxy (opt-in: see eval/quadratic.py)",
     )  # fmt: skip
     parser.add_argument("--out", required=True, help="results CSV (one per job; resumed if it exists)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

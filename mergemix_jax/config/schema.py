@@ -126,7 +126,7 @@ class EvalConfig:
     ties_density: float = 0.2  # TIES: share of each task vector kept (largest magnitudes)
     dare_drop_rate: float = 0.9  # DARE: share of task-vector entries dropped
     merge_seed: int = 0  # DARE drop mask seed
-    proxy: str = "merged"  # merged (merge the experts, evaluate) | ensemble (average the experts' next-token probabilities: held-out losses only, no forward pass per mixture)
+    proxy: str = "merged"  # merged (merge the experts, evaluate) | ensemble (average the experts' next-token probabilities: held-out losses and exact-answer NLLs, no forward pass per mixture)
     objective: str = "loss/mean"  # metric the quadratic proxy checks against exact scores
     quadratic_tol: float = 0.01  # relative proxy-vs-exact gap on `objective` that adds a new centre
     quadratic_max_centres: int = 4  # 1 = a single expansion, no re-centring

@@ -146,9 +146,12 @@ def _eval_problems(config: Config) -> list[str]:
         problems.append(f"key 'eval.quadratic_radius' must be > 0 (inf = no trust region), got {e.quadratic_radius}")
     if e.proxy not in EVAL_PROXIES:
         problems.append(f"key 'eval.proxy' must be one of {EVAL_PROXIES}, got {e.proxy!r}")
-    not_losses = [m for m in config.pipeline.utility if not m.startswith("loss/")]
-    if e.proxy == "ensemble" and not_losses:
-        problems.append(f"key 'eval.proxy' is 'ensemble', which scores held-out losses only, but 'pipeline.utility' uses {not_losses}; use eval.proxy=merged or a utility of loss/ metrics")
+    undefined = [m for m in config.pipeline.utility if not m.startswith(("loss/", "answer_nll/"))]
+    if e.proxy == "ensemble" and undefined:
+        problems.append(
+            f"key 'eval.proxy' is 'ensemble', which scores held-out losses and exact-answer NLLs only, but 'pipeline.utility' uses {undefined}; "
+            "use eval.proxy=merged or a utility of loss/ and answer_nll/ metrics"
+        )
     return problems
 
 

@@ -24,7 +24,7 @@ from mergemix_jax.eval.batched import (
     score_one,
     shard_expert_stack,
 )
-from mergemix_jax.eval.ensemble import ensemble_metrics
+from mergemix_jax.eval.ensemble import ensemble_metric_names, ensemble_metrics
 from mergemix_jax.eval.quadratic import quadratic_scores
 from mergemix_jax.eval.results import ResultsFileError, append_results, open_results, result_columns, score_settings
 from mergemix_jax.eval.suite import EvalSuite, make_suite, metric_names, smooth_metric_names
@@ -177,9 +177,9 @@ def evaluate_mixtures(
     hashes = [weights_hash(w) for w in weights]
     names = metric_names(suite) if proxy == "exact" else smooth_metric_names(suite)
     if proxy == "ensemble":
-        if suite.tasks:
-            raise ValueError(f"the ensemble proxy scores held-out losses only, not the tasks {sorted(suite.tasks)}; set eval.task_dir='' or use the exact proxy")
-        names = [n for n in names if n.startswith("loss/")]
+        names = ensemble_metric_names(suite)
+        if not names:
+            raise ValueError(f"the ensemble proxy scores held-out losses and exact-answer tasks; the suite has neither (tasks {sorted(suite.tasks)}): use the exact proxy")
     columns = result_columns(stack.names, names)
     state = _row_state(out, columns, hashes, score_settings(model_cfg, stack, suite, eval_cfg, proxy))
     if (state == _STALE).any():

@@ -9,8 +9,11 @@ mixtures; tokens where that underflows fall back to the log-sum-exp itself. On a
 backend (float64) scored ~1,600 mixtures/s of 8,192 tokens, the jitted jax one ~900/s
 (benchmarks/ensemble_eval.py), so numpy is the default; "jax" is there for accelerators.
 
-Only held-out losses (loss/<domain>, loss/mean) are defined: multiple-choice and exact-answer task
-metrics need the whole next-token distribution of the mixture, which the cache does not hold.
+Defined: held-out losses (loss/<domain>, loss/mean) and the answer NLL of every exact-answer task
+(answer_nll/<task>: the same log-sum-exp over the answer tokens, each item's tokens weighted
+1 / (its length x items), the mean of per-item per-token NLLs as eval.metrics.answer_metrics). Choice
+accuracies, exact match and choice cross-entropies need more than the target tokens' probabilities
+(the mixture's argmax, every choice), which the cache does not hold.
 
 The log-probabilities can be cached in a folder (`cache_dir`): one .npz per expert under
 `ensemble-<hash>`, the hash naming the parameters (by content), the held-out tokens and the model
@@ -24,7 +27,7 @@ import functools
 import io
 import os
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import jax
@@ -36,6 +39,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from mergemix_jax.config import ModelConfig
 from mergemix_jax.config.hashing import config_hash
 from mergemix_jax.eval.suite import BATCH_KEYS, EvalSuite
+from mergemix_jax.eval.tasks import ANSWER
 from mergemix_jax.merge.stack import ExpertStack
 from mergemix_jax.model import forward, token_nll
 from mergemix_jax.parallel.multihost import agree
@@ -49,29 +53,37 @@ CHUNK_ELEMENTS = 1 << 23  # mixtures x tokens per chunk (~64 MB of float64 on th
 @dataclass(frozen=True)
 class ExpertLogprobs:
     """Per held-out domain: logp_KxT, the K experts' log-probabilities of the T target tokens with a
-    non-zero loss mask, and mask_T, those tokens' mask weights (the suite's loss_mask)."""
+    non-zero loss mask, and mask_T, those tokens' mask weights (the suite's loss_mask). Per
+    exact-answer task the same in task_logp_KxT, with task_weight_T the weights that make the
+    weighted sum the task's answer_nll (see module doc)."""
 
     names: tuple[str, ...]
     logp_KxT: dict[str, np.ndarray]
     mask_T: dict[str, np.ndarray]
+    task_logp_KxT: dict[str, np.ndarray] = field(default_factory=dict)
+    task_weight_T: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def domains(self) -> tuple[str, ...]:
         return tuple(self.logp_KxT)
 
     def losses(self, weights_NxK, backend: str = "numpy", chunk_elements: int = CHUNK_ELEMENTS) -> dict[str, np.ndarray]:
-        """{loss/<domain>, loss/mean: [N] float64} of the probability-averaged experts, `chunk_elements`
-        mixtures x tokens at a time; backend "numpy" (float64) or "jax" (jitted, float32 on the default device)."""
+        """{loss/<domain>, loss/mean, answer_nll/<task>: [N] float64} of the probability-averaged experts,
+        `chunk_elements` mixtures x tokens at a time; backend "numpy" (float64) or "jax" (jitted,
+        float32 on the default device)."""
         w = _check_weights(weights_NxK, len(self.names))
         if backend not in ("numpy", "jax"):
             raise ValueError(f"backend must be 'numpy' or 'jax', got {backend!r}")
         one = _domain_loss_numpy if backend == "numpy" else _domain_loss_jax
-        out = {}
-        for domain, logp in self.logp_KxT.items():
+        def weighted(logp: np.ndarray, weight_T: np.ndarray) -> np.ndarray:
             rows = max(1, chunk_elements // max(logp.shape[1], 1))
-            parts = [one(w[s : s + rows], logp, self.mask_T[domain], rows) for s in range(0, len(w), rows)]
-            out[f"loss/{domain}"] = np.concatenate(parts) if parts else np.zeros(0)
-        out["loss/mean"] = np.mean([out[f"loss/{d}"] for d in self.domains], axis=0) if self.domains else np.zeros(len(w))
+            parts = [one(w[s : s + rows], logp, weight_T, rows) for s in range(0, len(w), rows)]
+            return np.concatenate(parts) if parts else np.zeros(0)
+
+        out = {f"loss/{domain}": weighted(logp, self.mask_T[domain]) for domain, logp in self.logp_KxT.items()}
+        if self.domains:
+            out["loss/mean"] = np.mean([out[f"loss/{d}"] for d in self.domains], axis=0)
+        out |= {f"answer_nll/{task}": weighted(logp, self.task_weight_T[task]) for task, logp in self.task_logp_KxT.items()}
         return out
 
 
@@ -169,18 +181,40 @@ def _host(x: jax.Array) -> np.ndarray:
     return np.asarray(x)
 
 
+def answer_tasks(suite: EvalSuite) -> dict:
+    """The suite's exact-answer tasks (name -> TaskArrays): the tasks whose answer_nll the ensemble scores."""
+    return {name: task for name, task in suite.tasks.items() if task.kind == ANSWER}
+
+
+def ensemble_metric_names(suite: EvalSuite) -> list[str]:
+    """The metrics `ExpertLogprobs.losses` returns for this suite."""
+    domains = [f"loss/{d}" for d in suite.heldout] + (["loss/mean"] if suite.heldout else [])
+    return domains + [f"answer_nll/{t}" for t in answer_tasks(suite)]
+
+
 def one_expert_logprobs(cfg: ModelConfig, stack: ExpertStack, suite: EvalSuite, k: int) -> dict[str, np.ndarray]:
     """{"logp/<domain>": [T] float32 log-probabilities of expert k, "mask/<domain>": [T] the mask weights}
-    over the held-out tokens with a non-zero loss mask (one jitted forward pass per domain)."""
+    over the held-out tokens with a non-zero loss mask, and {"tasklogp/<task>", "taskweight/<task>"}
+    over each exact-answer task's answer tokens (one jitted forward pass per domain or task)."""
     mesh = _mesh_of(stack.experts)
     replicated = all(getattr(x, "sharding", None) is None or x.sharding.is_fully_replicated for x in jax.tree.leaves(stack.experts))
     out = {}
+
+    def target_logprobs(batch: dict) -> tuple[np.ndarray, np.ndarray]:
+        logp_RxL = _host(_expert_logprobs(cfg, suite.micro_batch, stack.experts, jnp.int32(k), _place_rows(batch, mesh, replicated)))
+        return logp_RxL, _host(batch["loss_mask"]).astype(np.float32)
+
     with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
         for domain, batch in suite.heldout.items():
-            logp_RxL = _host(_expert_logprobs(cfg, suite.micro_batch, stack.experts, jnp.int32(k), _place_rows(batch, mesh, replicated)))
-            mask_RxL = _host(batch["loss_mask"]).astype(np.float32)
+            logp_RxL, mask_RxL = target_logprobs(batch)
             keep = mask_RxL != 0
             out[f"logp/{domain}"], out[f"mask/{domain}"] = logp_RxL[keep].astype(np.float32), mask_RxL[keep]
+        for name, task in answer_tasks(suite).items():
+            logp_RxL, mask_RxL = target_logprobs({key: jnp.asarray(task.batch[key]) for key in BATCH_KEYS})
+            count_R = mask_RxL.sum(axis=1, keepdims=True)
+            weight_RxL = np.divide(mask_RxL, count_R * len(mask_RxL), out=np.zeros_like(mask_RxL), where=count_R > 0)
+            keep = mask_RxL != 0
+            out[f"tasklogp/{name}"], out[f"taskweight/{name}"] = logp_RxL[keep].astype(np.float32), weight_RxL[keep]
     return out
 
 
@@ -191,6 +225,7 @@ def cache_key(cfg: ModelConfig, stack: ExpertStack, suite: EvalSuite) -> str:
         "experts": list(stack.names),
         "params": params_fingerprint(stack.experts),
         "heldout": params_fingerprint(suite.heldout, samples_per_leaf=None),
+        "answer_tasks": {name: params_fingerprint(dict(task.batch), samples_per_leaf=None) for name, task in answer_tasks(suite).items()},
         "model": asdict(cfg),
     }
     return config_hash(identity, compact=False)
@@ -215,18 +250,23 @@ def _iter_experts(cfg, stack, suite, folder: Path | None) -> Iterator[dict[str, 
 def expert_logprobs(cfg: ModelConfig, stack: ExpertStack, suite: EvalSuite, cache_dir: str | os.PathLike | None = None) -> ExpertLogprobs:
     """The K experts' target log-probabilities on the suite's held-out batches (K forward passes, or
     none when `cache_dir` already holds them for this stack and suite; see the module doc)."""
-    if not suite.heldout:
-        raise ValueError("the ensemble proxy scores held-out losses: the evaluation suite has no held-out domain")
+    tasks = list(answer_tasks(suite))
+    if not suite.heldout and not tasks:
+        raise ValueError("the ensemble proxy scores held-out losses and exact-answer tasks: the evaluation suite has neither")
     folder = Path(cache_dir) / f"ensemble-{cache_key(cfg, stack, suite)}" if cache_dir is not None else None
     per_expert = list(_iter_experts(cfg, stack, suite, folder))
     domains = list(suite.heldout)
     logp = {d: np.stack([a[f"logp/{d}"] for a in per_expert]) for d in domains}
-    return ExpertLogprobs(tuple(stack.names), logp, {d: per_expert[0][f"mask/{d}"] for d in domains})
+    task_logp = {t: np.stack([a[f"tasklogp/{t}"] for a in per_expert]) for t in tasks}
+    return ExpertLogprobs(
+        tuple(stack.names), logp, {d: per_expert[0][f"mask/{d}"] for d in domains}, task_logp, {t: per_expert[0][f"taskweight/{t}"] for t in tasks}
+    )
 
 
 def ensemble_metrics(model_cfg: ModelConfig, stack: ExpertStack, suite: EvalSuite, weights_NxK, cache_dir: Path | None = None) -> dict[str, np.ndarray]:
-    """{loss/<domain>, loss/mean: [N]} of the output-space ensemble of the experts for each mixture
-    (weights [N, K]; for diluted experts weighted by the dilution-corrected coefficients, like the
-    merge); the names of merged evaluation's held-out losses. Task metrics are not defined."""
+    """{loss/<domain>, loss/mean, answer_nll/<exact-answer task>: [N]} of the output-space ensemble
+    of the experts for each mixture (weights [N, K]; for diluted experts weighted by the
+    dilution-corrected coefficients, like the merge); merged evaluation's names. Other task metrics
+    are not defined."""
     coefficients = weights_NxK if stack.dilution is None else np.asarray(stack.coefficients(np.asarray(weights_NxK, np.float32)), np.float64)
     return expert_logprobs(model_cfg, stack, suite, cache_dir).losses(coefficients)
