@@ -48,6 +48,7 @@ def test_round_trip(tmp_path):
         ({"train": {"output_dir": "gs://bucket/run"}}, "gcsfuse"),
         ({"data": {"domains": [{"name": "a", "paths": ["gs://bucket/a.txt"]}]}}, "gcsfuse"),
         ({"eval": {"tasks": ["arithmetic"]}}, "eval.task_dir"),
+        ({"pipeline": {"verify_seeds": 2, "verify_screen_seeds": 3}}, "pipeline.verify_screen_seeds"),
         ({"eval": {"task_dir": "tasks", "tasks": ["arithmetic"], "choice_as_answer": ["sotu"]}}, "eval.choice_as_answer"),
     ],
 )

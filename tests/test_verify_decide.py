@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mergemix_jax.verify import decide, seed_noise, select_diverse, tv_distance
+from mergemix_jax.verify import decide, next_to_confirm, seed_noise, select_diverse, tv_distance
 from mergemix_jax.verify.candidates import pool_from_tables
 
 
@@ -79,3 +79,67 @@ def test_more_seeds_shrink_the_margin():
     assert decide(names, noisy, [0, 0, 1]).chosen == "uniform"
     more = [[-2.02, -1.98, -2.0, -2.0, -2.01, -1.99, -2.0, -2.0], [-2.05, -2.05], [-2.0, -1.96, -1.98, -1.98, -1.97, -1.99, -1.98, -1.98]]
     assert decide(names, more, [0, 0, 1]).chosen == "c1"
+
+
+def test_a_screened_candidate_is_never_recommended_on_fewer_seeds():
+    # c1's single seed looks far better than uniform, but screening has not confirmed it
+    real = [[-2.0, -2.01], [-2.05, -2.04], [-1.5]]
+    d = decide(["uniform", "natural", "c1"], real, [0, 0, 1], min_seeds=2)
+    assert d.chosen == "uniform" and d.verdict == "baseline_kept"
+    assert next_to_confirm(["uniform", "natural", "c1"], real, 2) == "c1"
+    assert next_to_confirm(["uniform", "natural", "c1"], [[-2.0, -2.01], [-2.05, -2.04], [-2.2]], 2) is None  # behind: no more seeds needed
+
+
+def _screen_and_decide(truth, sigma, full, rng):
+    """Baselines on `full` seeds, candidates on 1, leaders confirmed; (decision, real runs trained)."""
+    names = ["uniform", "natural", *[f"c{i}" for i in range(1, len(truth) - 1)]]
+    real = [list(t + sigma * rng.standard_normal(full if n in ("uniform", "natural") else 1)) for n, t in zip(names, truth, strict=True)]
+    while (name := next_to_confirm(names, real, full)) is not None:
+        i = names.index(name)
+        real[i] += list(truth[i] + sigma * rng.standard_normal(full - len(real[i])))
+    return decide(names, real, [0.0] * len(names), min_seeds=full), sum(map(len, real)), real, names
+
+
+def test_screening_finds_the_clear_winner_with_fewer_runs():
+    rng = np.random.default_rng(3)
+    truth = [-2.00, -2.02, -1.90, -2.10, -1.95, -2.30]  # c1 wins by 0.05 over c3 and 0.1 over uniform; noise 0.01
+    runs = []
+    for _ in range(100):
+        d, n, real, names = _screen_and_decide(truth, 0.01, 2, rng)
+        assert d.chosen == "c1"
+        assert all(len(r) == 2 for nm, r in zip(names, real, strict=True) if nm == d.chosen)
+        runs.append(n)
+    assert np.mean(runs) < 2 * len(truth)  # every candidate on 2 seeds would be 12 runs
+    assert max(runs) <= 2 * len(truth)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(-3, -1), min_size=3, max_size=7), st.integers(0, 2**31 - 1))
+def test_screening_never_recommends_worse_than_a_baseline_or_unconfirmed(truth, seed):
+    d, _, real, names = _screen_and_decide(truth, 0.05, 2, np.random.default_rng(seed))
+    means = {n: np.mean(r) for n, r in zip(names, real, strict=True)}
+    assert means[d.chosen] >= max(means["uniform"], means["natural"])
+    assert len(real[names.index(d.chosen)]) == 2
+
+
+def test_verification_stage_confirms_a_screened_leader_on_its_missing_seeds(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from mergemix_jax.config import config_from_dict
+    from mergemix_jax.verify import Candidate, stage
+    from tests.pipeline_helpers import tiny_pipeline_raw
+
+    config = config_from_dict(tiny_pipeline_raw(tmp_path, verify_seeds=2, verify_screen_seeds=1))
+    truth = {"uniform": 1.0, "natural": 0.9, "c1": 1.2, "c2": 0.5}
+    trained = []
+
+    def fake_train(engine, candidate, round_, score, seeds=None):
+        trained.append((candidate.name, list(seeds)))
+        return stage.Verified(candidate, [{} for _ in seeds], [truth[candidate.name] - 0.01 * s for s in seeds], round_)
+
+    monkeypatch.setattr(stage, "train_candidate", fake_train)
+    verified = [stage.Verified(Candidate(n, np.full(3, 1 / 3), [], {}), [{}] * k, [truth[n]] * k, 0) for n, k in [("uniform", 2), ("natural", 2), ("c1", 1), ("c2", 1)]]
+    assert stage.screening_seeds(config) == [config.train.data_seed]
+    stage.confirm_leaders(SimpleNamespace(config=config), verified, score=None)
+    assert trained == [("c1", [config.train.data_seed + 1])]  # c2 trails the baselines: never topped up
+    assert [len(v.real_utility) for v in verified] == [2, 2, 2, 1]

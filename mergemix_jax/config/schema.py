@@ -155,6 +155,7 @@ class PipelineConfig:
     diagnostics: bool = True  # task-vector cosines and curvature ratios (Hessian-vector products)
     verify_candidates: int = 3  # top proxy candidates trained for real besides uniform and natural (0 = no verification)
     verify_seeds: int = 2  # data seeds per verification run (2+ measures the seed noise)
+    verify_screen_seeds: int = 0  # 1..verify_seeds: candidates train this many seeds first, the leader gets the rest before it can win (0 = all at once)
     verify_rounds: int = 2  # 1 + rounds that train the best candidate by calibrated utility
     verify_min_distance: float = 0.1  # total-variation distance between verified mixtures
     verify_confidence: float = 0.9  # a candidate replaces the best baseline only if better at this one-sided level

@@ -159,6 +159,8 @@ def _verify_problems(config: Config) -> list[str]:
     p = config.pipeline
     problems = [f"key 'pipeline.{k}' must be >= 0, got {getattr(p, k)}" for k in ("verify_candidates", "verify_pool", "verify_extra_seeds") if getattr(p, k) < 0]
     problems += _positive({"pipeline.verify_seeds": p.verify_seeds, "pipeline.verify_rounds": p.verify_rounds})
+    if not 0 <= p.verify_screen_seeds <= p.verify_seeds:
+        problems.append(f"key 'pipeline.verify_screen_seeds' must be between 0 (off) and pipeline.verify_seeds ({p.verify_seeds}), got {p.verify_screen_seeds}")
     if not 0 <= p.verify_min_distance < 1:
         problems.append(f"key 'pipeline.verify_min_distance' is a total-variation distance in [0, 1), got {p.verify_min_distance}")
     if not 0 <= config.search.trust_floor < 1:

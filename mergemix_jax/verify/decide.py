@@ -6,6 +6,11 @@ pooled within-candidate standard deviation over seeds. A candidate other than th
 margin = z * noise * sqrt(2 / seeds), z the one-sided normal quantile of `confidence`; otherwise
 the best baseline is kept. So the recommendation is never a mixture that the product's own runs
 show training worse than uniform or natural, and a within-noise "win" is not sold as one.
+
+Screening (`pipeline.verify_screen_seeds`): candidates may first train with fewer seeds than the
+baselines; `next_to_confirm` names the one that must get its full seeds before it can win (the best
+by mean, when that mean beats the best baseline's), and `decide(..., min_seeds=)` never recommends
+a candidate with fewer seeds, so a lucky single seed is not sold as a win either.
 """
 
 from __future__ import annotations
@@ -57,9 +62,11 @@ def decide(
     proxy_utilities: Sequence[float],
     confidence: float = 0.9,
     unit: str = "nats",
+    min_seeds: int = 1,
 ) -> Decision:
     """Pick the recommendation among verified candidates (baselines named as in BASELINES). `unit`
-    names the utility's scale in the message ("nats" for a held-out loss utility)."""
+    names the utility's scale in the message ("nats" for a held-out loss utility); a candidate with
+    fewer than `min_seeds` real runs (screened, not confirmed) is reported but never chosen."""
     if len(names) != len(real_utilities) or len(names) != len(proxy_utilities):
         raise ValueError("names, real_utilities and proxy_utilities must have one entry per candidate")
     means = {n: float(np.mean(u)) for n, u in zip(names, real_utilities, strict=True)}
@@ -72,7 +79,8 @@ def decide(
     proxied = {n: p for n, p in zip(names, proxy_utilities, strict=True) if n in others}
     proxy_pick = max(proxied, key=proxied.get) if proxied else None
     best_baseline = max(baselines, key=means.get)
-    best_other = max(others, key=means.get) if others else None
+    eligible = [n for n in others if seeds[n] >= min_seeds]
+    best_other = max(eligible, key=means.get) if eligible else None
     margin = decision_margin(noise, seeds[best_other or best_baseline], confidence, seeds[best_baseline])
     if best_other is not None and means[best_other] - means[best_baseline] > margin:
         chosen = best_other
@@ -92,3 +100,17 @@ def _message(chosen: str, verdict: str, proxy_pick: str | None, means: dict, bes
         return f"No candidate trained better than {best_baseline} by more than seed noise ({noise_text}): recommending {best_baseline}{lost}."
     who = "the proxy's own pick" if verdict == "proxy_pick_confirmed" else "a candidate other than the proxy's pick"
     return f"Verified by real training: {chosen} ({who}) beats {best_baseline} by {gap:.4f} {unit if unit != 'nats' else 'nats of loss'} ({noise_text})."
+
+
+def next_to_confirm(names: Sequence[str], real_utilities: Sequence[Sequence[float]], full_seeds: int) -> str | None:
+    """The screened candidate to train up to `full_seeds` seeds next: the non-baseline with the best
+    mean real utility, when it has fewer seeds and its mean beats the best baseline's mean; None when
+    no screened candidate could still be recommended (see module doc)."""
+    means = {n: float(np.mean(u)) for n, u in zip(names, real_utilities, strict=True)}
+    counts = {n: len(u) for n, u in zip(names, real_utilities, strict=True)}
+    baselines = [means[n] for n in names if n in BASELINES]
+    others = [n for n in names if n not in BASELINES]
+    if not others or not baselines:
+        return None
+    leader = max(others, key=means.get)
+    return leader if counts[leader] < full_seeds and means[leader] > max(baselines) else None

@@ -1,7 +1,9 @@
 """The verification stage of `mergemix run`: real short runs of the best proxy candidates.
 
 Every run uses the reference recipe (validate's: `pipeline.expert_steps` from the base at a
-constant LR) with `pipeline.verify_seeds` data seeds. First the baselines uniform and natural are
+constant LR) with `pipeline.verify_seeds` data seeds (candidates may be screened with
+`pipeline.verify_screen_seeds` first: the leader is brought to the full seeds before it can win,
+verify.decide). First the baselines uniform and natural are
 trained, and the calibration (mergemix_jax.calibrate: per domain loss and per utility metric) is
 fitted on them and the vertices (a one-hot reference is the expert itself, unless the experts follow
 another recipe, e.g. DeMix's diluted components: then the vertices are left out). Round 1 then
@@ -27,7 +29,7 @@ import numpy as np
 from mergemix_jax.calibrate import Calibration, fit_calibration, save_calibration
 from mergemix_jax.pipeline import training
 from mergemix_jax.verify.candidates import Candidate, pool_from_tables, select_diverse, tv_distance
-from mergemix_jax.verify.decide import BASELINES, Decision, decide
+from mergemix_jax.verify.decide import BASELINES, Decision, decide, next_to_confirm
 
 log = logging.getLogger(__name__)
 VERIFICATION_FILE = Path("verify") / "verification.json"
@@ -183,6 +185,28 @@ def verification_seeds(config: Any) -> list[int]:
     return [config.train.data_seed + i for i in range(config.pipeline.verify_seeds)]
 
 
+def screening_seeds(config: Any) -> list[int]:
+    """The first `pipeline.verify_screen_seeds` verification seeds (0 = all): what a candidate trains first."""
+    n = config.pipeline.verify_screen_seeds or config.pipeline.verify_seeds
+    return verification_seeds(config)[:n]
+
+
+def confirm_leaders(engine: Any, verified: list[Verified], score) -> None:
+    """Bring screened candidates to their full seeds (in place) while the best by mean real utility
+    has fewer seeds than `pipeline.verify_seeds` and beats the best baseline (verify.decide.next_to_confirm)."""
+    full = verification_seeds(engine.config)
+    by_name = {v.candidate.name: v for v in verified}
+    for _ in range(len(verified)):
+        name = next_to_confirm([v.candidate.name for v in verified], [v.real_utility for v in verified], len(full))
+        if name is None:
+            return
+        v = by_name[name]
+        log.info("%s leads the baselines after %d seed(s): training its other seeds", name, len(v.real_utility))
+        extra = train_candidate(engine, v.candidate, v.round, score, seeds=full[len(v.real_utility) :])
+        v.real_metrics.extend(extra.real_metrics)
+        v.real_utility.extend(extra.real_utility)
+
+
 def refit_calibration(engine: Any, vertices: dict, verified: list[Verified]) -> tuple[Calibration, dict]:
     """Fit the per-domain loss maps, and one per utility metric, on the vertices (proxy = real) plus
     the mean real metrics of each run."""
@@ -229,15 +253,18 @@ def run_verification(engine: Any) -> dict:
         nxt.name = f"c{sum(v.candidate.name.startswith('c') for v in verified) + 1}"
         verified.append(train_predicted(engine, nxt, r, score, calibration))
         calibration, points = refit_calibration(engine, vertices, verified)
+    confirm_leaders(engine, verified, score)
     resolve_leader(engine, verified, score)
+    confirm_leaders(engine, verified, score)  # after the extra seeds another screened candidate may lead
     save_calibration(calibration, engine.run_dir, points)
     return verification_block(engine, verified, calibration)
 
 
 def train_predicted(engine: Any, candidate: Candidate, round_: int, score, calibration: Calibration) -> Verified:
-    """`train_candidate`, recording the calibrated prediction made before the runs (out of sample)."""
+    """`train_candidate` on the screening seeds, recording the calibrated prediction made before the
+    runs (out of sample)."""
     predicted = float(proxy_utilities(engine, [candidate], calibration)[0])
-    verified = train_candidate(engine, candidate, round_, score)
+    verified = train_candidate(engine, candidate, round_, score, seeds=screening_seeds(engine.config))
     verified.predicted_utility = predicted
     return verified
 
@@ -248,9 +275,9 @@ def resolve_leader(engine: Any, verified: list[Verified], score) -> None:
     which shrinks with the seeds, can settle it. Nothing happens when a baseline leads."""
     p = engine.config.pipeline
     names = [v.candidate.name for v in verified]
-    decision = decide(names, [v.real_utility for v in verified], [0.0] * len(verified), p.verify_confidence, utility_unit(engine))
+    decision = decide(names, [v.real_utility for v in verified], [0.0] * len(verified), p.verify_confidence, utility_unit(engine), min_seeds=p.verify_seeds)
     means = {v.candidate.name: float(np.mean(v.real_utility)) for v in verified}
-    others = [n for n in names if n not in BASELINES]
+    others = [v.candidate.name for v in verified if v.candidate.name not in BASELINES and len(v.real_utility) >= p.verify_seeds]
     if p.verify_extra_seeds == 0 or decision.verdict != "baseline_kept" or not others:
         return
     leader = max(others, key=means.get)
@@ -304,7 +331,8 @@ def verification_block(engine: Any, verified: list[Verified], calibration: Calib
     cands = [v.candidate for v in verified]
     raw = proxy_utilities(engine, cands)
     calibrated = proxy_utilities(engine, cands, calibration)
-    decision: Decision = decide([c.name for c in cands], [v.real_utility for v in verified], raw, engine.config.pipeline.verify_confidence, utility_unit(engine))
+    p = engine.config.pipeline
+    decision: Decision = decide([c.name for c in cands], [v.real_utility for v in verified], raw, p.verify_confidence, utility_unit(engine), min_seeds=p.verify_seeds)
     seeds = verification_seeds(engine.config)
     runs = sum(len(v.real_utility) for v in verified if not v.measured_as)
     entries = []
@@ -342,6 +370,7 @@ def verification_block(engine: Any, verified: list[Verified], calibration: Calib
         "confidence": engine.config.pipeline.verify_confidence,
         "utility": engine.utility.describe(),
         "extra_seeds_used": any(len(v.real_utility) > len(seeds) for v in verified),
+        "screen_seeds": len(screening_seeds(engine.config)),
     }
 
 
