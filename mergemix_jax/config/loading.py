@@ -131,8 +131,8 @@ def structure_problems(cls: type, raw: dict[str, Any], prefix: str = "") -> list
 def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> Config:
     """Read a YAML config (or start from defaults when `path` is None) and apply overrides.
 
-    Relative data paths and eval.task_dir in the file are resolved against the file's folder, so a config can be
-    run from anywhere.
+    Relative data paths, eval.task_dir and pipeline.base_dir in the file are resolved against the file's folder, so a
+    config can be run from anywhere (overrides on the command line stay relative to the working directory).
     """
     raw: dict[str, Any] = {}
     source = "<defaults>"
@@ -186,6 +186,9 @@ def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     ev = raw.get("eval")
     if isinstance(ev, dict) and isinstance(ev.get("task_dir"), str) and ev["task_dir"] and not is_absolute_location(ev["task_dir"]):
         ev["task_dir"] = str(base / ev["task_dir"])
+    pipeline = raw.get("pipeline")
+    if isinstance(pipeline, dict) and isinstance(pipeline.get("base_dir"), str) and pipeline["base_dir"] and not is_absolute_location(pipeline["base_dir"]):
+        pipeline["base_dir"] = str(base / pipeline["base_dir"])
     search = raw.get("search")
     surrogate = search.get("surrogate") if isinstance(search, dict) else None
     if isinstance(surrogate, dict) and isinstance(surrogate.get("swarm_csv"), str) and surrogate["swarm_csv"] and not is_absolute_location(surrogate["swarm_csv"]):

@@ -110,6 +110,27 @@ def domain_files(domain: DomainConfig) -> list[str]:
     return list(dict.fromkeys(os.path.abspath(f) for f in files))
 
 
+def split_signature(data_cfg: DataConfig, edge_bytes: int = 4096) -> dict[str, str]:
+    """{domain: short hash of what decides its held-out split}: its files (path relative to the
+    domain's folder, size, first and last `edge_bytes`), its parsing fields, data.heldout_fraction and
+    data.split_seed. Every training run records it, so a reused base can be checked against a
+    config's held-out split without reading whole corpora (pipeline/stages.py)."""
+    signature = {}
+    for domain in data_cfg.domains:
+        files = domain_files(domain)
+        root = os.path.commonpath([os.path.dirname(f) for f in files])
+        digest = hashlib.sha256(json.dumps([data_cfg.heldout_fraction, data_cfg.split_seed, {k: v for k, v in vars(domain).items() if k not in ("name", "paths")}], sort_keys=True, default=str).encode())
+        for path in files:
+            size = os.path.getsize(path)
+            digest.update(f"{os.path.relpath(path, root)}|{size}|".encode())
+            with open(path, "rb") as handle:
+                digest.update(handle.read(edge_bytes))
+                handle.seek(max(size - edge_bytes, 0))
+                digest.update(handle.read(edge_bytes))
+        signature[domain.name] = digest.hexdigest()[:16]
+    return signature
+
+
 def index_domain(domain: DomainConfig, heldout_fraction: float, split_seed: int) -> DomainIndex:
     """Scan `domain`'s files once (streaming), validate them and split documents by a seeded hash.
 

@@ -64,6 +64,7 @@ def stage_base(config: Config, run_dir: Path) -> None:
     if config.pipeline.base_dir:
         if not is_finished(config.pipeline.base_dir):
             raise FileNotFoundError(f"pipeline.base_dir {config.pipeline.base_dir} is not a finished train run (no done.json)")
+        training.check_base_split(config)
         log_stage(run_dir, "base", "reused", 0.0, base_dir=config.pipeline.base_dir)
         return
     cfg = training.base_config(config, run_dir)

@@ -80,6 +80,29 @@ def short_run_config(config: Config, run_dir: Path, out: Path, mixture: dict[str
     )
 
 
+def check_base_split(config: Config) -> None:
+    """Refuse a reused base (`pipeline.base_dir`) that trained on another held-out split of one of this
+    config's domains: its training may hold documents this config scores as held-out, and every
+    held-out score would be silently optimistic. Bases that record no split (imported models, older
+    runs) are allowed with a warning. Raises ConfigError naming the domains and the fix."""
+    from mergemix_jax.config import ConfigError
+    from mergemix_jax.data.sources import split_signature
+    from mergemix_jax.reliability.lineage import newest_metadata
+
+    recorded = newest_metadata(config.pipeline.base_dir).get("data_split")
+    if recorded is None:
+        log.warning("pipeline.base_dir %s records no data split: it cannot be checked for training on this config's held-out documents", config.pipeline.base_dir)
+        return
+    current = split_signature(config.data)
+    differ = [name for name in current if name in recorded and recorded[name] != current[name]]
+    if differ:
+        raise ConfigError(
+            f"pipeline.base_dir {config.pipeline.base_dir} was trained on domain(s) {differ} with other files or another held-out split "
+            f"(data.heldout_fraction / data.split_seed / the domain's files) than this config: it may have trained on documents this config holds out. "
+            "Set pipeline.base_dir: '' to train the base from this config, or point it at a base trained on these exact domain files and split"
+        )
+
+
 def general_mixture(config: Config) -> dict[str, float]:
     """The "general" data of diluted experts: the base's own training mixture, as proportions over
     data.domains. The pipeline's base trains on the uniform mixture; a base from `pipeline.base_dir`

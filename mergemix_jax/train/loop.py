@@ -17,6 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from mergemix_jax.config import Config, save_config
+from mergemix_jax.data.sources import split_signature
 from mergemix_jax.model import count_params, init_params
 from mergemix_jax.model.params import param_shapes
 from mergemix_jax.parallel.mesh import build_mesh, maybe_initialize_distributed
@@ -193,7 +194,7 @@ def _global_batch(batch: dict, sharding, whole: bool = False) -> dict:
 def _run_steps(config, state, step_fn, data_iterator: Iterator, mesh, manager, metrics_log, start: int, lineage: dict, whole: bool = False):
     tc = config.train
     sharding = batch_sharding(mesh)
-    metadata = {"model": dataclasses.asdict(config.model), "mixture": tc.mixture, "init_from": tc.init_from, **lineage}
+    metadata = {"model": dataclasses.asdict(config.model), "mixture": tc.mixture, "init_from": tc.init_from, "data_split": split_signature(config.data), **lineage}
     bar = tqdm(total=tc.steps, initial=start, disable=not tc.progress or jax.process_index() != 0, desc="train")
     pending: tuple[int, dict] | None = None
     throughput = Throughput()

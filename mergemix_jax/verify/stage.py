@@ -321,7 +321,7 @@ def worth_training(engine: Any, candidate: Candidate, verified: list[Verified], 
     p = engine.config.pipeline
     margin = decision_margin(seed_noise([v.real_utility for v in verified]), p.verify_seeds, p.verify_confidence)
     if predicted < best - margin:
-        log.info("verification stops: the best calibrated candidate is predicted %.4f nats below the best real run", best - predicted)
+        log.info("verification stops: the best calibrated candidate is predicted %.4f %s below the best real run", best - predicted, utility_unit(engine))
         return False
     return True
 
