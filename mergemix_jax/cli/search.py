@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from mergemix_jax.cli.main import add_config_arguments
+from mergemix_jax.config.validation import SEARCH_METHODS  # the method registry's names, without importing jax
 
 EXAMPLES = """Examples:
   mergemix search --method gradient --synthetic quadratic:6 --out runs/search/mixture.json
@@ -18,11 +19,11 @@ EXAMPLES = """Examples:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "search",
-        help="search the data mixture (gradient, surrogate, subsets, cmaes, hierarchical)",
+        help=f"search the data mixture ({', '.join(SEARCH_METHODS)})",
         description=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--method", required=True, help="gradient|surrogate|subsets|cmaes|hierarchical, a comma list, or all")
+    parser.add_argument("--method", required=True, help=f"{'|'.join(SEARCH_METHODS)}, a comma list, or all")
     parser.add_argument("--synthetic", default="", help="quadratic:K[:interior|face|vertex]: a problem with a known optimum")
     add_config_arguments(parser, required=False)
     parser.add_argument("--base", default="", help="run folder of the base checkpoint (merged search)")
