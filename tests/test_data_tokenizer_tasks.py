@@ -128,8 +128,10 @@ def test_demo_tasks_and_corpus_are_valid():
     assert all(len(items) >= 100 for items in tasks.values())
     demo_bytes = sum(p.stat().st_size for sub in ("corpus", "tasks") for p in (DEMO_DATA_DIR / sub).rglob("*") if p.is_file())
     assert demo_bytes < 8_000_000  # the demo's own corpus and tasks
+    base_bytes = sum(p.stat().st_size for p in (DEMO_DATA_DIR / "base").rglob("*") if p.is_file())
+    assert base_bytes < 3_000_000  # the shipped 0.63M-parameter base: float32 parameters, no optimizer state
     total_bytes = sum(p.stat().st_size for p in DEMO_DATA_DIR.rglob("*") if p.is_file())
-    assert total_bytes < 16_000_000  # with corpus B and the off-target domain, still a small download
+    assert total_bytes - base_bytes < 16_000_000  # with corpus B and the off-target domain, still a small download
     config = load_config(DEMO_DATA_DIR.parent.parent / "configs" / "demo.yaml")
     docs = document_counts(config.data)
     assert len(docs) >= 4 and all(d["train"] > 0 and d["heldout"] > 0 for d in docs.values())
