@@ -75,3 +75,13 @@ def test_split_signature_follows_the_split_not_the_folder(tmp_path):
     changed = split_signature(a)
     assert changed[a.domains[0].name] != split_signature(b)[a.domains[0].name]
     assert {k: v for k, v in changed.items() if k != a.domains[0].name} == {k: v for k, v in split_signature(b).items() if k != a.domains[0].name}
+
+
+def test_mergemix_run_refuses_the_shipped_base_for_another_split_and_writes_nothing(tmp_path, capsys):
+    from mergemix_jax.cli.main import main as cli_main
+
+    out = tmp_path / "runs"
+    code = cli_main(["run", "--config", str(DEMO), "data.split_seed=1", f"pipeline.output_root={out}"])
+    err = capsys.readouterr().err
+    assert code != 0 and "pipeline.base_dir" in err and "data.split_seed" in err and "Traceback" not in err
+    assert not out.exists() or not any(out.rglob("*"))

@@ -57,14 +57,23 @@ def prepare_run_dir(config: Config, config_path: str | os.PathLike | None, comma
     return run_dir
 
 
-def stage_base(config: Config, run_dir: Path) -> None:
-    """Train the base on the uniform mixture (skipped when `pipeline.base_dir` names one)."""
+def check_reused_base(config: Config) -> None:
+    """Errors for a `pipeline.base_dir` that is unfinished or trained on another held-out split
+    (pipeline/training.py check_base_split); nothing to check when the run trains its own base."""
     from mergemix_jax.train import is_finished
 
     if config.pipeline.base_dir:
         if not is_finished(config.pipeline.base_dir):
             raise FileNotFoundError(f"pipeline.base_dir {config.pipeline.base_dir} is not a finished train run (no done.json)")
         training.check_base_split(config)
+
+
+def stage_base(config: Config, run_dir: Path) -> None:
+    """Train the base on the uniform mixture (skipped when `pipeline.base_dir` names one)."""
+    from mergemix_jax.train import is_finished
+
+    if config.pipeline.base_dir:
+        check_reused_base(config)
         log_stage(run_dir, "base", "reused", 0.0, base_dir=config.pipeline.base_dir)
         return
     cfg = training.base_config(config, run_dir)
@@ -306,6 +315,7 @@ def run_pipeline(config: Config, config_path: str | os.PathLike | None = None, c
         raise ValueError(f"stop_after must be one of {STAGES}, got {stop_after!r}")
     maybe_initialize_distributed()  # a multi-host job joins before anything starts jax's backend
     check_utility(config)
+    check_reused_base(config)  # before the run folder exists: a refused base leaves nothing behind
     run_dir = prepare_run_dir(config, config_path, command)
     log.info("run folder: %s", run_dir)
     stage_base(config, run_dir)
