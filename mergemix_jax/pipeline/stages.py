@@ -69,11 +69,11 @@ def check_reused_base(config: Config) -> None:
 
 
 def stage_base(config: Config, run_dir: Path) -> None:
-    """Train the base on the uniform mixture (skipped when `pipeline.base_dir` names one)."""
+    """Train the base on the uniform mixture (skipped when `pipeline.base_dir` names one, which
+    run_pipeline has checked with `check_reused_base` before the run folder existed)."""
     from mergemix_jax.train import is_finished
 
     if config.pipeline.base_dir:
-        check_reused_base(config)
         log_stage(run_dir, "base", "reused", 0.0, base_dir=config.pipeline.base_dir)
         return
     cfg = training.base_config(config, run_dir)
