@@ -143,3 +143,64 @@ def test_verification_stage_confirms_a_screened_leader_on_its_missing_seeds(monk
     stage.confirm_leaders(SimpleNamespace(config=config), verified, score=None)
     assert trained == [("c1", [config.train.data_seed + 1])]  # c2 trails the baselines: never topped up
     assert [len(v.real_utility) for v in verified] == [2, 2, 2, 1]
+
+
+def test_the_margin_uses_the_t_quantile_of_the_pooled_noise():
+    from scipy import stats
+
+    from mergemix_jax.verify.decide import decision_margin, noise_dof
+
+    assert noise_dof([[1.0, 2.0], [3.0], [1.0, 2.0, 4.0]]) == 3
+    np.testing.assert_allclose(decision_margin(0.02, 2, 0.9, dof=3), stats.t.ppf(0.9, 3) * 0.02)
+    assert decision_margin(0.02, 2, 0.9, dof=3) > decision_margin(0.02, 2, 0.9, dof=30) > decision_margin(0.02, 2, 0.9)
+    # a lead that clears the normal margin but not the t margin with 3 degrees of freedom is not a win
+    real = [[-2.0, -2.034], [-2.1, -2.1], [-2.0, -2.0], [-3.0, -3.0]]  # lead 0.017, noise 0.012 (4 dof): z margin 0.0154, t 0.0184
+    d = decide(["uniform", "natural", "c1", "c2"], real, [0, 0, 1, 0])
+    assert d.noise_dof == 4 and d.chosen == "uniform"
+    np.testing.assert_allclose(d.margin, stats.t.ppf(0.9, 4) * d.noise)
+
+
+def _fake_stage(monkeypatch, truth: dict, sigma: float, rng, rounds: int):
+    """The verification stage's settle step on candidates whose real runs are truth + noise."""
+    from types import SimpleNamespace
+
+    from mergemix_jax.verify import Candidate, stage
+
+    config = SimpleNamespace(train=SimpleNamespace(data_seed=0), pipeline=SimpleNamespace(verify_seeds=2, verify_confidence=0.9, verify_extra_seeds=2, verify_extra_rounds=rounds))
+    engine = SimpleNamespace(config=config, utility=SimpleNamespace(is_loss=True))
+
+    def fake_train(engine, candidate, round_, score, seeds=None):
+        values = list(truth[candidate.name] + sigma * rng.standard_normal(len(seeds)))
+        return stage.Verified(candidate, [{} for _ in seeds], values, round_)
+
+    monkeypatch.setattr(stage, "train_candidate", fake_train)
+    verified = [fake_train(engine, Candidate(n, np.full(3, 1 / 3), [], {}), 0, None, seeds=[0, 1] if n in ("uniform", "natural") else [0]) for n in truth]
+    done = stage.settle_leader(engine, verified, score=None)
+    return decide(list(truth), [v.real_utility for v in verified], [0.0] * len(truth), min_seeds=2), verified, done
+
+
+def test_the_sequential_test_stops_within_its_budget_and_only_for_a_leader(monkeypatch):
+    rng = np.random.default_rng(0)
+    for rounds in (0, 1, 3):
+        for _ in range(20):
+            _, verified, done = _fake_stage(monkeypatch, {"uniform": 0.0, "natural": 0.0, "c1": 0.02, "c2": -0.5}, 0.03, rng, rounds)
+            assert done <= rounds
+            assert max(len(v.real_utility) for v in verified) <= 2 + 2 * rounds
+            assert len(verified[3].real_utility) == 1  # far behind: never topped up
+    _, verified, done = _fake_stage(monkeypatch, {"uniform": 0.0, "natural": -0.1, "c1": -0.3}, 0.01, rng, 3)
+    assert done == 0 and [len(v.real_utility) for v in verified] == [2, 2, 1]  # a baseline leads: nothing to settle
+
+
+def test_more_rounds_find_a_real_winner_more_often_and_rarely_pick_a_worse_one(monkeypatch):
+    """Simulated verification (noise 0.03 per run, candidates screened on 1 seed): a candidate better
+    than the baselines by one noise sd is recommended more often with 2 extra rounds than with none,
+    and candidates worse by one sd are almost never recommended."""
+    better = {"uniform": 0.0, "natural": 0.0, "c1": 0.03, "c2": 0.0, "c3": -0.02}
+    worse = {"uniform": 0.0, "natural": 0.0, "c1": -0.03, "c2": -0.03, "c3": -0.03}
+    found = {}
+    for rounds in (0, 2):
+        rng = np.random.default_rng(1)
+        found[rounds] = np.mean([_fake_stage(monkeypatch, better, 0.03, rng, rounds)[0].chosen == "c1" for _ in range(300)])
+        picked_worse = np.mean([_fake_stage(monkeypatch, worse, 0.03, rng, rounds)[0].chosen not in ("uniform", "natural") for _ in range(300)])
+        assert picked_worse < 0.05
+    assert found[2] > found[0] + 0.1

@@ -160,6 +160,7 @@ class PipelineConfig:
     verify_min_distance: float = 0.1  # total-variation distance between verified mixtures
     verify_confidence: float = 0.9  # a candidate replaces the best baseline only if better at this one-sided level
     verify_extra_seeds: int = 2  # a candidate leading the best baseline inside the margin: this many more seeds of both
+    verify_extra_rounds: int = 2  # at most this many such rounds (the sequential test's budget; 0 = none)
     verify_pool: int = 64  # Dirichlet mixtures scored by the proxy as extra candidates to re-rank
 
 

@@ -157,7 +157,7 @@ def _eval_problems(config: Config) -> list[str]:
 
 def _verify_problems(config: Config) -> list[str]:
     p = config.pipeline
-    problems = [f"key 'pipeline.{k}' must be >= 0, got {getattr(p, k)}" for k in ("verify_candidates", "verify_pool", "verify_extra_seeds") if getattr(p, k) < 0]
+    problems = [f"key 'pipeline.{k}' must be >= 0, got {getattr(p, k)}" for k in ("verify_candidates", "verify_pool", "verify_extra_seeds", "verify_extra_rounds") if getattr(p, k) < 0]
     problems += _positive({"pipeline.verify_seeds": p.verify_seeds, "pipeline.verify_rounds": p.verify_rounds})
     if not 0 <= p.verify_screen_seeds <= p.verify_seeds:
         problems.append(f"key 'pipeline.verify_screen_seeds' must be between 0 (off) and pipeline.verify_seeds ({p.verify_seeds}), got {p.verify_screen_seeds}")

@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.stats import norm
 
 ROWS = ("recommended", "proxy pick", "uniform", "natural")
 COLOURS = {"green": ("#1a7f37", "#e9f7ee"), "red": ("#c62828", "#fdecea"), "amber": ("#9a6700", "#fff8e1")}
@@ -78,16 +77,27 @@ def _from_verification(ver: Mapping) -> tuple[list[VerdictRow], dict[str, float]
     return rows, losses
 
 
+def _runs_by_row(ver: Mapping) -> dict[str, int]:
+    """Real runs behind each row of the box, from the verification block (screened candidates have fewer)."""
+    runs = {c["name"]: len(c["real_utility"]) for c in ver.get("candidates", [])}
+    named = {"recommended": ver.get("chosen"), "proxy pick": ver.get("proxy_pick"), "uniform": "uniform", "natural": "natural"}
+    return {row: runs[name] for row, name in named.items() if name in runs}
+
+
 def _same_weights(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
     return set(a) == set(b) and all(abs(a[d] - b[d]) < 1e-6 for d in a)
 
 
 def verdict_of(mixture: Mapping, validation: Mapping | None = None) -> Verdict:
     """The verdict box's content (see module doc). The noise margin is one-sided at the verification's
-    confidence (0.9 when absent): z * noise * sqrt(1/runs_a + 1/runs_b)."""
+    confidence (0.9 when absent): q * noise * sqrt(1/runs_a + 1/runs_b), q the normal quantile for
+    validation's replicate noise and the Student-t one for the verification runs' pooled noise."""
+    from mergemix_jax.verify.decide import one_sided_quantile
+
     ver = mixture.get("verification") or {}
     weights = dict(mixture.get("weights", {}))
-    z = float(norm.ppf(ver.get("confidence") or 0.9))
+    confidence = ver.get("confidence") or 0.9
+    z = one_sided_quantile(confidence)
     stale = bool(validation and validation.get("baselines")) and not _same_weights(validation["baselines"].get("recommended", {}).get("weights", {}), weights)
     if stale:
         validation = None  # validated an earlier recommendation: its numbers are not this mixture's
@@ -97,7 +107,9 @@ def verdict_of(mixture: Mapping, validation: Mapping | None = None) -> Verdict:
         source = "validation"
     elif ver.get("candidates"):
         rows, losses = _from_verification(ver)
-        noise, runs, source = ver.get("noise"), {name: len(ver.get("seeds", [1])) for name in ROWS}, "verification"
+        noise, source = ver.get("noise"), "verification"
+        runs = _runs_by_row(ver)
+        z = one_sided_quantile(confidence, ver.get("noise_dof") or None)
     else:
         message = ver.get("message") or "Not verified: this is the merged proxy's pick, unchecked by real training."
         return Verdict("amber", "Not verified by real training", [message], [VerdictRow("recommended", weights)])

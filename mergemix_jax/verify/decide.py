@@ -3,8 +3,9 @@
 Every verified candidate has one real utility per data seed (higher is better). The noise is the
 pooled within-candidate standard deviation over seeds. A candidate other than the baselines
 (uniform, natural) is recommended only when its mean beats the best baseline by more than
-margin = z * noise * sqrt(2 / seeds), z the one-sided normal quantile of `confidence`; otherwise
-the best baseline is kept. So the recommendation is never a mixture that the product's own runs
+margin = t * noise * sqrt(1 / n_a + 1 / n_b), t the one-sided Student-t quantile of `confidence`
+with the pooled noise's degrees of freedom (few runs estimate the noise loosely: a normal quantile
+would overstate the confidence); otherwise the best baseline is kept. So the recommendation is never a mixture that the product's own runs
 show training worse than uniform or natural, and a within-noise "win" is not sold as one.
 
 Screening (`pipeline.verify_screen_seeds`): candidates may first train with fewer seeds than the
@@ -33,6 +34,7 @@ class Decision:
     proxy_pick: str | None
     noise: float | None
     margin: float
+    noise_dof: int = 0  # degrees of freedom of the pooled noise (0: no replicate)
     indistinguishable: list[str] = field(default_factory=list)
     message: str = ""
 
@@ -48,12 +50,23 @@ def seed_noise(real_utilities: Sequence[Sequence[float]]) -> float | None:
     return float(np.sqrt(ss / dof)) if dof else None
 
 
-def decision_margin(noise: float | None, seeds: int, confidence: float, other_seeds: int = 0) -> float:
-    """z(confidence) * noise * sqrt(1/seeds + 1/other_seeds) (other_seeds 0 = the same): the gap between two
-    means over that many seeds each that is more than noise."""
+def noise_dof(real_utilities: Sequence[Sequence[float]]) -> int:
+    """Degrees of freedom of `seed_noise`: the sum over candidates of (seeds - 1)."""
+    return int(sum(max(len(v) - 1, 0) for v in real_utilities))
+
+
+def one_sided_quantile(confidence: float, dof: int | None = None) -> float:
+    """The one-sided quantile of `confidence`: Student-t with `dof` degrees of freedom when the noise is
+    estimated from that many, the normal one when `dof` is None (noise known, e.g. many replicates)."""
+    return float(stats.norm.ppf(confidence) if dof is None else stats.t.ppf(confidence, dof))
+
+
+def decision_margin(noise: float | None, seeds: int, confidence: float, other_seeds: int = 0, dof: int | None = None) -> float:
+    """q * noise * sqrt(1/seeds + 1/other_seeds) (other_seeds 0 = the same), q = one_sided_quantile(confidence,
+    dof): the gap between two means over that many seeds each that is more than noise."""
     if noise is None or seeds < 1:
         return 0.0
-    return float(stats.norm.ppf(confidence) * noise * np.sqrt(1.0 / seeds + 1.0 / (other_seeds or seeds)))
+    return float(one_sided_quantile(confidence, dof) * noise * np.sqrt(1.0 / seeds + 1.0 / (other_seeds or seeds)))
 
 
 def decide(
@@ -74,21 +87,22 @@ def decide(
     if not baselines:
         raise ValueError(f"verification needs at least one baseline among {BASELINES}")
     seeds = {n: len(u) for n, u in zip(names, real_utilities, strict=True)}
-    noise = seed_noise(real_utilities)
+    noise, dof = seed_noise(real_utilities), noise_dof(real_utilities)
     others = [n for n in names if n not in BASELINES]
     proxied = {n: p for n, p in zip(names, proxy_utilities, strict=True) if n in others}
     proxy_pick = max(proxied, key=proxied.get) if proxied else None
     best_baseline = max(baselines, key=means.get)
     eligible = [n for n in others if seeds[n] >= min_seeds]
     best_other = max(eligible, key=means.get) if eligible else None
-    margin = decision_margin(noise, seeds[best_other or best_baseline], confidence, seeds[best_baseline])
+    margin = decision_margin(noise, seeds[best_other or best_baseline], confidence, seeds[best_baseline], dof or None)
     if best_other is not None and means[best_other] - means[best_baseline] > margin:
         chosen = best_other
         verdict = "proxy_pick_confirmed" if chosen == proxy_pick else "other_candidate"
     else:
         chosen, verdict = best_baseline, "baseline_kept"
     close = sorted((n for n in names if n != chosen and means[chosen] - means[n] <= margin), key=lambda n: -means[n])
-    return Decision(chosen, verdict, proxy_pick, noise, margin, close, _message(chosen, verdict, proxy_pick, means, best_baseline, margin, noise, unit))
+    message = _message(chosen, verdict, proxy_pick, means, best_baseline, margin, noise, unit)
+    return Decision(chosen, verdict, proxy_pick, noise, margin, dof, close, message)
 
 
 def _message(chosen: str, verdict: str, proxy_pick: str | None, means: dict, best_baseline: str, margin: float, noise: float | None, unit: str = "nats") -> str:

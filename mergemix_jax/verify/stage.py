@@ -253,11 +253,9 @@ def run_verification(engine: Any) -> dict:
         nxt.name = f"c{sum(v.candidate.name.startswith('c') for v in verified) + 1}"
         verified.append(train_predicted(engine, nxt, r, score, calibration))
         calibration, points = refit_calibration(engine, vertices, verified)
-    confirm_leaders(engine, verified, score)
-    resolve_leader(engine, verified, score)
-    confirm_leaders(engine, verified, score)  # after the extra seeds another screened candidate may lead
+    extra_rounds = settle_leader(engine, verified, score)
     save_calibration(calibration, engine.run_dir, points)
-    return verification_block(engine, verified, calibration)
+    return verification_block(engine, verified, calibration, extra_rounds)
 
 
 def train_predicted(engine: Any, candidate: Candidate, round_: int, score, calibration: Calibration) -> Verified:
@@ -269,29 +267,44 @@ def train_predicted(engine: Any, candidate: Candidate, round_: int, score, calib
     return verified
 
 
-def resolve_leader(engine: Any, verified: list[Verified], score) -> None:
-    """A sequential test: when the best candidate leads the best baseline by less than the decision
-    margin, train `pipeline.verify_extra_seeds` more data seeds of both (in place) so the margin,
-    which shrinks with the seeds, can settle it. Nothing happens when a baseline leads."""
+def resolve_leader(engine: Any, verified: list[Verified], score) -> bool:
+    """One round of the sequential test: when the best candidate (on its full seeds) leads the best
+    baseline by less than the decision margin, train `pipeline.verify_extra_seeds` more data seeds of
+    both (in place), so the margin, which shrinks with the seeds, can settle it. Returns whether it
+    trained; nothing happens when a baseline leads or the decision is already made."""
     p = engine.config.pipeline
     names = [v.candidate.name for v in verified]
     decision = decide(names, [v.real_utility for v in verified], [0.0] * len(verified), p.verify_confidence, utility_unit(engine), min_seeds=p.verify_seeds)
     means = {v.candidate.name: float(np.mean(v.real_utility)) for v in verified}
     others = [v.candidate.name for v in verified if v.candidate.name not in BASELINES and len(v.real_utility) >= p.verify_seeds]
     if p.verify_extra_seeds == 0 or decision.verdict != "baseline_kept" or not others:
-        return
+        return False
     leader = max(others, key=means.get)
     if means[leader] <= means[decision.chosen]:
-        return
-    first = engine.config.train.data_seed + p.verify_seeds
-    seeds = list(range(first, first + p.verify_extra_seeds))
+        return False
     by_name = {v.candidate.name: v for v in verified}
-    log.info("%s leads %s by %.4f %s, inside the margin %.4f: training %d more seeds of both", leader, decision.chosen, means[leader] - means[decision.chosen], utility_unit(engine), decision.margin, len(seeds))
-    for name in (leader, decision.chosen):
-        v = by_name[by_name[name].measured_as or name]
+    pair = [by_name[by_name[name].measured_as or name] for name in (leader, decision.chosen)]
+    target = max(len(v.real_utility) for v in pair) + p.verify_extra_seeds
+    log.info("%s leads %s by %.4f %s, inside the margin %.4f: training both up to %d seeds", leader, decision.chosen, means[leader] - means[decision.chosen], utility_unit(engine), decision.margin, target)
+    for v in pair:
+        seeds = [engine.config.train.data_seed + i for i in range(len(v.real_utility), target)]
         extra = train_candidate(engine, v.candidate, v.round, score, seeds=seeds)
         v.real_metrics.extend(extra.real_metrics)
         v.real_utility.extend(extra.real_utility)
+    return True
+
+
+def settle_leader(engine: Any, verified: list[Verified], score) -> int:
+    """Confirm screened leaders (`confirm_leaders`), then run up to `pipeline.verify_extra_rounds` rounds of
+    the sequential test (`resolve_leader`), confirming again after each (another screened candidate
+    may then lead). Returns the rounds run. Each look tests at the same one-sided level, so a leader
+    that stays inside the margin for every round is not recommended (README "Limits of verification")."""
+    confirm_leaders(engine, verified, score)
+    for done in range(engine.config.pipeline.verify_extra_rounds):
+        if not resolve_leader(engine, verified, score):
+            return done
+        confirm_leaders(engine, verified, score)
+    return engine.config.pipeline.verify_extra_rounds
 
 
 def baseline_candidates(engine: Any, natural_K: np.ndarray, k: int) -> list[Candidate]:
@@ -314,19 +327,20 @@ def next_calibrated(engine: Any, pool: list[Candidate], verified: list[Verified]
 def worth_training(engine: Any, candidate: Candidate, verified: list[Verified], calibration: Calibration) -> bool:
     """False when the calibrated proxy predicts `candidate` to lose to the best real run by more than
     the decision margin (then another round cannot change the recommendation)."""
-    from mergemix_jax.verify.decide import decision_margin, seed_noise
+    from mergemix_jax.verify.decide import decision_margin, noise_dof, seed_noise
 
     predicted = float(proxy_utilities(engine, [candidate], calibration)[0])
     best = max(float(np.mean(v.real_utility)) for v in verified)
     p = engine.config.pipeline
-    margin = decision_margin(seed_noise([v.real_utility for v in verified]), p.verify_seeds, p.verify_confidence)
+    real = [v.real_utility for v in verified]
+    margin = decision_margin(seed_noise(real), p.verify_seeds, p.verify_confidence, dof=noise_dof(real) or None)
     if predicted < best - margin:
         log.info("verification stops: the best calibrated candidate is predicted %.4f %s below the best real run", best - predicted, utility_unit(engine))
         return False
     return True
 
 
-def verification_block(engine: Any, verified: list[Verified], calibration: Calibration) -> dict:
+def verification_block(engine: Any, verified: list[Verified], calibration: Calibration, extra_rounds: int = 0) -> dict:
     """The JSON block of mixture.json (names, weights, proxy / calibrated / real utilities, decision)."""
     cands = [v.candidate for v in verified]
     raw = proxy_utilities(engine, cands)
@@ -360,6 +374,7 @@ def verification_block(engine: Any, verified: list[Verified], calibration: Calib
         "chosen": decision.chosen,
         "proxy_pick": decision.proxy_pick,
         "noise": decision.noise,
+        "noise_dof": decision.noise_dof,
         "margin": decision.margin,
         "verdict": decision.verdict,
         "message": decision.message,
@@ -370,6 +385,7 @@ def verification_block(engine: Any, verified: list[Verified], calibration: Calib
         "confidence": engine.config.pipeline.verify_confidence,
         "utility": engine.utility.describe(),
         "extra_seeds_used": any(len(v.real_utility) > len(seeds) for v in verified),
+        "extra_rounds": extra_rounds,
         "screen_seeds": len(screening_seeds(engine.config)),
     }
 
