@@ -122,26 +122,19 @@ def test_screening_never_recommends_worse_than_a_baseline_or_unconfirmed(truth, 
     assert len(real[names.index(d.chosen)]) == 2
 
 
-def test_verification_stage_confirms_a_screened_leader_on_its_missing_seeds(monkeypatch, tmp_path):
-    from types import SimpleNamespace
-
-    from mergemix_jax.config import config_from_dict
+def test_verification_stage_confirms_a_screened_leader_on_its_missing_seeds():
     from mergemix_jax.verify import Candidate, stage
-    from tests.pipeline_helpers import tiny_pipeline_raw
 
-    config = config_from_dict(tiny_pipeline_raw(tmp_path, verify_seeds=2, verify_screen_seeds=1))
     truth = {"uniform": 1.0, "natural": 0.9, "c1": 1.2, "c2": 0.5}
     trained = []
 
-    def fake_train(engine, candidate, round_, score, seeds=None):
-        trained.append((candidate.name, list(seeds)))
-        return stage.Verified(candidate, [{} for _ in seeds], [truth[candidate.name] - 0.01 * s for s in seeds], round_)
+    def more_seeds(v, seeds):
+        trained.append((v.candidate.name, list(seeds)))
+        v.real_utility.extend(truth[v.candidate.name] - 0.01 * s for s in seeds)
 
-    monkeypatch.setattr(stage, "train_candidate", fake_train)
-    verified = [stage.Verified(Candidate(n, np.full(3, 1 / 3), [], {}), [{}] * k, [truth[n]] * k, 0) for n, k in [("uniform", 2), ("natural", 2), ("c1", 1), ("c2", 1)]]
-    assert stage.screening_seeds(config) == [config.train.data_seed]
-    stage.confirm_leaders(SimpleNamespace(config=config), verified, score=None)
-    assert trained == [("c1", [config.train.data_seed + 1])]  # c2 trails the baselines: never topped up
+    verified = [stage.Verified(Candidate(n, np.full(3, 1 / 3), [], {}), [], [truth[n]] * k, 0) for n, k in [("uniform", 2), ("natural", 2), ("c1", 1), ("c2", 1)]]
+    stage.confirm_leaders(_pipeline(), 7, verified, more_seeds)
+    assert trained == [("c1", [8])]  # its missing second seed (data seeds 7, 8); c2 trails the baselines: never topped up
     assert [len(v.real_utility) for v in verified] == [2, 2, 2, 1]
 
 
@@ -160,47 +153,33 @@ def test_the_margin_uses_the_t_quantile_of_the_pooled_noise():
     np.testing.assert_allclose(d.margin, stats.t.ppf(0.9, 4) * d.noise)
 
 
-def _fake_stage(monkeypatch, truth: dict, sigma: float, rng, rounds: int):
-    """The verification stage's settle step on candidates whose real runs are truth + noise."""
-    from types import SimpleNamespace
+def _pipeline(**kw):
+    from mergemix_jax.config.schema import PipelineConfig
 
-    from mergemix_jax.verify import Candidate, stage
-
-    config = SimpleNamespace(train=SimpleNamespace(data_seed=0), pipeline=SimpleNamespace(verify_seeds=2, verify_confidence=0.9, verify_extra_seeds=2, verify_extra_rounds=rounds))
-    engine = SimpleNamespace(config=config, utility=SimpleNamespace(is_loss=True))
-
-    def fake_train(engine, candidate, round_, score, seeds=None):
-        values = list(truth[candidate.name] + sigma * rng.standard_normal(len(seeds)))
-        return stage.Verified(candidate, [{} for _ in seeds], values, round_)
-
-    monkeypatch.setattr(stage, "train_candidate", fake_train)
-    verified = [fake_train(engine, Candidate(n, np.full(3, 1 / 3), [], {}), 0, None, seeds=[0, 1] if n in ("uniform", "natural") else [0]) for n in truth]
-    done = stage.settle_leader(engine, verified, score=None)
-    return decide(list(truth), [v.real_utility for v in verified], [0.0] * len(truth), min_seeds=2), verified, done
+    return PipelineConfig(verify_seeds=2, verify_screen_seeds=1, verify_extra_seeds=2, **kw)
 
 
-def test_the_sequential_test_stops_within_its_budget_and_only_for_a_leader(monkeypatch):
+def test_the_sequential_test_stops_within_its_budget_and_only_for_a_leader():
+    from mergemix_jax.verify.simulate import simulate_verification
+
     rng = np.random.default_rng(0)
+    truth = {"uniform": 0.0, "natural": 0.0, "c1": 0.02, "c2": -0.5}
     for rounds in (0, 1, 3):
-        for _ in range(20):
-            _, verified, done = _fake_stage(monkeypatch, {"uniform": 0.0, "natural": 0.0, "c1": 0.02, "c2": -0.5}, 0.03, rng, rounds)
-            assert done <= rounds
-            assert max(len(v.real_utility) for v in verified) <= 2 + 2 * rounds
-            assert len(verified[3].real_utility) == 1  # far behind: never topped up
-    _, verified, done = _fake_stage(monkeypatch, {"uniform": 0.0, "natural": -0.1, "c1": -0.3}, 0.01, rng, 3)
-    assert done == 0 and [len(v.real_utility) for v in verified] == [2, 2, 1]  # a baseline leads: nothing to settle
+        for _ in range(30):
+            seeds = simulate_verification(truth, 0.03, _pipeline(verify_extra_rounds=rounds), rng).seeds
+            assert max(seeds.values()) <= 2 + 2 * rounds and seeds["c2"] == 1  # c2, far behind, is never confirmed
+    assert simulate_verification({"uniform": 0.0, "natural": -0.1, "c1": -0.3}, 0.01, _pipeline(verify_extra_rounds=3), rng).runs == 5  # a baseline leads: nothing to settle
 
 
-def test_more_rounds_find_a_real_winner_more_often_and_rarely_pick_a_worse_one(monkeypatch):
+def test_more_rounds_find_a_real_winner_more_often_and_rarely_pick_a_worse_one():
     """Simulated verification (noise 0.03 per run, candidates screened on 1 seed): a candidate better
     than the baselines by one noise sd is recommended more often with 2 extra rounds than with none,
     and candidates worse by one sd are almost never recommended."""
+    from mergemix_jax.verify.simulate import rule_table
+
     better = {"uniform": 0.0, "natural": 0.0, "c1": 0.03, "c2": 0.0, "c3": -0.02}
     worse = {"uniform": 0.0, "natural": 0.0, "c1": -0.03, "c2": -0.03, "c3": -0.03}
-    found = {}
-    for rounds in (0, 2):
-        rng = np.random.default_rng(1)
-        found[rounds] = np.mean([_fake_stage(monkeypatch, better, 0.03, rng, rounds)[0].chosen == "c1" for _ in range(300)])
-        picked_worse = np.mean([_fake_stage(monkeypatch, worse, 0.03, rng, rounds)[0].chosen not in ("uniform", "natural") for _ in range(300)])
-        assert picked_worse < 0.05
-    assert found[2] > found[0] + 0.1
+    found = rule_table(better, 0.03, _pipeline(), [0, 2], draws=300)
+    assert found[1]["best_found"] > found[0]["best_found"] + 0.1 and found[1]["regret"] < found[0]["regret"]
+    assert found[1]["runs"] > found[0]["runs"]
+    assert all(row["worse_than_best_baseline"] < 0.05 for row in rule_table(worse, 0.03, _pipeline(), [0, 2], draws=300))

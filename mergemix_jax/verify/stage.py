@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,9 @@ class Verified:
     round: int
     measured_as: str = ""
     predicted_utility: float | None = None  # calibrated prediction made before this run was trained (rounds >= 2)
+
+
+MoreSeeds = Callable[[Verified, list[int]], None]  # train a verified candidate on more data seeds, in place
 
 
 def run_key(weights_K: np.ndarray) -> str:
@@ -191,20 +195,17 @@ def screening_seeds(config: Any) -> list[int]:
     return verification_seeds(config)[:n]
 
 
-def confirm_leaders(engine: Any, verified: list[Verified], score) -> None:
+def confirm_leaders(p: Any, data_seed: int, verified: list[Verified], more_seeds: MoreSeeds) -> None:
     """Bring screened candidates to their full seeds (in place) while the best by mean real utility
-    has fewer seeds than `pipeline.verify_seeds` and beats the best baseline (verify.decide.next_to_confirm)."""
-    full = verification_seeds(engine.config)
-    by_name = {v.candidate.name: v for v in verified}
+    has fewer seeds than `p.verify_seeds` (p: the pipeline config) and beats the best baseline
+    (verify.decide.next_to_confirm)."""
     for _ in range(len(verified)):
-        name = next_to_confirm([v.candidate.name for v in verified], [v.real_utility for v in verified], len(full))
+        name = next_to_confirm([v.candidate.name for v in verified], [v.real_utility for v in verified], p.verify_seeds)
         if name is None:
             return
-        v = by_name[name]
+        v = next(v for v in verified if v.candidate.name == name)
         log.info("%s leads the baselines after %d seed(s): training its other seeds", name, len(v.real_utility))
-        extra = train_candidate(engine, v.candidate, v.round, score, seeds=full[len(v.real_utility) :])
-        v.real_metrics.extend(extra.real_metrics)
-        v.real_utility.extend(extra.real_utility)
+        more_seeds(v, [data_seed + i for i in range(len(v.real_utility), p.verify_seeds)])
 
 
 def refit_calibration(engine: Any, vertices: dict, verified: list[Verified]) -> tuple[Calibration, dict]:
@@ -253,7 +254,7 @@ def run_verification(engine: Any) -> dict:
         nxt.name = f"c{sum(v.candidate.name.startswith('c') for v in verified) + 1}"
         verified.append(train_predicted(engine, nxt, r, score, calibration))
         calibration, points = refit_calibration(engine, vertices, verified)
-    extra_rounds = settle_leader(engine, verified, score)
+    extra_rounds = settle_leader(p, cfg.train.data_seed, verified, seed_trainer(engine, score), utility_unit(engine))
     save_calibration(calibration, engine.run_dir, points)
     return verification_block(engine, verified, calibration, extra_rounds)
 
@@ -267,14 +268,13 @@ def train_predicted(engine: Any, candidate: Candidate, round_: int, score, calib
     return verified
 
 
-def resolve_leader(engine: Any, verified: list[Verified], score) -> bool:
+def resolve_leader(p: Any, data_seed: int, verified: list[Verified], more_seeds: MoreSeeds, unit: str = "nats") -> bool:
     """One round of the sequential test: when the best candidate (on its full seeds) leads the best
-    baseline by less than the decision margin, train `pipeline.verify_extra_seeds` more data seeds of
-    both (in place), so the margin, which shrinks with the seeds, can settle it. Returns whether it
+    baseline by less than the decision margin, train `p.verify_extra_seeds` more data seeds of both
+    (in place), so the margin, which shrinks with the seeds, can settle it. Returns whether it
     trained; nothing happens when a baseline leads or the decision is already made."""
-    p = engine.config.pipeline
     names = [v.candidate.name for v in verified]
-    decision = decide(names, [v.real_utility for v in verified], [0.0] * len(verified), p.verify_confidence, utility_unit(engine), min_seeds=p.verify_seeds)
+    decision = decide(names, [v.real_utility for v in verified], [0.0] * len(verified), p.verify_confidence, unit, min_seeds=p.verify_seeds)
     means = {v.candidate.name: float(np.mean(v.real_utility)) for v in verified}
     others = [v.candidate.name for v in verified if v.candidate.name not in BASELINES and len(v.real_utility) >= p.verify_seeds]
     if p.verify_extra_seeds == 0 or decision.verdict != "baseline_kept" or not others:
@@ -285,26 +285,35 @@ def resolve_leader(engine: Any, verified: list[Verified], score) -> bool:
     by_name = {v.candidate.name: v for v in verified}
     pair = [by_name[by_name[name].measured_as or name] for name in (leader, decision.chosen)]
     target = max(len(v.real_utility) for v in pair) + p.verify_extra_seeds
-    log.info("%s leads %s by %.4f %s, inside the margin %.4f: training both up to %d seeds", leader, decision.chosen, means[leader] - means[decision.chosen], utility_unit(engine), decision.margin, target)
+    log.info("%s leads %s by %.4f %s, inside the margin %.4f: training both up to %d seeds", leader, decision.chosen, means[leader] - means[decision.chosen], unit, decision.margin, target)
     for v in pair:
-        seeds = [engine.config.train.data_seed + i for i in range(len(v.real_utility), target)]
-        extra = train_candidate(engine, v.candidate, v.round, score, seeds=seeds)
-        v.real_metrics.extend(extra.real_metrics)
-        v.real_utility.extend(extra.real_utility)
+        more_seeds(v, [data_seed + i for i in range(len(v.real_utility), target)])
     return True
 
 
-def settle_leader(engine: Any, verified: list[Verified], score) -> int:
-    """Confirm screened leaders (`confirm_leaders`), then run up to `pipeline.verify_extra_rounds` rounds of
+def settle_leader(p: Any, data_seed: int, verified: list[Verified], more_seeds: MoreSeeds, unit: str = "nats") -> int:
+    """Confirm screened leaders (`confirm_leaders`), then run up to `p.verify_extra_rounds` rounds of
     the sequential test (`resolve_leader`), confirming again after each (another screened candidate
     may then lead). Returns the rounds run. Each look tests at the same one-sided level, so a leader
     that stays inside the margin for every round is not recommended (README "Limits of verification")."""
-    confirm_leaders(engine, verified, score)
-    for done in range(engine.config.pipeline.verify_extra_rounds):
-        if not resolve_leader(engine, verified, score):
+    confirm_leaders(p, data_seed, verified, more_seeds)
+    for done in range(p.verify_extra_rounds):
+        if not resolve_leader(p, data_seed, verified, more_seeds, unit):
             return done
-        confirm_leaders(engine, verified, score)
-    return engine.config.pipeline.verify_extra_rounds
+        confirm_leaders(p, data_seed, verified, more_seeds)
+    return p.verify_extra_rounds
+
+
+def seed_trainer(engine: Any, score) -> MoreSeeds:
+    """`more_seeds` for the stage: train a verified candidate on the given data seeds (cached runs,
+    `train_candidate`) and append them to it."""
+
+    def more_seeds(v: Verified, seeds: list[int]) -> None:
+        extra = train_candidate(engine, v.candidate, v.round, score, seeds=seeds)
+        v.real_metrics.extend(extra.real_metrics)
+        v.real_utility.extend(extra.real_utility)
+
+    return more_seeds
 
 
 def baseline_candidates(engine: Any, natural_K: np.ndarray, k: int) -> list[Candidate]:
