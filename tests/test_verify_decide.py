@@ -183,3 +183,25 @@ def test_more_rounds_find_a_real_winner_more_often_and_rarely_pick_a_worse_one()
     assert found[1]["best_found"] > found[0]["best_found"] + 0.1 and found[1]["regret"] < found[0]["regret"]
     assert found[1]["runs"] > found[0]["runs"]
     assert all(row["worse_than_best_baseline"] < 0.05 for row in rule_table(worse, 0.03, _pipeline(), [0, 2], draws=300))
+
+
+def test_a_sequential_round_tops_up_every_baseline_the_leader_has_not_cleared():
+    from mergemix_jax.verify import Candidate, stage
+
+    trained = []
+
+    def more_seeds(v, seeds):
+        trained.append((v.candidate.name, list(seeds)))
+        v.real_utility.extend([float(np.mean(v.real_utility))] * len(seeds))
+
+    def verified(real):
+        return [stage.Verified(Candidate(n, np.full(3, 1 / 3), [], {}), [], list(r), 0) for n, r in real.items()]
+
+    # c1 leads natural (4 seeds) and uniform (2 seeds) by less than the margin: all three get 2 more seeds
+    close = {"uniform": [0.80, 0.84], "natural": [0.80, 0.84, 0.79, 0.85], "c1": [0.83, 0.85, 0.82, 0.86], "c2": [0.5]}
+    assert stage.resolve_leader(_pipeline(), 0, verified(close), more_seeds)
+    assert trained == [("c1", [4, 5]), ("uniform", [2, 3]), ("natural", [4, 5])]
+    # uniform is far behind (cleared): only natural, the baseline still inside the margin, is topped up
+    trained.clear()
+    assert stage.resolve_leader(_pipeline(), 0, verified({**close, "uniform": [0.60, 0.64]}), more_seeds)
+    assert trained == [("c1", [4, 5]), ("natural", [4, 5])]

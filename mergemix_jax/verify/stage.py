@@ -30,7 +30,7 @@ import numpy as np
 from mergemix_jax.calibrate import Calibration, fit_calibration, save_calibration
 from mergemix_jax.pipeline import training
 from mergemix_jax.verify.candidates import Candidate, pool_from_tables, select_diverse, tv_distance
-from mergemix_jax.verify.decide import BASELINES, Decision, decide, next_to_confirm
+from mergemix_jax.verify.decide import BASELINES, Decision, decide, decision_margin, next_to_confirm
 
 log = logging.getLogger(__name__)
 VERIFICATION_FILE = Path("verify") / "verification.json"
@@ -270,11 +270,14 @@ def train_predicted(engine: Any, candidate: Candidate, round_: int, score, calib
 
 def resolve_leader(p: Any, data_seed: int, verified: list[Verified], more_seeds: MoreSeeds, unit: str = "nats") -> bool:
     """One round of the sequential test: when the best candidate (on its full seeds) leads the best
-    baseline by less than the decision margin, train `p.verify_extra_seeds` more data seeds of both
-    (in place), so the margin, which shrinks with the seeds, can settle it. Returns whether it
-    trained; nothing happens when a baseline leads or the decision is already made."""
+    baseline by less than the decision margin, train `p.verify_extra_seeds` more data seeds of it and
+    of every baseline it does not yet beat by the pairwise margin (in place), so the margins, which
+    shrink with the seeds, can settle it; both baselines, since the best one by mean can change as
+    seeds are added. Returns whether it trained; nothing happens when a baseline leads or the
+    decision is already made."""
     names = [v.candidate.name for v in verified]
-    decision = decide(names, [v.real_utility for v in verified], [0.0] * len(verified), p.verify_confidence, unit, min_seeds=p.verify_seeds)
+    real = [v.real_utility for v in verified]
+    decision = decide(names, real, [0.0] * len(verified), p.verify_confidence, unit, min_seeds=p.verify_seeds)
     means = {v.candidate.name: float(np.mean(v.real_utility)) for v in verified}
     others = [v.candidate.name for v in verified if v.candidate.name not in BASELINES and len(v.real_utility) >= p.verify_seeds]
     if p.verify_extra_seeds == 0 or decision.verdict != "baseline_kept" or not others:
@@ -283,11 +286,18 @@ def resolve_leader(p: Any, data_seed: int, verified: list[Verified], more_seeds:
     if means[leader] <= means[decision.chosen]:
         return False
     by_name = {v.candidate.name: v for v in verified}
-    pair = [by_name[by_name[name].measured_as or name] for name in (leader, decision.chosen)]
-    target = max(len(v.real_utility) for v in pair) + p.verify_extra_seeds
-    log.info("%s leads %s by %.4f %s, inside the margin %.4f: training both up to %d seeds", leader, decision.chosen, means[leader] - means[decision.chosen], unit, decision.margin, target)
-    for v in pair:
-        more_seeds(v, [data_seed + i for i in range(len(v.real_utility), target)])
+    n_leader = len(by_name[leader].real_utility)
+
+    def cleared(b: str) -> bool:
+        margin = decision_margin(decision.noise, n_leader, p.verify_confidence, len(by_name[b].real_utility), decision.noise_dof or None)
+        return means[leader] - means[b] > margin
+
+    group = [by_name[leader], *(by_name[by_name[b].measured_as or b] for b in BASELINES if b in by_name and not cleared(b))]
+    group = list({id(v): v for v in group}.values())  # natural measured as uniform: one set of runs
+    log.info("%s leads %s by %.4f %s, inside the margin %.4f: %d more seeds of %s", leader, decision.chosen, means[leader] - means[decision.chosen], unit, decision.margin, p.verify_extra_seeds, ", ".join(v.candidate.name for v in group))
+    for v in group:
+        n = len(v.real_utility)
+        more_seeds(v, [data_seed + i for i in range(n, n + p.verify_extra_seeds)])
     return True
 
 
@@ -336,7 +346,7 @@ def next_calibrated(engine: Any, pool: list[Candidate], verified: list[Verified]
 def worth_training(engine: Any, candidate: Candidate, verified: list[Verified], calibration: Calibration) -> bool:
     """False when the calibrated proxy predicts `candidate` to lose to the best real run by more than
     the decision margin (then another round cannot change the recommendation)."""
-    from mergemix_jax.verify.decide import decision_margin, noise_dof, seed_noise
+    from mergemix_jax.verify.decide import noise_dof, seed_noise
 
     predicted = float(proxy_utilities(engine, [candidate], calibration)[0])
     best = max(float(np.mean(v.real_utility)) for v in verified)
