@@ -24,6 +24,7 @@ from mergemix_jax.data.rows import ROW_FORMATS, expand_row_paths, read_row, scan
 SPLITS = ("train", "heldout")
 _CHUNK_BYTES = 1 << 20
 _INDEX_CACHE: dict[tuple, DomainIndex] = {}
+_SIGNATURE_CACHE: dict[tuple, str] = {}
 
 
 @dataclass(frozen=True)
@@ -114,21 +115,33 @@ def split_signature(data_cfg: DataConfig, edge_bytes: int = 4096) -> dict[str, s
     """{domain: short hash of what decides its held-out split}: its files (path relative to the
     domain's folder, size, first and last `edge_bytes`), its parsing fields, data.heldout_fraction and
     data.split_seed. Every training run records it, so a reused base can be checked against a
-    config's held-out split without reading whole corpora (pipeline/stages.py)."""
+    config's held-out split without reading whole corpora (pipeline/stages.py). Cached like
+    `index_domain` (per file sizes and mtimes), so a job's many runs read each file's edges once."""
     signature = {}
     for domain in data_cfg.domains:
         files = domain_files(domain)
-        root = os.path.commonpath([os.path.dirname(f) for f in files])
-        digest = hashlib.sha256(json.dumps([data_cfg.heldout_fraction, data_cfg.split_seed, {k: v for k, v in vars(domain).items() if k not in ("name", "paths")}], sort_keys=True, default=str).encode())
-        for path in files:
-            size = os.path.getsize(path)
-            digest.update(f"{os.path.relpath(path, root)}|{size}|".encode())
-            with open(path, "rb") as handle:
-                digest.update(handle.read(edge_bytes))
-                handle.seek(max(size - edge_bytes, 0))
-                digest.update(handle.read(edge_bytes))
-        signature[domain.name] = digest.hexdigest()[:16]
+        fields = {k: v for k, v in vars(domain).items() if k not in ("name", "paths")}
+        settings = json.dumps([data_cfg.heldout_fraction, data_cfg.split_seed, fields], sort_keys=True, default=str)
+        key = (settings, edge_bytes, tuple((f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files))
+        if key not in _SIGNATURE_CACHE:
+            if len(_SIGNATURE_CACHE) >= 64:
+                _SIGNATURE_CACHE.pop(next(iter(_SIGNATURE_CACHE)))
+            _SIGNATURE_CACHE[key] = _domain_signature(files, settings, edge_bytes)
+        signature[domain.name] = _SIGNATURE_CACHE[key]
     return signature
+
+
+def _domain_signature(files: list[str], settings: str, edge_bytes: int) -> str:
+    root = os.path.commonpath([os.path.dirname(f) for f in files])
+    digest = hashlib.sha256(settings.encode())
+    for path in files:
+        size = os.path.getsize(path)
+        digest.update(f"{os.path.relpath(path, root)}|{size}|".encode())
+        with open(path, "rb") as handle:
+            digest.update(handle.read(edge_bytes))
+            handle.seek(max(size - edge_bytes, 0))
+            digest.update(handle.read(edge_bytes))
+    return digest.hexdigest()[:16]
 
 
 def index_domain(domain: DomainConfig, heldout_fraction: float, split_seed: int) -> DomainIndex:
