@@ -11,7 +11,11 @@ trains the top `pipeline.verify_candidates` mixtures of the pooled candidates (e
 natural-without-one-domain), slots taken in turn from the calibrated merged proxy, the output-space
 ensemble and the raw merged proxy, each at least `pipeline.verify_min_distance` (total variation)
 from the others. After each round the calibration is refitted on every real run so far; rounds
-2.. `pipeline.verify_rounds` train the best candidate by calibrated utility not yet covered. The recommendation follows verify.decide. Every run is cached in
+2.. `pipeline.verify_rounds` train the best candidate by calibrated utility not yet covered. Then
+screened leaders are confirmed and a sequential test (`settle_leader`: up to
+`pipeline.verify_extra_rounds` rounds of `pipeline.verify_extra_seeds` more seeds of a leader inside
+the margin and of the baselines it has not cleared) settles close calls; the recommendation follows
+verify.decide. Every run is cached in
 its own folder (verify/runs/<hash>-s<seed>), so a rerun or a killed job resumes.
 """
 
