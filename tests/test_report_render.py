@@ -151,3 +151,13 @@ def test_verdict_uses_validation_regret_intervals_when_validated():
     other = _mixture([-4.55, -4.56], "proxy_pick_confirmed", "c1")  # a later run recommends another mixture
     stale = verdict_of(other, validation)
     assert stale.source == "verification" and stale.colour == "green" and "earlier recommendation" in stale.sentences[-1]
+
+
+def test_verdict_margin_counts_each_rows_runs_and_the_noise_degrees_of_freedom():
+    # the proxy's pick was screened on one seed and trails uniform by 0.0135: beyond a normal margin on
+    # 2 runs each (0.009) but inside the Student-t margin on 2 dof for 1 run against 2 (0.016)
+    mixture = _mixture([-4.6185], "baseline_kept", "uniform")
+    mixture["verification"]["noise_dof"] = 2
+    assert verdict_of(mixture).colour == "amber"
+    mixture["verification"]["noise_dof"] = 200  # a well-measured noise: the margin is about the normal one, 0.011
+    assert verdict_of(mixture).colour == "red"
