@@ -79,3 +79,37 @@ def test_disjoint_heldout_split_excludes_the_search_sequences(tmp_path):
     assert scoring_config(config, run_dir).eval.heldout_offset == 7
     old = with_overrides(config, validate={"disjoint_heldout": False})
     assert scoring_config(old, run_dir).eval.heldout_offset == 0  # the old behaviour: the search's own sequences
+
+
+def test_validation_scores_task_items_the_search_never_saw(tmp_path, caplog):
+    import json
+
+    from mergemix_jax.config.loading import config_from_dict
+    from mergemix_jax.data.errors import DataError
+    from mergemix_jax.eval.api import task_items
+    from mergemix_jax.pipeline.stages import with_overrides
+    from mergemix_jax.validate.run import scoring_config
+    from tests.pipeline_helpers import tiny_pipeline_raw
+
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    for name, n in (("sums", 10), ("more", 6)):
+        (tasks / f"{name}.jsonl").write_text("".join(json.dumps({"id": f"{name}{i}", "context": f"{i}+1=", "answer": str(i + 1)}) + "\n" for i in range(n)))
+    raw = tiny_pipeline_raw(tmp_path)
+    raw["eval"].update(task_dir=str(tasks), task_max_items=4, task_max_len=32)
+    config = config_from_dict(raw)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("eval: {heldout_sequences: 7, task_max_items: 4}\n")  # what the search scored
+    scoring = scoring_config(config, run_dir)
+    assert (scoring.eval.heldout_offset, scoring.eval.task_offset, scoring.eval.task_max_items) == (7, 4, 4)
+    items = list(range(10))
+    assert task_items("sums", items, 4, 4) == [4, 5, 6, 7] and not set(task_items("sums", items, 4, 4)) & set(task_items("sums", items, 0, 4))
+    assert task_items("sums", items, 8, 4) == [8, 9]  # fewer left than asked: the rest
+    with pytest.raises(DataError, match=r"task 'sums'.*eval\.task_offset"):
+        task_items("sums", items, 10, 4)
+    # a search that scored every item of a task leaves nothing unseen: the same items, said plainly
+    (run_dir / "config.yaml").write_text("eval: {heldout_sequences: 7, task_max_items: 6}\n")
+    with caplog.at_level("WARNING"):
+        assert scoring_config(with_overrides(config, eval={"task_max_items": 6}), run_dir).eval.task_offset == 0
+    assert "not out of sample" in caplog.text

@@ -110,6 +110,7 @@ class EvalConfig:
 
     task_dir: str = ""  # folder of <task>.jsonl files, relative to the config file ("" = held-out loss only)
     task_max_items: int = 0  # first N items of each task (0 = all)
+    task_offset: int = 0  # skip this many items of each task first (validation scores items the search never saw)
     task_max_len: int = 256  # tokens per context+continuation row; older context tokens are dropped
     tasks: list[str] = field(default_factory=list)  # task names (files <name>.jsonl in task_dir) to score; [] = every file
     task_truncate: bool = False  # a continuation longer than fits: score its first tokens (context keeps >= task_max_len // 4) instead of an error

@@ -124,7 +124,7 @@ def _eval_problems(config: Config) -> list[str]:
 
     e = config.eval
     problems = _positive({f"eval.{k}": getattr(e, k) for k in ("task_max_len", "heldout_sequences", "seq_len", "mixtures_per_device", "mixtures_per_step", "quadratic_max_centres")})
-    problems += [f"key 'eval.{k}' must be >= 0, got {getattr(e, k)}" for k in ("task_max_items", "micro_batch", "quadratic_tol", "heldout_offset") if getattr(e, k) < 0]
+    problems += [f"key 'eval.{k}' must be >= 0, got {getattr(e, k)}" for k in ("task_max_items", "task_offset", "micro_batch", "quadratic_tol", "heldout_offset") if getattr(e, k) < 0]
     if e.merge not in MERGE_METHODS:
         problems.append(f"key 'eval.merge' must be one of {MERGE_METHODS}, got {e.merge!r}")
     if not 0 < e.ties_density <= 1:

@@ -116,13 +116,24 @@ def build_suite(config: Config, tokenizer=None) -> EvalSuite:
             unknown = sorted(set(names) - set(loaded))
             if unknown:
                 raise DataError(f"{key} names task(s) {unknown} with no <name>.jsonl in eval.task_dir {e.task_dir}; it holds {sorted(loaded)}")
-        loaded = {name: items[: e.task_max_items] if e.task_max_items else items for name, items in loaded.items() if not e.tasks or name in e.tasks}
+        loaded = {name: task_items(name, items, e.task_offset, e.task_max_items) for name, items in loaded.items() if not e.tasks or name in e.tasks}
         loaded = {name: [as_answer_item(i) for i in items] if name in e.choice_as_answer else items for name, items in loaded.items()}
         if config.data.domains:  # a warning names every task item found verbatim in a training split
             warn_contamination(config.data, loaded)
         for name, items in sorted(loaded.items()):
             tasks[name] = tokenize_task(items, tokenizer, name, e.task_max_len, e.task_truncate)
     return make_suite(heldout, tasks, micro_batch=e.micro_batch)
+
+
+def task_items(name: str, items: list, offset: int, max_items: int) -> list:
+    """Items [offset, offset + max_items) of task `name` (max_items 0 = all after the offset); an offset
+    that leaves no item is an error naming the task and the fix."""
+    from mergemix_jax.data.errors import DataError
+
+    if offset and offset >= len(items):
+        raise DataError(f"task '{name}' has {len(items)} items, all inside eval.task_offset = {offset}; add items to its .jsonl or lower the offset (validation sets it to the search's eval.task_max_items)")
+    kept = items[offset:]
+    return kept[:max_items] if max_items else kept
 
 
 def as_answer_item(item):

@@ -48,7 +48,7 @@ SETTING_SOURCES = {
     "experts": "the expert names (--experts folders)",
     "base": "the base parameters (--base)",
     "expert_params": "the expert parameters (--experts)",
-    "suite": "the evaluation data (data.*, eval.heldout_sequences, eval.seq_len, eval.heldout_offset, eval.task_dir, eval.task_max_len, eval.task_max_items)",
+    "suite": "the evaluation data (data.*, eval.heldout_sequences, eval.seq_len, eval.heldout_offset, eval.task_dir, eval.task_max_len, eval.task_max_items, eval.task_offset)",
     "compute_dtype": "model.compute_dtype",
     "merge": "eval.merge",
     "merge_scale": "eval.merge_scale",

@@ -230,6 +230,8 @@ def _validation_section(v: dict | None, out: Path) -> str:
         f"held-out sequences disjoint from the ones the search optimised (eval.heldout_offset = {suite['heldout_offset']})"
         if suite.get("heldout_offset") else "the same held-out sequences the search optimised"
     )  # fmt: skip
+    if suite.get("task_offset"):
+        split += f" and task items after the {suite['task_offset']} per task the search scored (eval.task_offset)"
     target = "the mean of two training runs per mixture (two data seeds)" if v.get("reference_seed2") else "one training run per mixture"
     note = (
         f"<p class='note'>{len(v['kinds'])} reference mixtures, each trained for real from the base; proxies and references scored on {split}. "

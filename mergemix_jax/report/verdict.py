@@ -141,8 +141,10 @@ def _validation_sentence(v: Mapping) -> str:
     n = len(v.get("kinds", []))
     noise = v.get("noise")
     noise_text = f"seed noise {noise:.4f} nats per run" if noise is not None else "no replicate, so no noise estimate"
-    offset = (v.get("suite") or {}).get("heldout_offset", 0)
-    split = "on held-out sequences the search never saw" if offset else "on the search's own held-out sequences"
+    suite = v.get("suite") or {}
+    split = "on held-out sequences the search never saw" if suite.get("heldout_offset") else "on the search's own held-out sequences"
+    if suite.get("task_offset"):
+        split += " and task items it never scored"
     return (
         f"Validation: every mixture trained for real and scored {split}; rank among {n} reference mixtures, "
         f"regret = real loss minus the best reference's ({v['best']['name']}, {v['best']['real_loss']:.4f}); {noise_text}; "

@@ -49,15 +49,31 @@ def _metrics_table(records: list[dict], names: list[str]) -> dict[str, np.ndarra
 
 def scoring_config(config: Config, run_dir: Path) -> Config:
     """The config whose evaluation suite validation scores on: with `validate.disjoint_heldout`, held-out
-    sequences the run's search never saw (eval.heldout_offset = the search suite's size); else the same."""
+    sequences and task items the run's search never saw (eval.heldout_offset = the search suite's
+    sequences, eval.task_offset = its eval.task_max_items, when the search scored a subset of every
+    task: a task the search scored whole has no unseen items, so its items stay, with a warning);
+    else the same suite."""
     if not config.validate.disjoint_heldout:
         return config
     saved = run_dir / "config.yaml"
     searched = (yaml.safe_load(saved.read_text()) or {}).get("eval", {}) if saved.is_file() else {}
     n_search = int(searched.get("heldout_sequences", config.eval.heldout_sequences))
-    if int(searched.get("heldout_offset", 0)):
+    if int(searched.get("heldout_offset", 0)) or int(searched.get("task_offset", 0)):
         log.warning("the run's search already scored an offset held-out split; validation's split is drawn apart from the default one and may overlap it")
-    return with_overrides(config, eval={"heldout_offset": n_search})
+    overrides: dict = {"heldout_offset": n_search}
+    n_items = int(searched.get("task_max_items", config.eval.task_max_items))
+    if config.eval.task_dir and n_items and _tasks_have_more_than(config, n_items):
+        overrides["task_offset"] = n_items
+    elif config.eval.task_dir:
+        log.warning("validation scores the same task items the search optimised (a task has no items beyond eval.task_max_items = %d): its benchmark scores are not out of sample", n_items)
+    return with_overrides(config, eval=overrides)
+
+
+def _tasks_have_more_than(config: Config, n_items: int) -> bool:
+    from mergemix_jax.data import load_task_dir
+
+    tasks = load_task_dir(config.eval.task_dir)
+    return all(len(items) > n_items for name, items in tasks.items() if not config.eval.tasks or name in config.eval.tasks)
 
 
 def _read_json(path: Path) -> dict:
@@ -170,7 +186,7 @@ def run_validation(config: Config, config_path: str | os.PathLike | None = None,
     result["summary"].update(_rankings_summary(result["rankings"]))
     result["summary"].update(_baseline_summary(outcome, engine.utility.is_loss))
     result["summary"].update(_compute_summary(run_dir, refs, noise, extra_refs, proxy_seconds, n))
-    result["suite"] = {"key": key, "heldout_sequences": scoring.eval.heldout_sequences, "heldout_offset": scoring.eval.heldout_offset, "seq_len": scoring.eval.seq_len}
+    result["suite"] = {"key": key, "heldout_sequences": scoring.eval.heldout_sequences, "heldout_offset": scoring.eval.heldout_offset, "task_offset": scoring.eval.task_offset, "seq_len": scoring.eval.seq_len}
     write_json_atomic(vdir / f"validation-{key}.json", result)
     write_json_atomic(vdir / "validation.json", result)  # the latest, which the report shows
     (vdir / f"table-{key}.md").write_text(stats.format_table(result["table"]) + "\n")
