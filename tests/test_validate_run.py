@@ -113,3 +113,14 @@ def test_validation_scores_task_items_the_search_never_saw(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         assert scoring_config(with_overrides(config, eval={"task_max_items": 6}), run_dir).eval.task_offset == 0
     assert "not out of sample" in caplog.text
+
+
+def test_eval_task_offset_names_a_new_run_folder_only_when_set(tmp_path):
+    from mergemix_jax.config.loading import config_from_dict
+    from mergemix_jax.pipeline.run_dir import hashed_settings, run_dir_for
+    from mergemix_jax.pipeline.stages import with_overrides
+    from tests.pipeline_helpers import tiny_pipeline_raw
+
+    config = config_from_dict(tiny_pipeline_raw(tmp_path))
+    assert "task_offset" not in hashed_settings(config)["eval"]  # folders named before the key existed keep their names
+    assert run_dir_for(with_overrides(config, eval={"task_offset": 3})) != run_dir_for(config)

@@ -33,6 +33,8 @@ def hashed_settings(config: Config) -> dict[str, Any]:
         raw.get(section, {}).pop(key, None)
     if raw.get("data", {}).get("split_by_process") is True:  # the default: run folders named before it existed keep their names
         raw["data"].pop("split_by_process")
+    if raw.get("eval", {}).get("task_offset") == 0:  # likewise
+        raw["eval"].pop("task_offset")
     return raw
 
 
