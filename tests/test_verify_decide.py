@@ -1,10 +1,11 @@
 """Verification's decision on synthetic problems with known noise, and the diverse candidate pick."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mergemix_jax.verify import decide, next_to_confirm, seed_noise, select_diverse, tv_distance
+from mergemix_jax.verify import decide, fit_seed_blocks, next_to_confirm, select_diverse, tv_distance
 from mergemix_jax.verify.candidates import pool_from_tables
 
 
@@ -47,9 +48,27 @@ def test_never_recommends_a_mixture_that_trained_worse_than_a_baseline(real):
     assert means[d.chosen] >= max(means["uniform"], means["natural"])
 
 
-def test_seed_noise_is_the_pooled_within_candidate_std():
-    assert seed_noise([[1.0], [2.0]]) is None
-    np.testing.assert_allclose(seed_noise([[0.0, 2.0], [1.0, 1.0]]), 1.0)  # (2 + 0) / 2 dof
+def test_seed_blocks_remove_a_shared_seed_effect_even_with_unequal_seeds():
+    effects, seed = np.array([0.80, 0.83, 0.86]), np.array([0.0, -0.05, 0.02, -0.09, 0.01])
+    runs = [list(effects[0] + seed[:2]), list(effects[1] + seed), list(effects[2] + seed[:1])]
+    blocks = fit_seed_blocks(runs)
+    np.testing.assert_allclose(np.diff(blocks.means), np.diff(effects), atol=1e-12)  # raw means would differ by the seeds' effects
+    assert blocks.noise == pytest.approx(0.0, abs=1e-9) and blocks.dof == 8 - 3 - 4
+    assert fit_seed_blocks([[1.0], [2.0]]).noise is None  # one seed each: no degree of freedom
+    np.testing.assert_allclose(fit_seed_blocks([[0.0, 2.0], [1.0, 1.0]]).noise, 1.0)  # residuals +-0.5 x 4 on 1 dof
+    # balanced seeds: a contrast's sd is sqrt(1/n_a + 1/n_b) noise units; the same runs listed twice count once
+    balanced = fit_seed_blocks([[0.1, 0.3, 0.2], [0.2, 0.5, 0.1], [0.2, 0.5, 0.1]])
+    assert balanced.contrast_sd(0, 1) == pytest.approx(np.sqrt(2 / 3)) and balanced.dof == 2
+
+
+def test_a_shared_seed_effect_does_not_hide_a_consistent_win():
+    # c1 beats uniform by 0.03 on every seed, but seeds differ by up to 0.1: the within-mixture spread
+    # (0.05) would swamp the lead, the paired seeds do not
+    seed = [0.0, -0.1, 0.05, -0.06]
+    real = [[0.80 + x for x in seed], [0.78 + x for x in seed], [0.83 + x + e for x, e in zip(seed, [0.004, -0.003, 0.002, -0.004], strict=True)]]
+    d = decide(["uniform", "natural", "c1"], real, [0, 0, 1])
+    assert d.chosen == "c1" and d.means["c1"] - d.means["uniform"] == pytest.approx(0.02975)
+    assert d.noise < 0.01 < np.std(real[0], ddof=1)
 
 
 def test_select_diverse_skips_near_duplicates_and_avoided_rows():
@@ -74,10 +93,10 @@ def test_more_seeds_shrink_the_margin():
     # a lead of 0.02 with noise 0.02 is inside the margin at 2 seeds each and outside at 8
     names = ["uniform", "natural", "c1"]
     two = decide(names, [[-2.0, -2.0], [-2.05, -2.05], [-1.98, -1.98]], [0, 0, 1])
-    assert two.margin == 0.0 and two.chosen == "c1"  # no spread at all: any lead counts
-    noisy = [[-2.02, -1.98], [-2.05, -2.05], [-2.0, -1.96]]
+    assert two.margin == pytest.approx(0.0, abs=1e-9) and two.chosen == "c1"  # no spread at all: any lead counts
+    noisy = [[-2.02, -1.98], [-2.05, -2.05], [-1.96, -2.0]]  # c1 ahead by 0.06, then behind by 0.02
     assert decide(names, noisy, [0, 0, 1]).chosen == "uniform"
-    more = [[-2.02, -1.98, -2.0, -2.0, -2.01, -1.99, -2.0, -2.0], [-2.05, -2.05], [-2.0, -1.96, -1.98, -1.98, -1.97, -1.99, -1.98, -1.98]]
+    more = [[-2.02, -1.98, -2.0, -2.0, -2.01, -1.99, -2.0, -2.0], [-2.05, -2.05], [-1.96, -2.0, -1.97, -1.99, -1.98, -1.98, -1.97, -1.99]]
     assert decide(names, more, [0, 0, 1]).chosen == "c1"
 
 
@@ -138,19 +157,19 @@ def test_verification_stage_confirms_a_screened_leader_on_its_missing_seeds():
     assert [len(v.real_utility) for v in verified] == [2, 2, 2, 1]
 
 
-def test_the_margin_uses_the_t_quantile_of_the_pooled_noise():
+def test_the_margin_uses_the_t_quantile_of_the_noise():
     from scipy import stats
 
-    from mergemix_jax.verify.decide import decision_margin, noise_dof
+    from mergemix_jax.verify.decide import decision_margin
 
-    assert noise_dof([[1.0, 2.0], [3.0], [1.0, 2.0, 4.0]]) == 3
     np.testing.assert_allclose(decision_margin(0.02, 2, 0.9, dof=3), stats.t.ppf(0.9, 3) * 0.02)
     assert decision_margin(0.02, 2, 0.9, dof=3) > decision_margin(0.02, 2, 0.9, dof=30) > decision_margin(0.02, 2, 0.9)
-    # a lead that clears the normal margin but not the t margin with 3 degrees of freedom is not a win
-    real = [[-2.0, -2.034], [-2.1, -2.1], [-2.0, -2.0], [-3.0, -3.0]]  # lead 0.017, noise 0.012 (4 dof): z margin 0.0154, t 0.0184
+    # a lead that clears the normal margin but not the t margin on 2 degrees of freedom is not a win
+    real = [[-2.0, -2.02], [-2.1, -2.1], [-2.0, -2.0], [-3.0, -3.0]]  # lead 0.01; noise 0.0071 on 3 dof
     d = decide(["uniform", "natural", "c1", "c2"], real, [0, 0, 1, 0])
-    assert d.noise_dof == 4 and d.chosen == "uniform"
-    np.testing.assert_allclose(d.margin, stats.t.ppf(0.9, 4) * d.noise)
+    assert d.noise_dof == 3 and d.chosen == "uniform"
+    np.testing.assert_allclose(d.margin, stats.t.ppf(0.9, 3) * d.noise)
+    assert d.means["c1"] - d.means["uniform"] > stats.norm.ppf(0.9) * d.noise  # the normal margin would have sold it
 
 
 def _pipeline(**kw):
@@ -198,7 +217,7 @@ def test_a_sequential_round_tops_up_every_baseline_the_leader_has_not_cleared():
         return [stage.Verified(Candidate(n, np.full(3, 1 / 3), [], {}), [], list(r), 0) for n, r in real.items()]
 
     # c1 leads natural (4 seeds) and uniform (2 seeds) by less than the margin: all three get 2 more seeds
-    close = {"uniform": [0.80, 0.84], "natural": [0.80, 0.84, 0.79, 0.85], "c1": [0.83, 0.85, 0.82, 0.86], "c2": [0.5]}
+    close = {"uniform": [0.80, 0.84], "natural": [0.80, 0.84, 0.79, 0.85], "c1": [0.86, 0.82, 0.85, 0.81], "c2": [0.5]}
     assert stage.resolve_leader(_pipeline(), 0, verified(close), more_seeds)
     assert trained == [("c1", [4, 5]), ("uniform", [2, 3]), ("natural", [4, 5])]
     # uniform is far behind (cleared): only natural, the baseline still inside the margin, is topped up

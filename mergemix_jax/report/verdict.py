@@ -60,9 +60,10 @@ def _from_validation(v: Mapping) -> tuple[list[VerdictRow], dict[str, float], fl
 
 
 def _from_verification(ver: Mapping) -> tuple[list[VerdictRow], dict[str, float]]:
-    """Rows and real mean losses by name from mixture.json's verification block (ranked among its candidates)."""
+    """Rows and real mean losses by name from mixture.json's verification block (ranked among its candidates;
+    the seed-adjusted means the decision compared, when the block has them)."""
     cands = {c["name"]: c for c in ver.get("candidates", [])}
-    means = {name: -float(c["real_mean"]) for name, c in cands.items()}
+    means = {name: -float(c.get("adjusted_mean", c["real_mean"])) for name, c in cands.items()}
     best = min(means.values())
     pool = np.asarray(list(means.values()))
     named = {"recommended": ver.get("chosen"), "proxy pick": ver.get("proxy_pick"), "uniform": "uniform", "natural": "natural"}

@@ -34,7 +34,15 @@ import numpy as np
 from mergemix_jax.calibrate import Calibration, fit_calibration, save_calibration
 from mergemix_jax.pipeline import training
 from mergemix_jax.verify.candidates import Candidate, pool_from_tables, select_diverse, tv_distance
-from mergemix_jax.verify.decide import BASELINES, Decision, decide, decision_margin, next_to_confirm
+from mergemix_jax.verify.decide import (
+    BASELINES,
+    Decision,
+    decide,
+    decision_margin,
+    fit_seed_blocks,
+    next_to_confirm,
+    one_sided_quantile,
+)
 
 log = logging.getLogger(__name__)
 VERIFICATION_FILE = Path("verify") / "verification.json"
@@ -280,9 +288,8 @@ def resolve_leader(p: Any, data_seed: int, verified: list[Verified], more_seeds:
     seeds are added. Returns whether it trained; nothing happens when a baseline leads or the
     decision is already made."""
     names = [v.candidate.name for v in verified]
-    real = [v.real_utility for v in verified]
-    decision = decide(names, real, [0.0] * len(verified), p.verify_confidence, unit, min_seeds=p.verify_seeds)
-    means = {v.candidate.name: float(np.mean(v.real_utility)) for v in verified}
+    decision = decide(names, [v.real_utility for v in verified], [0.0] * len(verified), p.verify_confidence, unit, min_seeds=p.verify_seeds)
+    means = decision.means
     others = [v.candidate.name for v in verified if v.candidate.name not in BASELINES and len(v.real_utility) >= p.verify_seeds]
     if p.verify_extra_seeds == 0 or decision.verdict != "baseline_kept" or not others:
         return False
@@ -290,11 +297,13 @@ def resolve_leader(p: Any, data_seed: int, verified: list[Verified], more_seeds:
     if means[leader] <= means[decision.chosen]:
         return False
     by_name = {v.candidate.name: v for v in verified}
-    n_leader = len(by_name[leader].real_utility)
+    blocks = fit_seed_blocks([v.real_utility for v in verified])
 
     def cleared(b: str) -> bool:
-        margin = decision_margin(decision.noise, n_leader, p.verify_confidence, len(by_name[b].real_utility), decision.noise_dof or None)
-        return means[leader] - means[b] > margin
+        if decision.noise is None:
+            return False
+        sd = blocks.contrast_sd(names.index(leader), names.index(b))
+        return means[leader] - means[b] > one_sided_quantile(p.verify_confidence, decision.noise_dof) * decision.noise * sd
 
     group = [by_name[leader], *(by_name[by_name[b].measured_as or b] for b in BASELINES if b in by_name and not cleared(b))]
     group = list({id(v): v for v in group}.values())  # natural measured as uniform: one set of runs
@@ -350,13 +359,11 @@ def next_calibrated(engine: Any, pool: list[Candidate], verified: list[Verified]
 def worth_training(engine: Any, candidate: Candidate, verified: list[Verified], calibration: Calibration) -> bool:
     """False when the calibrated proxy predicts `candidate` to lose to the best real run by more than
     the decision margin (then another round cannot change the recommendation)."""
-    from mergemix_jax.verify.decide import noise_dof, seed_noise
-
     predicted = float(proxy_utilities(engine, [candidate], calibration)[0])
-    best = max(float(np.mean(v.real_utility)) for v in verified)
+    blocks = fit_seed_blocks([v.real_utility for v in verified])
+    best = float(np.max(blocks.means))
     p = engine.config.pipeline
-    real = [v.real_utility for v in verified]
-    margin = decision_margin(seed_noise(real), p.verify_seeds, p.verify_confidence, dof=noise_dof(real) or None)
+    margin = decision_margin(blocks.noise, p.verify_seeds, p.verify_confidence, dof=blocks.dof or None)
     if predicted < best - margin:
         log.info("verification stops: the best calibrated candidate is predicted %.4f %s below the best real run", best - predicted, utility_unit(engine))
         return False
@@ -384,6 +391,7 @@ def verification_block(engine: Any, verified: list[Verified], calibration: Calib
                 "ensemble_utility": v.candidate.proxy_metrics.get("ensemble_utility"),
                 "real_utility": v.real_utility,
                 "real_mean": float(np.mean(v.real_utility)),
+                "adjusted_mean": decision.means[v.candidate.name],  # seed-adjusted: what the decision compared
                 "real_metrics": v.real_metrics,
                 "proxy_metrics": {m: x for m, x in v.candidate.proxy_metrics.items() if m != "ensemble_utility"},
                 "round": v.round,
