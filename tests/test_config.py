@@ -49,6 +49,8 @@ def test_round_trip(tmp_path):
         ({"data": {"domains": [{"name": "a", "paths": ["gs://bucket/a.txt"]}]}}, "gcsfuse"),
         ({"eval": {"tasks": ["arithmetic"]}}, "eval.task_dir"),
         ({"pipeline": {"verify_seeds": 2, "verify_screen_seeds": 3}}, "pipeline.verify_screen_seeds"),
+        ({"pipeline": {"verify_extra_rounds": -1}}, "pipeline.verify_extra_rounds"),
+        ({"eval": {"task_offset": -4}}, "eval.task_offset"),
         ({"eval": {"task_dir": "tasks", "tasks": ["arithmetic"], "choice_as_answer": ["sotu"]}}, "eval.choice_as_answer"),
     ],
 )
