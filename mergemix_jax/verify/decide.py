@@ -43,6 +43,7 @@ class Decision:
     indistinguishable: list[str] = field(default_factory=list)
     message: str = ""
     means: dict[str, float] = field(default_factory=dict)  # seed-adjusted mean real utility per candidate
+    blocks: SeedBlocks | None = None  # the fit behind `means` and the margins (candidates in the order given)
 
 
 @dataclass
@@ -59,6 +60,11 @@ class SeedBlocks:
     def contrast_sd(self, a: int, b: int) -> float:
         """Standard deviation of means[a] - means[b] in units of the noise."""
         return float(np.sqrt(max(self.cov[a, a] + self.cov[b, b] - 2 * self.cov[a, b], 0.0)))
+
+    def margin(self, a: int, b: int, confidence: float) -> float:
+        """The lead of mixture a over b that is more than noise at one-sided `confidence`:
+        t(confidence, dof) * noise * contrast_sd(a, b); 0 without a noise estimate."""
+        return 0.0 if self.noise is None else one_sided_quantile(confidence, self.dof) * self.noise * self.contrast_sd(a, b)
 
 
 def fit_seed_blocks(real_utilities: Sequence[Sequence[float]]) -> SeedBlocks:
@@ -130,7 +136,7 @@ def decide(
     best_other = max(eligible, key=means.get) if eligible else None
 
     def margin_to(a: str, b: str) -> float:
-        return 0.0 if noise is None else one_sided_quantile(confidence, dof) * noise * blocks.contrast_sd(index[a], index[b])
+        return blocks.margin(index[a], index[b], confidence)
 
     runner_up = best_other or next((b for b in baselines if b != best_baseline), best_baseline)
     margin = margin_to(runner_up, best_baseline)
@@ -141,7 +147,7 @@ def decide(
         chosen, verdict = best_baseline, "baseline_kept"
     close = sorted((n for n in names if n != chosen and means[chosen] - means[n] <= margin_to(chosen, n)), key=lambda n: -means[n])
     message = _message(chosen, verdict, proxy_pick, means, best_baseline, margin, noise, unit)
-    return Decision(chosen, verdict, proxy_pick, noise, margin, dof, close, message, means)
+    return Decision(chosen, verdict, proxy_pick, noise, margin, dof, close, message, means, blocks)
 
 
 def _message(chosen: str, verdict: str, proxy_pick: str | None, means: dict, best_baseline: str, margin: float, noise: float | None, unit: str = "nats") -> str:

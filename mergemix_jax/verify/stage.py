@@ -41,7 +41,6 @@ from mergemix_jax.verify.decide import (
     decision_margin,
     fit_seed_blocks,
     next_to_confirm,
-    one_sided_quantile,
 )
 
 log = logging.getLogger(__name__)
@@ -297,13 +296,9 @@ def resolve_leader(p: Any, data_seed: int, verified: list[Verified], more_seeds:
     if means[leader] <= means[decision.chosen]:
         return False
     by_name = {v.candidate.name: v for v in verified}
-    blocks = fit_seed_blocks([v.real_utility for v in verified])
 
     def cleared(b: str) -> bool:
-        if decision.noise is None:
-            return False
-        sd = blocks.contrast_sd(names.index(leader), names.index(b))
-        return means[leader] - means[b] > one_sided_quantile(p.verify_confidence, decision.noise_dof) * decision.noise * sd
+        return decision.noise is not None and means[leader] - means[b] > decision.blocks.margin(names.index(leader), names.index(b), p.verify_confidence)
 
     group = [by_name[leader], *(by_name[by_name[b].measured_as or b] for b in BASELINES if b in by_name and not cleared(b))]
     group = list({id(v): v for v in group}.values())  # natural measured as uniform: one set of runs
