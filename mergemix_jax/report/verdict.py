@@ -59,6 +59,11 @@ def _from_validation(v: Mapping) -> tuple[list[VerdictRow], dict[str, float], fl
     return rows, losses, v.get("noise")
 
 
+def _row_names(ver: Mapping) -> dict[str, str | None]:
+    """{row of the box (ROWS): the verification candidate it shows}."""
+    return {"recommended": ver.get("chosen"), "proxy pick": ver.get("proxy_pick"), "uniform": "uniform", "natural": "natural"}
+
+
 def _from_verification(ver: Mapping) -> tuple[list[VerdictRow], dict[str, float]]:
     """Rows and real mean losses by name from mixture.json's verification block (ranked among its candidates;
     the seed-adjusted means the decision compared, when the block has them)."""
@@ -66,9 +71,8 @@ def _from_verification(ver: Mapping) -> tuple[list[VerdictRow], dict[str, float]
     means = {name: -float(c.get("adjusted_mean", c["real_mean"])) for name, c in cands.items()}
     best = min(means.values())
     pool = np.asarray(list(means.values()))
-    named = {"recommended": ver.get("chosen"), "proxy pick": ver.get("proxy_pick"), "uniform": "uniform", "natural": "natural"}
     rows, losses = [], {}
-    for label, name in named.items():
+    for label, name in _row_names(ver).items():
         if name not in cands:
             continue
         loss = means[name]
@@ -81,8 +85,7 @@ def _from_verification(ver: Mapping) -> tuple[list[VerdictRow], dict[str, float]
 def _runs_by_row(ver: Mapping) -> dict[str, int]:
     """Real runs behind each row of the box, from the verification block (screened candidates have fewer)."""
     runs = {c["name"]: len(c["real_utility"]) for c in ver.get("candidates", [])}
-    named = {"recommended": ver.get("chosen"), "proxy pick": ver.get("proxy_pick"), "uniform": "uniform", "natural": "natural"}
-    return {row: runs[name] for row, name in named.items() if name in runs}
+    return {row: runs[name] for row, name in _row_names(ver).items() if name in runs}
 
 
 def _same_weights(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
@@ -92,7 +95,7 @@ def _same_weights(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
 def verdict_of(mixture: Mapping, validation: Mapping | None = None) -> Verdict:
     """The verdict box's content (see module doc). The noise margin is one-sided at the verification's
     confidence (0.9 when absent): q * noise * sqrt(1/runs_a + 1/runs_b), q the normal quantile for
-    validation's replicate noise and the Student-t one for the verification runs' pooled noise."""
+    validation's replicate noise and the Student-t one for the verification runs' residual noise (its dof)."""
     from mergemix_jax.verify.decide import one_sided_quantile
 
     ver = mixture.get("verification") or {}
