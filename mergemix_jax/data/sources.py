@@ -8,6 +8,7 @@ where bad input is caught: undecodable bytes, broken JSONL, a missing text field
 from __future__ import annotations
 
 import codecs
+import functools
 import glob
 import hashlib
 import json
@@ -122,12 +123,8 @@ def split_signature(data_cfg: DataConfig, edge_bytes: int = 4096) -> dict[str, s
         files = domain_files(domain)
         fields = {k: v for k, v in vars(domain).items() if k not in ("name", "paths")}
         settings = json.dumps([data_cfg.heldout_fraction, data_cfg.split_seed, fields], sort_keys=True, default=str)
-        key = (settings, edge_bytes, tuple((f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files))
-        if key not in _SIGNATURE_CACHE:
-            if len(_SIGNATURE_CACHE) >= 64:
-                _SIGNATURE_CACHE.pop(next(iter(_SIGNATURE_CACHE)))
-            _SIGNATURE_CACHE[key] = _domain_signature(files, settings, edge_bytes)
-        signature[domain.name] = _SIGNATURE_CACHE[key]
+        key = (settings, edge_bytes, _file_stamps(files))
+        signature[domain.name] = _bounded_cache(_SIGNATURE_CACHE, key, functools.partial(_domain_signature, files, settings, edge_bytes))
     return signature
 
 
@@ -150,13 +147,22 @@ def index_domain(domain: DomainConfig, heldout_fraction: float, split_seed: int)
     Cached per (domain, split settings, file sizes and mtimes), so repeated calls are free.
     """
     files = domain_files(domain)
-    signature = tuple((f, os.stat(f).st_size, os.stat(f).st_mtime_ns) for f in files)
-    key = (domain.name, tuple(domain.paths), domain.format, domain.text_field, domain.split_by, signature, heldout_fraction, split_seed)
-    if key not in _INDEX_CACHE:
-        if len(_INDEX_CACHE) >= 64:
-            _INDEX_CACHE.pop(next(iter(_INDEX_CACHE)))
-        _INDEX_CACHE[key] = _build_index(domain, files, float(heldout_fraction), int(split_seed))
-    return _INDEX_CACHE[key]
+    key = (domain.name, tuple(domain.paths), domain.format, domain.text_field, domain.split_by, _file_stamps(files), heldout_fraction, split_seed)
+    return _bounded_cache(_INDEX_CACHE, key, lambda: _build_index(domain, files, float(heldout_fraction), int(split_seed)))
+
+
+def _file_stamps(files: list[str]) -> tuple:
+    """(path, size, mtime_ns) of each file: a cache key that changes when a file does."""
+    return tuple((f, st.st_size, st.st_mtime_ns) for f in files for st in (os.stat(f),))
+
+
+def _bounded_cache(cache: dict, key: tuple, build):
+    """cache[key], built on a miss; the oldest entry goes once the cache holds 64."""
+    if key not in cache:
+        if len(cache) >= 64:
+            cache.pop(next(iter(cache)))
+        cache[key] = build()
+    return cache[key]
 
 
 def index_all(data_cfg: DataConfig) -> dict[str, DomainIndex]:
