@@ -420,7 +420,12 @@ def write_verification(engine: Any) -> Path:
     """Run verification and write verify/verification.json (the stage's marker)."""
     from mergemix_jax.pipeline.run_dir import write_json_atomic
 
-    block = run_verification(engine)
+    if engine.config.pipeline.verify_strategy == "acquisition":
+        from mergemix_jax.verify.acquire_stage import run_acquisition  # it builds on this module
+
+        block = run_acquisition(engine)
+    else:
+        block = run_verification(engine)
     path = engine.run_dir / VERIFICATION_FILE
     write_json_atomic(path, block)
     return path
