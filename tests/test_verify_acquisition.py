@@ -1,6 +1,8 @@
 """The predictor fitted on real runs and the acquisition that picks each next run (verify/predictor.py,
 verify/acquisition.py), on synthetic problems with a known optimum and known noise."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -125,3 +127,34 @@ def test_around_natural_is_centred_on_natural():
     draws = around_natural(natural, 4000, 0)
     np.testing.assert_allclose(draws.mean(0), natural, atol=0.01)
     np.testing.assert_allclose(draws.sum(1), 1.0)
+
+
+@pytest.mark.slow
+def test_acquisition_stage_end_to_end_reuses_the_run_folder(tmp_path):
+    """`pipeline.verify_strategy=acquisition` on a finished tiny run: same run folder (verification settings
+    are not in its hash), experts/probe/searches reused, `verify_budget` real runs each counted once, a
+    trajectory entry per run; switching back to the rounds rule reruns only the verify stage."""
+    from mergemix_jax.config import load_config
+    from mergemix_jax.pipeline import read_stage_log, run_pipeline
+    from mergemix_jax.verify.stage import read_verification
+    from tests.pipeline_helpers import tiny_pipeline_raw, write_config
+
+    path = write_config(tmp_path, tiny_pipeline_raw(tmp_path))
+    run_dir = run_pipeline(load_config(path), path, stop_after="verify")
+    rounds = read_verification(run_dir)
+    events = len(read_stage_log(run_dir))
+    acquisition = ["pipeline.verify_strategy=acquisition", "pipeline.verify_budget=3"]
+    assert run_pipeline(load_config(path, acquisition), path, stop_after="verify") == run_dir
+    new = read_stage_log(run_dir)[events:]
+    assert {e["stage"] for e in new if e["status"] == "done"} == {"verify"}
+    v = read_verification(run_dir)
+    assert v["strategy"] == "acquisition" and v["real_runs"] == 3 == len(v["candidates"])
+    assert [t["runs"] for t in v["trajectory"]] == [0, 1, 2, 3] and v["trajectory"][-1]["chosen"] == v["chosen"]
+    assert len({json.dumps(c["weights"], sort_keys=True) for c in v["candidates"]}) == 3  # no mixture trained twice
+    assert all(c["predicted_utility"] is not None and len(c["real_utility"]) == 1 for c in v["candidates"])
+    assert set(v["fidelity"]) >= {"merged", "predictor (before each run)"}
+    mixture = json.loads((run_dir / "mixture.json").read_text())
+    chosen = next(c for c in v["candidates"] if c["name"] == v["chosen"])
+    assert mixture["weights"] == pytest.approx(chosen["weights"])
+    assert run_pipeline(load_config(path), path, stop_after="verify") == run_dir  # back to rounds: verify reruns from cached runs
+    assert read_verification(run_dir)["candidates"][0]["real_utility"] == rounds["candidates"][0]["real_utility"]
