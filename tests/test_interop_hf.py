@@ -97,7 +97,7 @@ def test_errors_name_the_file_and_the_problem(tmp_path):
     with pytest.raises(InteropError, match=r"config\.json: missing"):
         save_file(tensors, str(tmp_path / "model.safetensors"))
         import_hf_safetensors(tmp_path)
-    write_checkpoint(tmp_path / "a", {**hf, "rope_scaling": {"rope_type": "llama3", "factor": 8.0}}, tensors)
+    write_checkpoint(tmp_path / "a", {**hf, "rope_scaling": {"rope_type": "linear", "factor": 8.0}}, tensors)
     with pytest.raises(InteropError, match="rope_scaling"):
         import_hf_safetensors(tmp_path / "a")
     del tensors["model.layers.1.mlp.up_proj.weight"]

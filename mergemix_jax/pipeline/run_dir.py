@@ -35,6 +35,8 @@ def hashed_settings(config: Config) -> dict[str, Any]:
         raw["data"].pop("split_by_process")
     if raw.get("eval", {}).get("task_offset") == 0:  # likewise
         raw["eval"].pop("task_offset")
+    if raw.get("model", {}).get("rope_scaling", 0) is None:  # likewise
+        raw["model"].pop("rope_scaling")
     return raw
 
 
