@@ -159,3 +159,14 @@ def test_data_tokenizer_must_be_the_imported_bases_own(tmp_path, hf_dir):
         check_base_tokenizer(tmp_path / "base", str(other), "train.init_from")
     check_base_tokenizer(tmp_path / "base", str(tmp_path / "base" / "tokenizer.json"), "train.init_from")  # the copy
     check_base_tokenizer(tmp_path / "base", str(hf_dir / "tokenizer.json"), "train.init_from")  # or the original
+
+
+def test_import_of_a_sentencepiece_gguf_warns_that_the_base_has_no_tokenizer(tmp_path, capsys):
+    gguf = pytest.importorskip("gguf")
+    from tests.test_interop_gguf import write_gguf
+
+    hf = tiny_hf_config()
+    write_gguf(tmp_path / "m.gguf", hf, random_llama(hf, seed=24), gguf.GGMLQuantizationType.F32, tokenizer_model="llama")
+    assert main(["import-base", str(tmp_path / "m.gguf"), "--out", str(tmp_path / "run")]) == 0
+    assert "tokenizer (type 'llama') cannot be converted" in capsys.readouterr().err
+    assert not list((tmp_path / "run").glob("tokenizer*"))
