@@ -170,3 +170,16 @@ def test_import_of_a_sentencepiece_gguf_warns_that_the_base_has_no_tokenizer(tmp
     assert main(["import-base", str(tmp_path / "m.gguf"), "--out", str(tmp_path / "run")]) == 0
     assert "tokenizer (type 'llama') cannot be converted" in capsys.readouterr().err
     assert not list((tmp_path / "run").glob("tokenizer*"))
+
+
+def test_training_from_an_imported_base_with_another_tokenizer_is_refused_before_anything_is_written(tmp_path, hf_dir, capsys):
+    from mergemix_jax.config import ConfigError
+    from mergemix_jax.train import train
+    from tests.pipeline_helpers import tiny_pipeline_raw, write_config
+
+    assert main(["import-base", str(hf_dir), "--out", str(tmp_path / "base")]) == 0
+    raw = tiny_pipeline_raw(tmp_path)
+    raw["train"] |= {"init_from": str(tmp_path / "base"), "output_dir": str(tmp_path / "expert"), "steps": 2}
+    with pytest.raises(ConfigError, match=r"train\.init_from .* carries its own tokenizer"):
+        train(load_config(write_config(tmp_path, raw)))
+    assert not (tmp_path / "expert").exists()
