@@ -179,6 +179,9 @@ class PipelineConfig:
     verify_extra_seeds: int = 2  # a candidate leading the best baseline inside the margin: this many more seeds of both
     verify_extra_rounds: int = 2  # at most this many such rounds (the sequential test's budget; 0 = none)
     verify_pool: int = 64  # Dirichlet mixtures scored by the proxy as extra candidates to re-rank
+    verify_strategy: str = "rounds"  # rounds (top candidates + sequential test) | acquisition (a predictor on every real run picks each next run)
+    verify_budget: int = 8  # acquisition: real runs (one expert's size each) after the experts; 0 = no verification
+    verify_stop_ratio: float = 0.0  # acquisition: stop early when no candidate's expected improvement reaches this x the noise of one run
 
 
 @dataclass

@@ -165,12 +165,19 @@ def _eval_problems(config: Config) -> list[str]:
     return problems
 
 
+VERIFY_STRATEGIES = ("rounds", "acquisition")
+
+
 def _verify_problems(config: Config) -> list[str]:
     p = config.pipeline
     problems = [f"key 'pipeline.{k}' must be >= 0, got {getattr(p, k)}" for k in ("verify_candidates", "verify_pool", "verify_extra_seeds", "verify_extra_rounds") if getattr(p, k) < 0]
     problems += _positive({"pipeline.verify_seeds": p.verify_seeds, "pipeline.verify_rounds": p.verify_rounds})
     if not 0 <= p.verify_screen_seeds <= p.verify_seeds:
         problems.append(f"key 'pipeline.verify_screen_seeds' must be between 0 (off) and pipeline.verify_seeds ({p.verify_seeds}), got {p.verify_screen_seeds}")
+    if p.verify_strategy not in VERIFY_STRATEGIES:
+        problems.append(f"key 'pipeline.verify_strategy' must be one of {list(VERIFY_STRATEGIES)}, got {p.verify_strategy!r}")
+    if p.verify_budget < 0 or p.verify_stop_ratio < 0:
+        problems.append(f"keys 'pipeline.verify_budget' and 'pipeline.verify_stop_ratio' must be >= 0, got {p.verify_budget} and {p.verify_stop_ratio}")
     if not 0 <= p.verify_min_distance < 1:
         problems.append(f"key 'pipeline.verify_min_distance' is a total-variation distance in [0, 1), got {p.verify_min_distance}")
     if not 0 <= config.search.trust_floor < 1:

@@ -2,8 +2,9 @@
 
 `runs/<name>-<hash8>/` holds base/, experts/<domain>/, eval/, search/, diagnostics.json,
 mixture.json, report/ and stages.jsonl (one line per stage event: done or reused, with seconds).
-Only settings that change results enter the hash: output locations, progress bars, logging and
-the `validate` section (validation writes its own sub-folder) are left out.
+Only settings that change results enter the hash: output locations, progress bars, logging,
+the `validate` section (validation writes its own sub-folder) and the verification settings (the
+verify stage records and checks their own hash) are left out.
 """
 
 from __future__ import annotations
@@ -37,7 +38,24 @@ def hashed_settings(config: Config) -> dict[str, Any]:
         raw["eval"].pop("task_offset")
     if raw.get("model", {}).get("rope_scaling", 0) is None:  # likewise
         raw["model"].pop("rope_scaling")
+    for key in verification_settings(config):  # the verify stage checks its own settings (verification_key)
+        raw["pipeline"].pop(key, None)
     return raw
+
+
+def verification_settings(config: Config) -> dict[str, Any]:
+    """The `pipeline.verify_*` keys and the reference steps: they change only the verify stage, which records
+    their hash in verify/verification.json and reruns when it differs (its real runs are cached per mixture
+    and seed), so changing them reuses the experts, probe and searches of the same run folder."""
+    p = config.pipeline
+    settings = {k: v for k, v in vars(p).items() if k.startswith("verify_")}
+    settings["reference_steps"] = config.validate.reference_steps or p.expert_steps
+    return settings
+
+
+def verification_key(config: Config) -> str:
+    """Hash of `verification_settings`."""
+    return config_hash(verification_settings(config), 8)
 
 
 def run_dir_for(config: Config, config_path: str | os.PathLike | None = None) -> Path:

@@ -265,12 +265,13 @@ def stage_select(engine: Engine) -> Path:
 
 def stage_verify(engine: Engine) -> Path | None:
     """Train the top proxy candidates, uniform and natural for real; verify/verification.json (None when off)."""
-    from mergemix_jax.verify.stage import VERIFICATION_FILE, write_verification
+    from mergemix_jax.verify.stage import VERIFICATION_FILE, verification_is_current, write_verification
 
-    if engine.config.pipeline.verify_candidates == 0:
+    p = engine.config.pipeline
+    if (p.verify_budget if p.verify_strategy == "acquisition" else p.verify_candidates) == 0:
         return None
     out = engine.run_dir / VERIFICATION_FILE
-    run_stage(engine.run_dir, "verify", out.is_file, lambda: write_verification(engine))
+    run_stage(engine.run_dir, "verify", lambda: verification_is_current(engine), lambda: write_verification(engine))
     return out
 
 

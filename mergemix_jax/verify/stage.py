@@ -33,6 +33,7 @@ import numpy as np
 
 from mergemix_jax.calibrate import Calibration, fit_calibration, save_calibration
 from mergemix_jax.pipeline import training
+from mergemix_jax.pipeline.run_dir import verification_key, write_json_atomic
 from mergemix_jax.verify.candidates import Candidate, pool_from_tables, select_diverse, tv_distance
 from mergemix_jax.verify.decide import (
     BASELINES,
@@ -418,12 +419,22 @@ def verification_block(engine: Any, verified: list[Verified], calibration: Calib
 
 def write_verification(engine: Any) -> Path:
     """Run verification and write verify/verification.json (the stage's marker)."""
-    from mergemix_jax.pipeline.run_dir import write_json_atomic
+    if engine.config.pipeline.verify_strategy == "acquisition":
+        from mergemix_jax.verify.acquire_stage import run_acquisition  # it builds on this module
 
-    block = run_verification(engine)
+        block = run_acquisition(engine)
+    else:
+        block = run_verification(engine)
+    block["settings_key"] = verification_key(engine.config)
     path = engine.run_dir / VERIFICATION_FILE
     write_json_atomic(path, block)
     return path
+
+
+def verification_is_current(engine: Any) -> bool:
+    """Whether verify/verification.json exists and was written with the current verification settings."""
+    path = engine.run_dir / VERIFICATION_FILE
+    return path.is_file() and read_verification(engine.run_dir).get("settings_key") == verification_key(engine.config)
 
 
 def read_verification(run_dir: Path) -> dict:

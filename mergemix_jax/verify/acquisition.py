@@ -1,0 +1,151 @@
+"""Acquisition: choose each next real run by expected improvement over the predictor (verify.predictor).
+
+The loop is pure over a pool of candidate mixtures with proxy features and a `train(index, seed)`
+callback that returns one real run's utility (the verification stage passes cached short trainings;
+tests pass synthetic problems). Each step fits the predictor on every run so far and trains the pool
+mixture with the highest expected improvement over the best posterior mean among trained mixtures:
+a new mixture on the first data seed, or a trained one on its next seed (confirming a leader is an
+improvement question like any other). Untrained mixtures closer than `min_distance` (total variation)
+to a trained one are skipped, so the budget is not spent on near-duplicates. Before any run the pick is
+the prior's favourite (the proxies' own pick). The loop stops when the budget is spent or when no
+candidate's expected improvement reaches `stop_ratio` x the fitted noise of one run.
+
+After every run the recommendation is the trained mixture with the best posterior mean: the trajectory
+of recommendations is what the budget benchmark reads (the pick at any smaller budget is a prefix).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mergemix_jax.verify.predictor import FeatureScale, Predictor, expected_improvement, fit_predictor, prior_predict
+
+
+@dataclass
+class Run:
+    """One real run: pool index, data seed, its real utility, and the predictor's posterior (mean, sd)
+    for that mixture just before it trained (out of sample)."""
+
+    index: int
+    seed: int
+    utility: float
+    predicted: float
+    predicted_sd: float
+
+
+@dataclass
+class Step:
+    """The recommendation after `runs` real runs: pool index, posterior mean and sd."""
+
+    runs: int
+    chosen: int
+    mean: float
+    sd: float
+
+
+@dataclass
+class Acquisition:
+    """Everything the loop did: the runs in order, the trajectory of recommendations (entry 0 before any
+    run), why it stopped, and the last fitted predictor (None without runs)."""
+
+    runs: list[Run] = field(default_factory=list)
+    trajectory: list[Step] = field(default_factory=list)
+    stopped: str = ""
+    predictor: Predictor | None = None
+
+    @property
+    def chosen(self) -> int:
+        return self.trajectory[-1].chosen
+
+
+def _fit(pool_NxK, features_NxP, runs: list[Run], scale: FeatureScale, fallback: float) -> Predictor:
+    idx = np.asarray([r.index for r in runs])
+    return fit_predictor(pool_NxK[idx], features_NxP[idx], np.asarray([r.seed for r in runs]), np.asarray([r.utility for r in runs]), scale, fallback)
+
+
+def _too_close(pool_NxK: np.ndarray, trained: Sequence[int], min_distance: float) -> np.ndarray:
+    """[N] True for untrained mixtures within `min_distance` (TV) of a trained one."""
+    if not trained or min_distance <= 0:
+        return np.zeros(len(pool_NxK), bool)
+    tv = 0.5 * np.abs(pool_NxK[:, None, :] - pool_NxK[None, list(trained), :]).sum(-1).min(1)
+    close = tv < min_distance
+    close[list(trained)] = False
+    return close
+
+
+def acquire(
+    pool_NxK: np.ndarray,
+    features_NxP: np.ndarray,
+    train: Callable[[int, int], float],
+    budget: int,
+    seeds: Sequence[int],
+    min_distance: float = 0.1,
+    stop_ratio: float = 0.0,
+    rule: str = "ei",
+    rng_seed: int = 0,
+) -> Acquisition:
+    """Run the acquisition loop (module doc) for at most `budget` real runs. `seeds`: the data seeds a
+    mixture trains on, in order (its j-th run uses seeds[j]; a mixture is never trained more often)."""
+    pool = np.asarray(pool_NxK, np.float64)
+    features = np.asarray(features_NxP, np.float64)
+    scale = FeatureScale.of(features)
+    fallback = float(np.mean(scale.scale_P)) if features.size else 1.0  # the proxies' spread, in utility units
+    prior_mean, prior_sd = prior_predict(pool, features, scale, fallback)
+    first = int(np.argmax(prior_mean))
+    out = Acquisition(trajectory=[Step(0, first, float(prior_mean[first]), float(prior_sd[first]))])
+    counts: dict[int, int] = {}
+    rng = np.random.default_rng(rng_seed)
+    while len(out.runs) < budget:
+        if out.predictor is None:
+            mean, sd, pick = prior_mean, prior_sd, first
+        else:
+            mean, sd = out.predictor.predict(pool, features)
+            best = max(mean[i] for i in counts)
+            ei = expected_improvement(mean, sd, best)
+            ei[_too_close(pool, list(counts), min_distance)] = -np.inf
+            ei[[i for i, c in counts.items() if c >= len(seeds)]] = -np.inf
+            score = ei if rule == "ei" else np.where(np.isfinite(ei), _thompson(out.predictor, pool, features, rng), -np.inf)
+            pick = int(np.argmax(score))
+            noise = out.predictor.hyper.noise * out.predictor.hyper.scale
+            if not np.isfinite(ei[pick]) or np.max(ei) < stop_ratio * noise:
+                out.stopped = "no candidate's expected improvement reaches pipeline.verify_stop_ratio x the noise of one run"
+                break
+        seed = seeds[counts.get(pick, 0)]
+        out.runs.append(Run(pick, seed, float(train(pick, seed)), float(mean[pick]), float(sd[pick])))
+        counts[pick] = counts.get(pick, 0) + 1
+        out.predictor = _fit(pool, features, out.runs, scale, fallback)
+        mean, sd = out.predictor.predict(pool, features)
+        chosen = max(counts, key=lambda i: mean[i])
+        out.trajectory.append(Step(len(out.runs), chosen, float(mean[chosen]), float(sd[chosen])))
+    out.stopped = out.stopped or "budget spent"
+    return out
+
+
+def _thompson(predictor: Predictor, pool_NxK: np.ndarray, features_NxP: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    mean, cov = predictor.predict_joint(pool_NxK, features_NxP)
+    chol = np.linalg.cholesky(cov + 1e-9 * np.eye(len(cov)) * max(np.trace(cov) / len(cov), 1e-12))
+    return mean + chol @ rng.standard_normal(len(mean))
+
+
+def proxy_fidelity(predicted_N: np.ndarray, real_N: np.ndarray, confidence: float = 0.9, n_boot: int = 2000, seed: int = 0) -> dict:
+    """How well one predictor of real utility did on the runs: Spearman (bootstrap interval over runs)
+    and the root mean squared error of the centred values (offsets ignored: only orderings and spreads
+    matter for picking a mixture). None entries where there are fewer than 3 runs."""
+    from scipy.stats import spearmanr
+
+    p, r = np.asarray(predicted_N, np.float64), np.asarray(real_N, np.float64)
+    if len(p) < 3 or np.ptp(p) == 0 or np.ptp(r) == 0:
+        return {"n": len(p), "spearman": None, "spearman_lo": None, "spearman_hi": None, "rmse_centred": None}
+    rho = float(spearmanr(p, r)[0])
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(p), len(p))
+        if np.ptp(p[i]) > 0 and np.ptp(r[i]) > 0:
+            boot.append(spearmanr(p[i], r[i])[0])
+    lo, hi = np.quantile(boot, [(1 - confidence) / 2, (1 + confidence) / 2]) if boot else (np.nan, np.nan)
+    rmse = float(np.sqrt(np.mean(((p - p.mean()) - (r - r.mean())) ** 2)))
+    return {"n": len(p), "spearman": rho, "spearman_lo": float(lo), "spearman_hi": float(hi), "rmse_centred": rmse}

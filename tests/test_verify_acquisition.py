@@ -1,0 +1,127 @@
+"""The predictor fitted on real runs and the acquisition that picks each next run (verify/predictor.py,
+verify/acquisition.py), on synthetic problems with a known optimum and known noise."""
+
+import numpy as np
+import pytest
+
+from mergemix_jax.verify.acquire_stage import around_natural
+from mergemix_jax.verify.acquisition import acquire, proxy_fidelity
+from mergemix_jax.verify.predictor import FeatureScale, Hyper, expected_improvement, fit_predictor
+
+K = 4
+OPTIMUM = np.array([0.4, 0.3, 0.2, 0.1])
+
+
+def utility(w_NxK: np.ndarray) -> np.ndarray:
+    """A concave utility with its maximum at OPTIMUM (regret of a mixture = utility(OPTIMUM) - utility(w))."""
+    return -3.0 * ((np.asarray(w_NxK) - OPTIMUM) ** 2).sum(-1)
+
+
+def pool_and_proxy(seed: int, fidelity: float, n: int = 64):
+    rng = np.random.default_rng(seed)
+    pool = np.concatenate([OPTIMUM[None], rng.dirichlet(np.full(K, 2.0), n - 1)])
+    proxy = fidelity * utility(pool) * 0.5 + rng.normal(0, 0.03, n)
+    return pool, proxy[:, None], rng
+
+
+def test_uncertainty_shrinks_at_trained_points():
+    """With the hyperparameters fixed, a run shrinks the posterior sd at its mixture, below the sd of the
+    untrained mixtures and further with replicates on other seeds."""
+    pool, proxy, rng = pool_and_proxy(0, 0.0)
+    scale = FeatureScale.of(proxy)
+    hyper = Hyper(1.0, 0.2, 0.1, 1.0, 1.0)
+    trained = [3, 10, 20, 30, 40]
+    y = utility(pool[trained]) + rng.normal(0, 0.02, len(trained))
+    before = fit_predictor(pool[trained[:1]], proxy[trained[:1]], np.zeros(1), y[:1], scale, 1.0, hyper).predict(pool[trained], proxy[trained])[1]
+    predictor = fit_predictor(pool[trained], proxy[trained], np.zeros(len(trained)), y, scale, 1.0, hyper)
+    _, sd = predictor.predict(pool, proxy)
+    assert np.all(sd[trained[1:]] < before[1:])
+    untrained = np.setdiff1d(np.arange(len(pool)), trained)
+    assert sd[trained].max() < np.median(sd[untrained])
+    replicated = fit_predictor(pool[trained * 3], proxy[trained * 3], np.repeat([0, 1, 2], len(trained)), np.tile(y, 3), scale, 1.0, hyper)
+    assert np.all(replicated.predict(pool[trained], proxy[trained])[1] < sd[trained])
+
+
+def test_predictor_follows_a_faithful_proxy_and_learns_its_weight():
+    pool, proxy, rng = pool_and_proxy(1, 1.0)
+    runs = [5, 15, 25, 35, 45, 55]
+    y = utility(pool[runs]) + rng.normal(0, 0.01, len(runs))
+    predictor = fit_predictor(pool[runs], proxy[runs], np.zeros(len(runs)), y, FeatureScale.of(proxy), 1.0)
+    mean, _ = predictor.predict(pool, proxy)
+    assert np.corrcoef(mean, utility(pool))[0, 1] > 0.9
+    assert predictor.coefficients()[0] > 0
+
+
+def test_seed_offsets_do_not_bias_the_means():
+    """Every mixture on seed 0, two of them also on a seed that costs every mixture 0.3: the posterior mean
+    of a mixture is its seed-0 value, not pulled down by the hard seed."""
+    pool, proxy, rng = pool_and_proxy(2, 0.0)
+    idx = np.array([1, 2, 3, 4, 1, 2])
+    seeds = np.array([0, 0, 0, 0, 1, 1])
+    y = utility(pool[idx]) - 0.3 * seeds + rng.normal(0, 0.005, len(idx))
+    predictor = fit_predictor(pool[idx], proxy[idx], seeds, y, FeatureScale.of(proxy), 1.0)
+    mean, _ = predictor.predict(pool[[1, 2]], proxy[[1, 2]])
+    np.testing.assert_allclose(mean, utility(pool[[1, 2]]), atol=0.05)
+
+
+def test_expected_improvement_matches_monte_carlo():
+    rng = np.random.default_rng(0)
+    mean, sd, best = np.array([0.1, -0.2, 0.0]), np.array([0.3, 0.5, 0.0]), 0.05
+    draws = mean[:, None] + sd[:, None] * rng.standard_normal((3, 400_000))
+    np.testing.assert_allclose(expected_improvement(mean, sd, best), np.maximum(draws - best, 0).mean(1), atol=2e-3)
+
+
+@pytest.mark.parametrize("fidelity", [1.0, 0.0, -1.0])
+def test_acquisition_finds_the_known_optimum(fidelity):
+    """With a faithful, a useless or an inverted proxy, 12 noisy runs end within the noise of the optimum
+    (which is in the pool), on average over seeds; with a faithful proxy the first pick is already close."""
+    noise, regrets, first = 0.02, [], []
+    for seed in range(4):
+        pool, proxy, rng = pool_and_proxy(seed, fidelity)
+        result = acquire(pool, proxy, lambda i, s, rng=rng, pool=pool: float(utility(pool[i:i + 1])[0] + rng.normal(0, noise)), 12, seeds=[0])
+        regrets.append(float(utility(OPTIMUM[None])[0] - utility(pool[result.chosen][None])[0]))
+        first.append(float(utility(OPTIMUM[None])[0] - utility(pool[result.trajectory[0].chosen][None])[0]))
+        assert len(result.runs) == 12 and len({r.index for r in result.runs}) == 12  # one run per mixture, none repeated
+        assert [s.runs for s in result.trajectory] == list(range(13))
+    assert np.mean(regrets) < 2 * noise
+    if fidelity > 0:
+        assert np.mean(first) < 3 * noise  # the proxy itself carries noise (sd 0.03 at half the scale)
+
+
+def test_acquisition_beats_random_search_with_a_faithful_proxy_and_keeps_up_without_one():
+    """Mean regret after B runs against random search's best-measured of B draws from the same pool."""
+    noise, budget = 0.02, 8
+    for fidelity, slack in ((1.0, 0.0), (0.0, 0.05)):
+        acq, rand = [], []
+        for seed in range(6):
+            pool, proxy, rng = pool_and_proxy(seed + 10, fidelity)
+            result = acquire(pool, proxy, lambda i, s, rng=rng, pool=pool: float(utility(pool[i:i + 1])[0] + rng.normal(0, noise)), budget, seeds=[0])
+            acq.append(utility(OPTIMUM[None])[0] - utility(pool[result.chosen][None])[0])
+            picks = rng.choice(len(pool), budget, replace=False)
+            measured = utility(pool[picks]) + rng.normal(0, noise, budget)
+            rand.append(utility(OPTIMUM[None])[0] - utility(pool[picks[np.argmax(measured)]][None])[0])
+        assert np.mean(acq) <= np.mean(rand) + slack, (fidelity, np.mean(acq), np.mean(rand))
+
+
+def test_stop_ratio_ends_early_and_budget_is_respected():
+    pool, proxy, _rng = pool_and_proxy(3, 1.0)
+    train = lambda i, s: float(utility(pool[i:i + 1])[0])  # noiseless  # noqa: E731
+    assert len(acquire(pool, proxy, train, 5, seeds=[0]).runs) == 5
+    stopped = acquire(pool, proxy, train, 30, seeds=[0], stop_ratio=1e6)
+    assert len(stopped.runs) == 1 and "expected improvement" in stopped.stopped
+
+
+def test_proxy_fidelity_reports_rank_and_interval():
+    real = np.arange(10.0)
+    good = proxy_fidelity(real + 100, real)
+    assert good["spearman"] == pytest.approx(1.0) and good["rmse_centred"] == pytest.approx(0.0)
+    bad = proxy_fidelity(-real, real)
+    assert bad["spearman"] == pytest.approx(-1.0) and bad["spearman_hi"] <= -0.9
+    assert proxy_fidelity(real[:2], real[:2])["spearman"] is None
+
+
+def test_around_natural_is_centred_on_natural():
+    natural = np.array([0.5, 0.3, 0.15, 0.05])
+    draws = around_natural(natural, 4000, 0)
+    np.testing.assert_allclose(draws.mean(0), natural, atol=0.01)
+    np.testing.assert_allclose(draws.sum(1), 1.0)
