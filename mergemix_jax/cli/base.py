@@ -12,13 +12,15 @@ from mergemix_jax.cli.main import add_config_arguments
 def register(subparsers: argparse._SubParsersAction) -> None:
     imp = subparsers.add_parser(
         "import-base",
-        help="turn a Hugging Face Llama checkpoint or a GGUF file into a base run (for train.init_from)",
+        help="turn a Hugging Face Llama checkpoint or a GGUF file into a base run (for pipeline.base_dir, train.init_from)",
         description="Examples:\n"
         "  mergemix import-base Meta-Llama-3-8B/ --out runs/base-8b --config configs/llama_8b_v6e.yaml\n"
-        "  mergemix import-base SmolLM2-135M-Instruct.Q4_1.gguf --out runs/smollm2",
+        "  mergemix import-base SmolLM2-135M-Instruct.Q4_1.gguf --out runs/smollm2\n"
+        "The checkpoint folder's own tokenizer.json (else sentencepiece tokenizer.model) is copied beside the base;\n"
+        "configs using the base must set data.tokenizer to it (docs/bring-your-own-base.md).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    imp.add_argument("source", help="HF folder (config.json + *.safetensors), a .safetensors file, or a .gguf file")
+    imp.add_argument("source", help="HF folder (config.json + model.safetensors, or shards + model.safetensors.index.json), a .safetensors file, or a .gguf file")
     imp.add_argument("--out", required=True, help="new run directory to write")
     add_config_arguments(imp, required=False)
     imp.set_defaults(func=run_import)
