@@ -6,6 +6,8 @@ independently of mergemix_jax.model, so agreement checks the converters, not a s
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -13,10 +15,31 @@ def rms_norm(x: np.ndarray, scale: np.ndarray, eps: float) -> np.ndarray:
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * scale
 
 
-def rotary(x_LxNxE: np.ndarray, theta: float, pairing: str) -> np.ndarray:
+def llama3_scaled(freqs: np.ndarray, scaling: dict) -> np.ndarray:
+    """Llama-3.1's rope frequency scaling, written as Meta's reference `apply_scaling` (one frequency
+    at a time), the formula transformers' `_compute_llama3_parameters` vectorises."""
+    factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+    old_context = scaling["original_max_position_embeddings"]
+    low_freq_wavelen, high_freq_wavelen = old_context / low, old_context / high
+    out = []
+    for freq in freqs:
+        wavelen = 2 * math.pi / freq
+        if wavelen < high_freq_wavelen:
+            out.append(freq)
+        elif wavelen > low_freq_wavelen:
+            out.append(freq / factor)
+        else:
+            smooth = (old_context / wavelen - low) / (high - low)
+            out.append((1 - smooth) * freq / factor + smooth * freq)
+    return np.asarray(out)
+
+
+def rotary(x_LxNxE: np.ndarray, theta: float, pairing: str, scaling: dict | None = None) -> np.ndarray:
     """pairing="half": (x[i], x[i+E/2]) as HF; "adjacent": (x[2i], x[2i+1]) as llama.cpp."""
     length, _, e = x_LxNxE.shape
-    freqs = theta ** (-np.arange(e // 2) / (e // 2))
+    freqs = 1.0 / theta ** (np.arange(0, e, 2) / e)
+    if scaling:
+        freqs = llama3_scaled(freqs, scaling)
     angles = np.arange(length)[:, None, None] * freqs  # [L, 1, E/2]
     cos, sin = np.cos(angles), np.sin(angles)
     if pairing == "half":
@@ -33,15 +56,15 @@ def llama_logits(t: dict[str, np.ndarray], hf: dict, tokens_L: np.ndarray, pairi
     t = {k: v.astype(np.float64) for k, v in t.items()}
     h, kv = hf["num_attention_heads"], hf["num_key_value_heads"]
     e = hf.get("head_dim") or hf["hidden_size"] // h
-    eps, theta = hf["rms_norm_eps"], hf["rope_theta"]
+    eps, theta, scaling = hf["rms_norm_eps"], hf["rope_theta"], hf.get("rope_scaling")
     length = len(tokens_L)
     x = t["model.embed_tokens.weight"][tokens_L]
     causal = np.tril(np.ones((length, length), bool))
     for i in range(hf["num_hidden_layers"]):
         p = f"model.layers.{i}."
         y = rms_norm(x, t[p + "input_layernorm.weight"], eps)
-        q = rotary((y @ t[p + "self_attn.q_proj.weight"].T).reshape(length, h, e), theta, pairing)
-        k = rotary((y @ t[p + "self_attn.k_proj.weight"].T).reshape(length, kv, e), theta, pairing)
+        q = rotary((y @ t[p + "self_attn.q_proj.weight"].T).reshape(length, h, e), theta, pairing, scaling)
+        k = rotary((y @ t[p + "self_attn.k_proj.weight"].T).reshape(length, kv, e), theta, pairing, scaling)
         v = (y @ t[p + "self_attn.v_proj.weight"].T).reshape(length, kv, e)
         k, v = np.repeat(k, h // kv, axis=1), np.repeat(v, h // kv, axis=1)
         scores = np.einsum("qhe,khe->hqk", q, k) / np.sqrt(e)

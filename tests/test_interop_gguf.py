@@ -21,7 +21,7 @@ TOKENS = np.array([[3, 17, 42, 5, 88, 1, 60, 9, 33, 71, 2, 95]], np.int32)
 VOCAB = ["Ġ", *(chr(c) for c in range(33, 126)), "Ġt", "<|end|>"]
 
 
-def write_gguf(path, hf: dict, tensors: dict, qtype) -> dict:
+def write_gguf(path, hf: dict, tensors: dict, qtype, tokenizer_model: str = "gpt2") -> dict:
     """Write `tensors` (taken as already in llama.cpp's layout) to GGUF; return what the file holds."""
     writer = gguf.GGUFWriter(str(path), arch="llama")
     writer.add_block_count(hf["num_hidden_layers"])
@@ -33,7 +33,7 @@ def write_gguf(path, hf: dict, tensors: dict, qtype) -> dict:
     writer.add_rope_freq_base(hf["rope_theta"])
     writer.add_layer_norm_rms_eps(hf["rms_norm_eps"])
     writer.add_vocab_size(hf["vocab_size"])
-    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_model(tokenizer_model)
     writer.add_tokenizer_pre("smollm")
     writer.add_token_list(VOCAB)
     writer.add_token_types([1] * (len(VOCAB) - 1) + [3])

@@ -22,13 +22,19 @@ TOKENS = np.array([[3, 17, 42, 5, 88, 1, 60, 9, 33, 71, 2, 95]], np.int32)
 
 
 def write_checkpoint(folder, hf: dict, tensors: dict, shards: int = 1) -> None:
-    """config.json + one or more safetensors shards, as HF writes them."""
+    """config.json + one model.safetensors, or `shards` shards and their model.safetensors.index.json, as HF writes them."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(hf))
-    names = sorted(tensors)
+    if shards == 1:
+        save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        return
+    names, weight_map = sorted(tensors), {}
     for s in range(shards):
+        file = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
         part = {n: tensors[n] for n in names[s::shards]}
-        save_file(part, str(folder / f"model-{s + 1:05d}-of-{shards:05d}.safetensors"), metadata={"format": "pt"})
+        save_file(part, str(folder / file), metadata={"format": "pt"})
+        weight_map |= dict.fromkeys(part, file)
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
 
 
 @pytest.mark.parametrize("tie,n_kv,shards", [(False, 2, 2), (True, 4, 1)])
@@ -97,7 +103,7 @@ def test_errors_name_the_file_and_the_problem(tmp_path):
     with pytest.raises(InteropError, match=r"config\.json: missing"):
         save_file(tensors, str(tmp_path / "model.safetensors"))
         import_hf_safetensors(tmp_path)
-    write_checkpoint(tmp_path / "a", {**hf, "rope_scaling": {"rope_type": "llama3", "factor": 8.0}}, tensors)
+    write_checkpoint(tmp_path / "a", {**hf, "rope_scaling": {"rope_type": "linear", "factor": 8.0}}, tensors)
     with pytest.raises(InteropError, match="rope_scaling"):
         import_hf_safetensors(tmp_path / "a")
     del tensors["model.layers.1.mlp.up_proj.weight"]

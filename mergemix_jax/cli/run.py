@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 
 EXAMPLES = """Examples:
   mergemix run --config configs/demo.yaml
@@ -25,15 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mergemix_jax.config import load_config
-    from mergemix_jax.pipeline import PipelineResult, run_pipeline, with_overrides
+    from mergemix_jax.api import run as run_api
+    from mergemix_jax.pipeline import PipelineResult
 
-    config = load_config(args.config, args.overrides)
-    enable_compilation_cache(config.pipeline.output_root)
-    if args.no_progress:
-        config = with_overrides(config, train={"progress": False})
-    command = shlex.join(["mergemix", "run", "--config", args.config, *args.overrides])
-    result = run_pipeline(config, args.config, command=command, stop_after=args.stop_after)
+    result = run_api(args.config, args.overrides, stop_after=args.stop_after, progress=False if args.no_progress else None)  # records `mergemix run --config ...` in commands.txt
     if isinstance(result, PipelineResult):
         print(f"mixture ({result.method}): " + ", ".join(f"{d}={w:.3f}" for d, w in result.weights.items()))
         print(f"mixture file: {result.mixture_path}")
@@ -44,14 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def enable_compilation_cache(output_root: str) -> None:
-    """Persist compiled programs under <output_root>/.jax_cache: experts and references share one train step."""
-    import os
+    """Persist compiled programs under <output_root>/.jax_cache (moved to mergemix_jax/api.py; kept for callers)."""
+    from mergemix_jax.api import enable_compilation_cache as enable
 
-    import jax
-
-    from mergemix_jax.reliability import check_can_create
-
-    cache = os.path.abspath(os.path.join(output_root, ".jax_cache"))
-    check_can_create(cache)  # an unusable output_root fails here naming its path, not as a jax warning
-    jax.config.update("jax_compilation_cache_dir", cache)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    enable(output_root)

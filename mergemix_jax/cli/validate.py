@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 
 EXAMPLES = """Examples:
   mergemix validate --config configs/demo.yaml
@@ -24,18 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mergemix_jax.cli.run import enable_compilation_cache
-    from mergemix_jax.config import load_config
-    from mergemix_jax.pipeline import with_overrides
-    from mergemix_jax.validate.run import run_validation
+    from mergemix_jax.api import validate
     from mergemix_jax.validate.stats import format_table
 
-    config = load_config(args.config, args.overrides)
-    if args.no_progress:
-        config = with_overrides(config, train={"progress": False})
-    enable_compilation_cache(config.pipeline.output_root)
-    command = shlex.join(["mergemix", "validate", "--config", args.config, *args.overrides])
-    result = run_validation(config, args.config, command=command)
+    result = validate(args.config, args.overrides, progress=False if args.no_progress else None)  # records `mergemix validate --config ...` in commands.txt
     print(format_table(result["table"]))
     for key, value in result["summary"].items():
         print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")

@@ -11,6 +11,17 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class RopeScaling:
+    """Llama-3 rotary frequency scaling (Hugging Face config.json `rope_scaling` with rope_type llama3)."""
+
+    rope_type: str = "llama3"  # llama3 (the only scaling supported)
+    factor: float = 8.0  # low frequencies (wavelength > original_max_position_embeddings / low_freq_factor) are divided by this
+    low_freq_factor: float = 1.0  # wavelengths between the two bounds are interpolated smoothly
+    high_freq_factor: float = 4.0  # high frequencies (wavelength < original / high_freq_factor) are kept
+    original_max_position_embeddings: int = 8192  # the context length the unscaled model was trained at
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """A Llama-style decoder-only transformer (frozen: hashable, so usable as a jit static)."""
 
@@ -23,11 +34,16 @@ class ModelConfig:
     d_ff: int = 384  # SwiGLU hidden width
     max_seq_len: int = 2048
     rope_theta: float = 10_000.0
+    rope_scaling: RopeScaling | None = None  # Llama-3 rotary frequency scaling; null = plain rotary
     norm_eps: float = 1e-5
     tie_embeddings: bool = True  # share the input embedding with the output projection
     compute_dtype: str = "float32"  # float32 | bfloat16 (parameters stay float32)
     remat: bool = False  # rematerialise each block in the backward pass (saves memory)
     init_std: float = 0.02
+
+    def __post_init__(self):
+        if isinstance(self.rope_scaling, dict):  # from dataclasses.asdict (checkpoint metadata): keep it hashable
+            object.__setattr__(self, "rope_scaling", RopeScaling(**self.rope_scaling))
 
     @property
     def resolved_head_dim(self) -> int:

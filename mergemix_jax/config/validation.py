@@ -35,6 +35,16 @@ def _model_problems(config: Config) -> list[str]:
         problems.append(f"rotary embeddings need an even head size; d_model/n_heads = {m.resolved_head_dim}")
     if m.compute_dtype not in DTYPES:
         problems.append(f"key 'model.compute_dtype' must be one of {DTYPES}, got {m.compute_dtype!r}")
+    return problems + _rope_scaling_problems(m.rope_scaling)
+
+
+def _rope_scaling_problems(r) -> list[str]:
+    if r is None:
+        return []
+    problems = [] if r.rope_type == "llama3" else [f"key 'model.rope_scaling.rope_type' must be 'llama3' (the only scaling supported), got {r.rope_type!r}"]
+    problems += _positive({f"model.rope_scaling.{k}": getattr(r, k) for k in ("factor", "low_freq_factor", "original_max_position_embeddings")})
+    if not r.high_freq_factor > r.low_freq_factor:
+        problems.append(f"key 'model.rope_scaling.high_freq_factor' ({r.high_freq_factor}) must exceed 'model.rope_scaling.low_freq_factor' ({r.low_freq_factor})")
     return problems
 
 

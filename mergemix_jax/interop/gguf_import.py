@@ -73,7 +73,10 @@ def _hf_config_from_gguf(reader: gguf.GGUFReader, source: str, arch: str) -> dic
     d_model = int(key(gguf.Keys.LLM.EMBEDDING_LENGTH))
     names = {t.name for t in reader.tensors}
     if "rope_freqs.weight" in names:
-        raise InteropError(f"{source}: has rope_freqs (Llama-3.1-style rope scaling), which the model does not support")
+        raise InteropError(
+            f"{source}: has rope_freqs (Llama-3.1-style rope scaling), which GGUF import does not read; "
+            "import the Hugging Face safetensors checkpoint instead (its config.json rope_scaling is supported)"
+        )
     vocab = _field(reader, gguf.Keys.LLM.VOCAB_SIZE.format(arch=arch))
     if vocab is None:
         vocab = len(_field(reader, gguf.Keys.Tokenizer.LIST, []))

@@ -34,20 +34,52 @@ from mergemix_jax.reliability.atomic import atomic_write_json
 EXPORT_DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
 
 
+SHARD_INDEX = "model.safetensors.index.json"
+
+
 def _checkpoint_files(path: Path) -> tuple[Path, list[Path]]:
-    """(config.json, safetensors files) for a checkpoint folder or a single .safetensors file."""
+    """(config.json, safetensors files) for a checkpoint folder or a single .safetensors file.
+
+    A folder holds one .safetensors file, or a sharded set named by model.safetensors.index.json;
+    several files without an index (e.g. two exported models side by side) are refused, naming them.
+    """
     if path.is_file():
         files, folder = [path], path.parent
     elif path.is_dir():
-        files, folder = sorted(path.glob("*.safetensors")), path
+        files, folder = _folder_weights(path), path
     else:
         raise InteropError(f"{path}: no such file or folder; pass a Hugging Face checkpoint folder or .safetensors file")
-    if not files:
-        raise InteropError(f"{path}: no *.safetensors files; convert .bin checkpoints to safetensors first")
     config = folder / "config.json"
     if not config.is_file():
         raise InteropError(f"{config}: missing; a Hugging Face checkpoint needs its config.json beside the weights")
     return config, files
+
+
+def _folder_weights(folder: Path) -> list[Path]:
+    """The .safetensors files of a checkpoint folder: the one there, or the shards its index lists."""
+    found = sorted(folder.glob("*.safetensors"))
+    index = folder / SHARD_INDEX
+    if not index.is_file():
+        if not found:
+            raise InteropError(f"{folder}: no *.safetensors files; convert .bin checkpoints to safetensors first")
+        if len(found) > 1:
+            names = ", ".join(f.name for f in found)
+            raise InteropError(
+                f"{folder} holds {len(found)} .safetensors files ({names}) and no {SHARD_INDEX}, so which one is the model is ambiguous; "
+                "pass the file itself (mergemix import-base FOLDER/NAME.safetensors) or move the others away"
+            )
+        return found
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+        shards = sorted({folder / str(name) for name in weight_map.values()})
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+        raise InteropError(f"{index}: not a safetensors index (a JSON object with a 'weight_map'): {err!r}") from None
+    missing = [s.name for s in shards if not s.is_file()]
+    if missing:
+        raise InteropError(f"{index} lists shard(s) {missing} that are not in {folder}; download the whole checkpoint")
+    if stray := [f.name for f in found if f not in shards]:
+        raise InteropError(f"{folder}: {stray} are .safetensors files that {index.name} does not list; move them away so the checkpoint is unambiguous")
+    return shards
 
 
 def _leaf_placer(cfg: ModelConfig, dtype: Any, mesh: jax.sharding.Mesh | None) -> Callable:

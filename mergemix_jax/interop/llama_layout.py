@@ -7,12 +7,14 @@ Both use the half-split rotary convention, so no permutation is needed here.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from mergemix_jax.config import ModelConfig
+from mergemix_jax.config.schema import RopeScaling
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral")
 # Present in some older checkpoints; recomputed by every implementation, so safe to drop.
@@ -30,11 +32,7 @@ def model_config_from_hf(hf: Mapping[str, Any], source: str = "config.json", **o
         raise InteropError(f"{source}: model_type {model_type!r} is not a Llama-family model; supported: {SUPPORTED_MODEL_TYPES}")
     if hf.get("hidden_act", "silu") != "silu":
         raise InteropError(f"{source}: hidden_act {hf['hidden_act']!r} is not supported; the model uses SwiGLU (silu)")
-    if hf.get("rope_scaling"):
-        raise InteropError(
-            f"{source}: rope_scaling {hf['rope_scaling']!r} is not supported (plain rotary only); "
-            "use a checkpoint without rope scaling (e.g. Llama-3-8B rather than 3.1)"
-        )
+    rope_scaling = rope_scaling_from_hf(hf.get("rope_scaling"), source)
     for flag in ("attention_bias", "mlp_bias"):
         if hf.get(flag):
             raise InteropError(f"{source}: {flag}=true is not supported; the model has no bias terms")
@@ -53,6 +51,7 @@ def model_config_from_hf(hf: Mapping[str, Any], source: str = "config.json", **o
             d_ff=int(hf["intermediate_size"]),
             max_seq_len=int(hf.get("max_position_embeddings", 2048)),
             rope_theta=float(hf.get("rope_theta", 10_000.0)),
+            rope_scaling=rope_scaling,
             norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
             tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
         )
@@ -61,6 +60,27 @@ def model_config_from_hf(hf: Mapping[str, Any], source: str = "config.json", **o
     if fields["head_dim"] == d_model // n_heads:
         fields["head_dim"] = 0  # our "auto" value, so configs compare equal after a round trip
     return ModelConfig(**{**fields, **overrides})
+
+
+def rope_scaling_from_hf(raw: Any, source: str) -> RopeScaling | None:
+    """Our RopeScaling from config.json's `rope_scaling` (None when absent or "default"); other kinds
+    (linear, dynamic, yarn, ...) are refused naming the key."""
+    if not raw:
+        return None
+    if not isinstance(raw, Mapping):
+        raise InteropError(f"{source}: rope_scaling should be a mapping, got {raw!r}")
+    kind = raw.get("rope_type", raw.get("type"))
+    if kind == "default":
+        return None
+    if kind != "llama3":
+        raise InteropError(f"{source}: rope_scaling of type {kind!r} is not supported; only Llama-3's (rope_type: llama3) is")
+    try:
+        fields = {f.name: type(f.default)(raw[f.name]) for f in dataclasses.fields(RopeScaling) if f.name != "rope_type"}
+    except KeyError as err:
+        raise InteropError(f"{source}: rope_scaling (llama3) needs the key {err.args[0]!r}") from None
+    except (TypeError, ValueError) as err:
+        raise InteropError(f"{source}: rope_scaling has a value that is not a number ({err})") from None
+    return RopeScaling(**fields)
 
 
 def hf_config_from_model(cfg: ModelConfig, torch_dtype: str = "float32", token_ids: dict[str, int | None] | None = None) -> dict[str, Any]:
@@ -83,7 +103,7 @@ def hf_config_from_model(cfg: ModelConfig, torch_dtype: str = "float32", token_i
         "hidden_act": "silu",
         "max_position_embeddings": cfg.max_seq_len,
         "rope_theta": cfg.rope_theta,
-        "rope_scaling": None,
+        "rope_scaling": None if cfg.rope_scaling is None else dataclasses.asdict(cfg.rope_scaling),
         "rms_norm_eps": cfg.norm_eps,
         "tie_word_embeddings": cfg.tie_embeddings,
         "attention_bias": False,

@@ -18,6 +18,8 @@ def architecture_differences(saved: ModelConfig, wanted: ModelConfig) -> dict[st
     diff = {k: (getattr(saved, k), getattr(wanted, k)) for k in ARCHITECTURE_FIELDS if getattr(saved, k) != getattr(wanted, k)}
     if saved.resolved_head_dim != wanted.resolved_head_dim:
         diff["head_dim"] = (saved.resolved_head_dim, wanted.resolved_head_dim)
+    if saved.rope_scaling != wanted.rope_scaling:
+        diff["rope_scaling"] = (saved.rope_scaling, wanted.rope_scaling)
     for key in TOLERANT_FIELDS:
         if not math.isclose(getattr(saved, key), getattr(wanted, key), rel_tol=1e-6):
             diff[key] = (getattr(saved, key), getattr(wanted, key))

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mergemix_jax.config import ModelConfig
+from mergemix_jax.config.schema import RopeScaling
 from mergemix_jax.parallel.partitioning import constrain
 
 
@@ -33,10 +34,25 @@ class RMSNorm(nnx.Module):
         return (normed * self.scale[...]).astype(x_BxLxD.dtype)
 
 
-def apply_rotary(x_BxLxNxE: jax.Array, positions_BxL: jax.Array, theta: float) -> jax.Array:
+def rotary_frequencies(half: int, theta: float, scaling: RopeScaling | None = None) -> jax.Array:
+    """Inverse frequencies [E/2] of the rotary pairs; with `scaling`, Llama-3's: wavelengths longer
+    than original / low_freq_factor are stretched by `factor`, shorter than original /
+    high_freq_factor kept, and those between interpolated smoothly."""
+    freqs_E2 = theta ** (-jnp.arange(half, dtype=jnp.float32) / half)
+    if scaling is None:
+        return freqs_E2
+    original, low, high = scaling.original_max_position_embeddings, scaling.low_freq_factor, scaling.high_freq_factor
+    wavelength_E2 = 2 * jnp.pi / freqs_E2
+    smooth_E2 = (original / wavelength_E2 - low) / (high - low)
+    between_E2 = (1 - smooth_E2) * freqs_E2 / scaling.factor + smooth_E2 * freqs_E2
+    scaled_E2 = jnp.where(wavelength_E2 > original / low, freqs_E2 / scaling.factor, between_E2)
+    return jnp.where(wavelength_E2 < original / high, freqs_E2, scaled_E2)
+
+
+def apply_rotary(x_BxLxNxE: jax.Array, positions_BxL: jax.Array, theta: float, scaling: RopeScaling | None = None) -> jax.Array:
     """Rotary position embedding, half-split convention (as Hugging Face Llama checkpoints)."""
     half = x_BxLxNxE.shape[-1] // 2
-    freqs_E2 = theta ** (-jnp.arange(half, dtype=jnp.float32) / half)
+    freqs_E2 = rotary_frequencies(half, theta, scaling)
     angles_BxLx1xE2 = (positions_BxL.astype(jnp.float32)[..., None] * freqs_E2)[:, :, None, :]
     sin, cos = jnp.sin(angles_BxLx1xE2), jnp.cos(angles_BxLx1xE2)
     x = x_BxLxNxE.astype(jnp.float32)
@@ -65,15 +81,15 @@ class Attention(nnx.Module):
         self.wk_DxKxE = _param(rngs, (d, k, e), ("embed", "kv_heads", "head_dim"), cfg.init_std)
         self.wv_DxKxE = _param(rngs, (d, k, e), ("embed", "kv_heads", "head_dim"), cfg.init_std)
         self.wo_HxExD = _param(rngs, (h, e, d), ("q_heads", "head_dim", "embed"), cfg.init_std / (2 * cfg.n_layers) ** 0.5)
-        self.rope_theta = cfg.rope_theta
+        self.rope_theta, self.rope_scaling = cfg.rope_theta, cfg.rope_scaling
 
     def __call__(self, x_BxLxD: jax.Array, positions_BxL: jax.Array, mask_Bx1xLxL: jax.Array) -> jax.Array:
         dtype = x_BxLxD.dtype
         q = jnp.einsum("bld,dhe->blhe", x_BxLxD, self.wq_DxHxE[...].astype(dtype))
         k = jnp.einsum("bld,dke->blke", x_BxLxD, self.wk_DxKxE[...].astype(dtype))
         v = jnp.einsum("bld,dke->blke", x_BxLxD, self.wv_DxKxE[...].astype(dtype))
-        q = constrain(apply_rotary(q, positions_BxL, self.rope_theta), ("batch", "seq", "q_heads", "head_dim"))
-        k = constrain(apply_rotary(k, positions_BxL, self.rope_theta), ("batch", "seq", "kv_heads", "head_dim"))
+        q = constrain(apply_rotary(q, positions_BxL, self.rope_theta, self.rope_scaling), ("batch", "seq", "q_heads", "head_dim"))
+        k = constrain(apply_rotary(k, positions_BxL, self.rope_theta, self.rope_scaling), ("batch", "seq", "kv_heads", "head_dim"))
         out_BxLxHxE = jax.nn.dot_product_attention(q, k, v, mask=mask_Bx1xLxL, implementation="xla")
         return jnp.einsum("blhe,hed->bld", out_BxLxHxE, self.wo_HxExD[...].astype(dtype))
 

@@ -36,6 +36,8 @@ def hashed_settings(config: Config) -> dict[str, Any]:
         raw["data"].pop("split_by_process")
     if raw.get("eval", {}).get("task_offset") == 0:  # likewise
         raw["eval"].pop("task_offset")
+    if raw.get("model", {}).get("rope_scaling", 0) is None:  # likewise
+        raw["model"].pop("rope_scaling")
     for key in verification_settings(config):  # the verify stage checks its own settings (verification_key)
         raw["pipeline"].pop(key, None)
     return raw

@@ -58,13 +58,20 @@ def prepare_run_dir(config: Config, config_path: str | os.PathLike | None, comma
 
 
 def check_reused_base(config: Config) -> None:
-    """Errors for a `pipeline.base_dir` that is unfinished or trained on another held-out split
-    (pipeline/training.py check_base_split); nothing to check when the run trains its own base."""
+    """Errors for a `pipeline.base_dir` that is neither a finished train run nor an imported base
+    (`mergemix import-base`), was trained on another held-out split (pipeline/training.py
+    check_base_split) or carries another tokenizer than data.tokenizer; nothing to check when the
+    run trains its own base."""
+    from mergemix_jax.interop.run_dir import check_base_tokenizer, is_imported_base
     from mergemix_jax.train import is_finished
+    from mergemix_jax.train.checkpoint import check_loadable
 
-    if config.pipeline.base_dir:
-        if not is_finished(config.pipeline.base_dir):
-            raise FileNotFoundError(f"pipeline.base_dir {config.pipeline.base_dir} is not a finished train run (no done.json)")
+    base = config.pipeline.base_dir
+    if base:
+        if not is_finished(base) and not is_imported_base(base):
+            raise FileNotFoundError(f"pipeline.base_dir {base} is not a finished train run (no done.json) nor a base written by `mergemix import-base`")
+        check_loadable(base, config.model)  # another architecture fails here, before any training
+        check_base_tokenizer(base, config.data.tokenizer, "pipeline.base_dir")
         training.check_base_split(config)
 
 

@@ -98,6 +98,10 @@ def train(config: Config, *, resume: bool = True, dataset: Any = None, config_so
     tc = config.train
     run_dir = Path(tc.output_dir).resolve()
     finished = _recorded_result(run_dir, tc.steps) if resume else None
+    if tc.init_from and dataset is None:  # an imported base's own tokenizer must be the one that makes the data
+        from mergemix_jax.interop.run_dir import check_base_tokenizer
+
+        check_base_tokenizer(tc.init_from, config.data.tokenizer, "train.init_from")
     mesh = build_mesh(config.mesh, source=config_source)
     tx, step_fn = training_parts(config.model, config.optim, tc.steps, mesh)
     data = dataset if dataset is not None else build_dataset(config)
