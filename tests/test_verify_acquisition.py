@@ -158,3 +158,21 @@ def test_acquisition_stage_end_to_end_reuses_the_run_folder(tmp_path):
     assert mixture["weights"] == pytest.approx(chosen["weights"])
     assert run_pipeline(load_config(path), path, stop_after="verify") == run_dir  # back to rounds: verify reruns from cached runs
     assert read_verification(run_dir)["candidates"][0]["real_utility"] == rounds["candidates"][0]["real_utility"]
+
+
+def test_report_shows_predicted_vs_real_for_every_run():
+    from mergemix_jax.report.real_runs import real_runs_section
+
+    block = {
+        "candidates": [
+            {"name": "a3", "weights": {"x": 0.25, "y": 0.75}, "real_utility": [0.5], "predicted_utility": 0.41, "proxy_utility": 0.9, "ensemble_utility": 0.7},
+            {"name": "uniform", "weights": {"x": 0.5, "y": 0.5}, "real_utility": [0.3, 0.5], "predicted_utility": None, "proxy_utility": 0.8, "ensemble_utility": None},
+        ],
+        "fidelity": {"merged": {"n": 2, "spearman": None}, "ensemble": {"n": 5, "spearman": 0.5, "spearman_lo": -0.2, "spearman_hi": 0.9}},
+        "predictor": {"coefficients": {"merged": -0.01, "ensemble": 0.02}},
+    }
+    out = real_runs_section(block, "utility points, higher is better")
+    assert out.count("<tr>") == 3 + 3  # header + 2 runs, header + 2 fidelity rows
+    assert "0.4100" in out and "0.4000" in out and "x 0.25, y 0.75" in out  # prediction, real mean over seeds, mixture
+    assert "0.50 [-0.20, 0.90]" in out and "ensemble +0.0200" in out
+    assert real_runs_section({"skipped": True}, "nats") == ""
