@@ -79,9 +79,7 @@ def _data_problems(config: Config) -> list[str]:
             problems.append(f"key '{where}.name' is empty; give every domain a name")
         if not dom.paths:
             problems.append(f"key '{where}.paths' of domain '{dom.name}' lists no files")
-        remote = [p for p in dom.paths if "://" in p]
-        if remote:
-            problems.append(f"key '{where}.paths' of domain '{dom.name}' has URLs {remote}; {REMOTE_HINT}")
+        problems += [f"key '{where}.paths' of domain '{dom.name}': {problem}" for problem in _url_problems(dom.paths, dom.format)]
         if dom.format not in DOMAIN_FORMATS:
             problems.append(f"key '{where}.format' must be one of {DOMAIN_FORMATS}, got {dom.format!r}")
         if dom.split_by not in SPLIT_MODES:
@@ -100,6 +98,16 @@ def _data_problems(config: Config) -> list[str]:
     if config.train.mixture and not sum(config.train.mixture.values()) > 0:
         problems.append("key 'train.mixture' has weights that sum to 0; give at least one domain a positive weight")
     return problems
+
+
+def _url_problems(paths: list[str], fmt: str) -> list[str]:
+    """Why URL paths (gs://, s3://, ...) of a domain cannot be read here (data/paths.py reads them through fsspec)."""
+    from mergemix_jax.data.paths import url_problem
+
+    remote = [p for p in paths if "://" in p]
+    if remote and fmt == "array_record":
+        return [f"URLs {remote}: ArrayRecord is read from local files only; {REMOTE_HINT}"]
+    return [problem for problem in map(url_problem, remote) if problem]
 
 
 REMOTE_HINT = "use a local path, or mount the bucket with gcsfuse (Cloud TPU VMs: e.g. /gcs/<bucket>/...) and use that path"
