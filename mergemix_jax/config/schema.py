@@ -84,6 +84,9 @@ class DataConfig:
     # the data order depends on the process count); false: every process reads the whole global batch and
     # keeps its devices' rows, so any number of processes trains on the one-process stream
     split_by_process: bool = True
+    # folder for the domain index and token counts, cached per data version (data/cache.py); "" =
+    # $MERGEMIX_CACHE_DIR or ~/.cache/mergemix. On a pod, a folder every host shares (NFS, gcsfuse mount)
+    cache_dir: str = ""
 
 
 @dataclass

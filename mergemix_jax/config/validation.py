@@ -90,6 +90,8 @@ def _data_problems(config: Config) -> list[str]:
     if not 0 <= d.heldout_fraction < 1:
         problems.append(f"key 'data.heldout_fraction' must be in [0, 1), got {d.heldout_fraction}")
     problems += _positive({"data.max_epochs": d.max_epochs})
+    if "://" in d.cache_dir:
+        problems.append(f"key 'data.cache_dir' is a URL ({d.cache_dir}); the data cache is a local folder: {REMOTE_HINT}")
     for name, weight in config.train.mixture.items():
         if name not in names:
             problems.append(f"key 'train.mixture.{name}' names no domain in data.domains (known: {names})")

@@ -12,12 +12,15 @@ import functools
 import glob
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from mergemix_jax.config.schema import DataConfig, DomainConfig
+from mergemix_jax.data.cache import cache_root, dump_arrays, entry_key, load_arrays, shared
 from mergemix_jax.data.errors import DataError
 from mergemix_jax.data.paths import (
     expand_glob,
@@ -50,6 +53,7 @@ class DomainIndex:
     start: np.ndarray  # [n_docs] int64 byte offset
     end: np.ndarray  # [n_docs] int64 byte offset (exclusive)
     heldout: np.ndarray  # [n_docs] bool
+    version: str = ""  # hash of the file stamps, fields and split settings: the key of the disk caches
 
     def doc_ids(self, split: str) -> np.ndarray:
         """Indices (into the span arrays) of the documents in `split`, in file order."""
@@ -150,14 +154,34 @@ def _domain_signature(files: list[str], settings: str, edge_bytes: int) -> str:
     return digest.hexdigest()[:16]
 
 
-def index_domain(domain: DomainConfig, heldout_fraction: float, split_seed: int) -> DomainIndex:
+def index_domain(domain: DomainConfig, heldout_fraction: float, split_seed: int, cache_dir: str | os.PathLike | None = None) -> DomainIndex:
     """Scan `domain`'s files once (streaming), validate them and split documents by a seeded hash.
 
-    Cached per (domain, split settings, file sizes and mtimes), so repeated calls are free.
+    Cached per (domain, split settings, file sizes and mtimes), so repeated calls are free; with
+    `cache_dir`, also on disk there, written by process 0 and read by every other (data/cache.py).
     """
     files = domain_files(domain)
-    key = (domain.name, tuple(domain.paths), domain.format, domain.text_field, domain.split_by, _file_stamps(files), heldout_fraction, split_seed)
-    return _bounded_cache(_INDEX_CACHE, key, lambda: _build_index(domain, files, float(heldout_fraction), int(split_seed)))
+    stamps = _file_stamps(files)
+    key = (domain.name, tuple(domain.paths), domain.format, domain.text_field, domain.split_by, stamps, heldout_fraction, split_seed)
+    version = entry_key({k: v for k, v in vars(domain).items() if k != "name"}, stamps, float(heldout_fraction), int(split_seed))
+
+    def build() -> DomainIndex:
+        scan = functools.partial(_build_index, domain, files, float(heldout_fraction), int(split_seed), version)
+        if cache_dir is None:
+            return scan()
+        arrays = shared(Path(cache_dir) / "index" / f"{version}.npz", lambda: _index_arrays(scan()), dump_arrays, load_arrays)
+        return DomainIndex(domain=domain, files=tuple(files), version=version, **arrays)
+
+    return _bounded_cache(_INDEX_CACHE, key, build)
+
+
+def _index_arrays(index: DomainIndex) -> dict[str, np.ndarray]:
+    return {"file_idx": index.file_idx, "start": index.start, "end": index.end, "heldout": index.heldout}
+
+
+def domain_index(data_cfg: DataConfig, name: str) -> DomainIndex:
+    """The index of domain `name` of `data_cfg`, cached on disk under the data cache (data/cache.py)."""
+    return index_domain(find_domain(data_cfg, name), data_cfg.heldout_fraction, data_cfg.split_seed, cache_root(data_cfg))
 
 
 def _file_stamps(files: list[str]) -> tuple:
@@ -178,7 +202,7 @@ def index_all(data_cfg: DataConfig) -> dict[str, DomainIndex]:
     """`index_domain` for every configured domain, by name."""
     if not data_cfg.domains:
         raise DataError("data.domains is empty; configure at least one domain")
-    return {d.name: index_domain(d, data_cfg.heldout_fraction, data_cfg.split_seed) for d in data_cfg.domains}
+    return {d.name: domain_index(data_cfg, d.name) for d in data_cfg.domains}
 
 
 def iter_documents(index: DomainIndex, split: str) -> Iterator[str]:
@@ -187,7 +211,7 @@ def iter_documents(index: DomainIndex, split: str) -> Iterator[str]:
         yield index.read(int(doc))
 
 
-def _build_index(domain: DomainConfig, files: list[str], heldout_fraction: float, split_seed: int) -> DomainIndex:
+def _build_index(domain: DomainConfig, files: list[str], heldout_fraction: float, split_seed: int, version: str = "") -> DomainIndex:
     spans: list[tuple[int, int, int]] = []
     for i, path in enumerate(files):
         spans += [(i, s, e) for s, e in _scan_file(domain, path)]
@@ -204,6 +228,7 @@ def _build_index(domain: DomainConfig, files: list[str], heldout_fraction: float
         start=span_arr[:, 1],
         end=span_arr[:, 2],
         heldout=_heldout_mask(keys, heldout_fraction, split_seed),
+        version=version,
     )
 
 
