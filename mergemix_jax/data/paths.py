@@ -111,6 +111,16 @@ def open_binary(path: str) -> IO[bytes]:
     return fs.open(stripped, "rb")
 
 
+def read_range(path: str, start: int, end: int) -> bytes:
+    """Bytes [start, end) of a file (a URL: one ranged request, no read-ahead)."""
+    if not is_url(path):
+        with open(path, "rb") as handle:
+            handle.seek(start)
+            return handle.read(end - start)
+    fs, stripped = _fs(path)
+    return fs.cat_file(stripped, start=start, end=end)
+
+
 def join(folder: str, name: str) -> str:
     """`folder`/`name` for a local folder or a URL."""
     return posixpath.join(folder, name) if is_url(folder) else os.path.join(folder, name)

@@ -30,6 +30,7 @@ from mergemix_jax.data.paths import (
     is_file,
     normalize,
     open_binary,
+    read_range,
     relative_names,
 )
 from mergemix_jax.data.rows import ROW_FORMATS, expand_row_paths, read_row, scan_rows
@@ -65,9 +66,7 @@ class DomainIndex:
         """The text of document `doc` (one small read; the file is not kept open)."""
         if self.domain.format in ROW_FORMATS:  # start = row number (see data/rows.py)
             return read_row(self.domain, self.files[self.file_idx[doc]], int(self.start[doc]))
-        with open_binary(self.files[self.file_idx[doc]]) as f:
-            f.seek(int(self.start[doc]))
-            raw = f.read(int(self.end[doc] - self.start[doc]))
+        raw = read_range(self.files[self.file_idx[doc]], int(self.start[doc]), int(self.end[doc]))
         text = raw.decode("utf-8")
         if self.domain.format == "jsonl":
             return json.loads(text)[self.domain.text_field]
