@@ -8,7 +8,8 @@ import sys
 EXAMPLES = """Examples:
   mergemix export-mixture runs/demo-1a2b3c4d --format maxtext
   mergemix export-mixture runs/demo-1a2b3c4d --format levanter --target-tokens 2e11 --out data.yaml
-Formats: {formats}.
+Formats:
+{formats}
 With --target-tokens, each domain's epochs at that many training tokens are written as comments
 (and fields in json), from the data accounting; a warning names every domain repeated more than
 data.max_epochs times. Without --out the config is printed.
@@ -21,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "export-mixture",
         help="write a run's mixture for MaxText, levanter, OLMo-core, torchtitan, grain, seqio or as JSON",
-        description=EXAMPLES.format(formats="; ".join(f"{name}: {f.summary}" for name, f in FORMATS.items())),
+        description=EXAMPLES.format(formats="\n".join(f"  {name:<11} {f.summary}" for name, f in FORMATS.items())),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("run", help="pipeline run folder (config.yaml and mixture.json)")

@@ -1,4 +1,4 @@
-"""The one registry of mixture export formats: name -> (renderer of an ExportPlan, file suffix, what it is).
+"""The one registry of mixture export formats: name -> (renderer of an ExportPlan, what it writes).
 
 `mergemix export-mixture RUN --format NAME` renders the run's ExportPlan with FORMATS[NAME]; the
 trainers' schemas and the commits they were checked at are in export/trainers.py.
@@ -19,7 +19,6 @@ class ExportFormat:
     """How one format is written (the renderer is imported when used: listing formats stays light)."""
 
     renderer: str  # "module:function" under mergemix_jax.export, taking an ExportPlan, returning text
-    suffix: str  # of the default file name, e.g. ".yaml"
     summary: str  # one line for --help
 
     def render(self, plan: ExportPlan) -> str:
@@ -45,13 +44,13 @@ def render_seqio(plan: ExportPlan) -> str:
 
 
 FORMATS: dict[str, ExportFormat] = {
-    "maxtext": ExportFormat("trainers:render_maxtext", ".yaml", "MaxText config overrides: dataset_type grain, grain_train_files blend"),
-    "levanter": ExportFormat("trainers:render_levanter", ".yaml", "levanter data section: LMMixtureDatasetConfig configs + train_weights"),
-    "olmo-core": ExportFormat("trainers:render_olmo_core", ".py", "OLMo-core SourceMixtureDatasetConfig (Python)"),
-    "torchtitan": ExportFormat("trainers:render_torchtitan", ".py", "torchtitan DatasetMixConfig of WeightedDataset (Python)"),
-    "grain": ExportFormat("formats:render_grain", ".yaml", "mergemix's own train.mixture fragment (grain pipeline)"),
-    "seqio": ExportFormat("formats:render_seqio", ".py", "seqio MixtureRegistry.add with rates (Python)"),
-    "json": ExportFormat("trainers:render_json", ".json", "domains with paths, format, weight, tokens and epochs (JSON)"),
+    "maxtext": ExportFormat("trainers:render_maxtext", "MaxText config overrides: dataset_type grain, grain_train_files blend"),
+    "levanter": ExportFormat("trainers:render_levanter", "levanter data section: LMMixtureDatasetConfig configs + train_weights"),
+    "olmo-core": ExportFormat("trainers:render_olmo_core", "OLMo-core SourceMixtureDatasetConfig (Python)"),
+    "torchtitan": ExportFormat("trainers:render_torchtitan", "torchtitan DatasetMixConfig of WeightedDataset (Python)"),
+    "grain": ExportFormat("formats:render_grain", "mergemix's own train.mixture fragment (grain pipeline)"),
+    "seqio": ExportFormat("formats:render_seqio", "seqio MixtureRegistry.add with rates (Python)"),
+    "json": ExportFormat("trainers:render_json", "domains with paths, format, weight, tokens and epochs (JSON)"),
 }
 
 

@@ -45,6 +45,7 @@ class ExportPlan:
     method: str  # the search method that chose the mixture
     seq_len: int  # train.seq_len of the run
     batch_size: int  # train.batch_size of the run (sequences)
+    run_tokens: int  # train.steps x batch_size x seq_len: the tokens of the run's configured training
     max_epochs: float  # data.max_epochs: more passes than this are flagged
     target_tokens: int | None = None
     dropped: tuple[str, ...] = ()  # domains whose weight was below min_weight
@@ -105,7 +106,7 @@ def export_plan(
     domains = tuple(
         DomainPlan(
             name=name,
-            paths=tuple(known[name].paths),
+            paths=tuple(p if "://" in p else os.path.normpath(p) for p in known[name].paths),
             format=known[name].format,
             text_field=known[name].text_field,
             split_by=known[name].split_by,
@@ -122,6 +123,7 @@ def export_plan(
         method=method,
         seq_len=config.train.seq_len,
         batch_size=config.train.batch_size,
+        run_tokens=config.train.steps * config.train.batch_size * config.train.seq_len,
         max_epochs=config.data.max_epochs,
         target_tokens=target_tokens,
         dropped=tuple(sorted(set(weights) - set(kept))),

@@ -91,7 +91,7 @@ def render_levanter(plan: ExportPlan) -> str:
 
 def render_olmo_core(plan: ExportPlan) -> str:
     """A Python module building OLMo-core's SourceMixtureDatasetConfig; max_repetition_ratio is data.max_epochs."""
-    requested = plan.target_tokens or plan.seq_len * plan.batch_size
+    requested = plan.target_tokens or plan.run_tokens
     sources = "\n".join(
         f"        SourceMixtureConfig(\n"
         f"            source_name={d.name!r},\n"
@@ -113,7 +113,7 @@ def render_olmo_core(plan: ExportPlan) -> str:
         "    source_list=SourceMixtureList(sources=[\n"
         f"{sources}\n"
         "    ]),\n"
-        f"    requested_tokens={requested},\n"
+        f"    requested_tokens={requested},  # {'--target-tokens' if plan.target_tokens else 'the run: train.steps x batch_size x seq_len'}\n"
         "    global_batch_size=GLOBAL_BATCH_SIZE,\n"
         ")\n"
     )
