@@ -104,7 +104,7 @@ def _data_problems(config: Config) -> list[str]:
 
 def _url_problems(paths: list[str], fmt: str) -> list[str]:
     """Why URL paths (gs://, s3://, ...) of a domain cannot be read here (data/paths.py reads them through fsspec)."""
-    from mergemix_jax.data.paths import url_problem
+    from mergemix_jax.config.remote import url_problem
 
     remote = [p for p in paths if "://" in p]
     if remote and fmt == "array_record":

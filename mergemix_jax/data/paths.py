@@ -14,30 +14,13 @@ import os
 import posixpath
 from typing import IO
 
+from mergemix_jax.config.remote import url_problem
 from mergemix_jax.data.errors import DataError
-
-INSTALL_HINT = "pip install 'mergemix-jax[gcs]' (fsspec + gcsfs; s3:// needs s3fs), or mount the bucket (gcsfuse) and use the local path"
 
 
 def is_url(path: str) -> bool:
     """True for `protocol://...` paths (read through fsspec)."""
     return "://" in path
-
-
-def url_problem(url: str) -> str | None:
-    """Why `url` cannot be read here (fsspec or the protocol's package missing, unknown protocol), or None."""
-    try:
-        import fsspec
-    except ImportError:
-        return f"reading {url} needs fsspec: {INSTALL_HINT}"
-    protocol = url.split("://", 1)[0]
-    try:
-        fsspec.get_filesystem_class(protocol)
-    except ImportError as err:
-        return f"reading {url} needs the package for {protocol}:// ({err}): {INSTALL_HINT}"
-    except ValueError:
-        return f"{url}: fsspec knows no filesystem for {protocol}://; use gs://, s3://, hf://, ... or a local path"
-    return None
 
 
 def _fs(url: str):
