@@ -115,5 +115,11 @@ def test_cli_writes_out_file_and_refuses_bad_input(run_dir, tmp_path, capsys):
     assert exit_info.value.code == 2 and all(name in err for name in FORMATS)
     assert main(["export-mixture", str(tmp_path), "--format", "json"]) == 2
     assert "config.yaml does not exist" in capsys.readouterr().err
+    write_mixture(MixtureFile(weights={"prose": 0.25, "code": 0.75}, method="x", objective=0.0), tmp_path / "selected.json")
+    assert main(["export-mixture", str(run_dir), "--format", "json", "--mixture", str(tmp_path / "selected.json")]) == 0
+    assert {n: d["weight"] for n, d in json.loads(capsys.readouterr().out)["domains"].items()} == {"prose": 0.25, "code": 0.75}
+    write_mixture(MixtureFile(weights={"web": 1.0}, method="x", objective=0.0), tmp_path / "foreign.json")
+    assert main(["export-mixture", str(run_dir), "--format", "json", "--mixture", str(tmp_path / "foreign.json")]) == 2
+    assert "weighs domains ['web']" in capsys.readouterr().err
     with pytest.raises(ValueError, match="choose one of maxtext"):
         render(export_plan(run_dir), "megatron")

@@ -28,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("run", help="pipeline run folder (config.yaml and mixture.json)")
     parser.add_argument("--format", required=True, choices=tuple(FORMATS), help="the trainer's config format")
     parser.add_argument("--target-tokens", type=float, default=None, help="training tokens of the target run (e.g. 2e11): epochs per domain")
+    parser.add_argument("--mixture", default="", help="mixture file to export (default: <run>/mixture.json; e.g. <run>/search/selected.json)")
     parser.add_argument("--out", default="", help="file to write (atomically); default: print")
     parser.set_defaults(func=run)
 
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from mergemix_jax.reliability.atomic import atomic_write_text
 
     target = None if args.target_tokens is None else int(args.target_tokens)
-    plan = export_plan(args.run, target)
+    plan = export_plan(args.run, target, mixture_file=args.mixture or None)
     text = render(plan, args.format)
     for warning in plan.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)

@@ -57,10 +57,11 @@ class ExportPlan:
         return {d.name: d.weight for d in self.domains}
 
 
-def load_run(run_dir: str | os.PathLike) -> tuple[Config, dict[str, float], str]:
-    """(config, weights, method) of a finished `mergemix run` folder; a ConfigError names what is missing."""
+def load_run(run_dir: str | os.PathLike, mixture_file: str | os.PathLike | None = None) -> tuple[Config, dict[str, float], str]:
+    """(config, weights, method) of a finished `mergemix run` folder (weights from `mixture_file`,
+    default <run>/mixture.json); a ConfigError names what is missing."""
     run_dir = Path(run_dir)
-    config_file, mixture_file = run_dir / "config.yaml", run_dir / "mixture.json"
+    config_file, mixture_file = run_dir / "config.yaml", Path(mixture_file or run_dir / "mixture.json")
     for path in (config_file, mixture_file):
         if not path.is_file():
             raise ConfigError(f"{path} does not exist; give the folder of a finished `mergemix run` (config.yaml and mixture.json)")
@@ -82,16 +83,21 @@ def path_shares(domain: DomainConfig) -> tuple[float, ...]:
 
 
 def export_plan(
-    run_dir: str | os.PathLike, target_tokens: int | None = None, min_weight: float = 1e-6, counts: dict[str, dict[str, int]] | None = None
+    run_dir: str | os.PathLike,
+    target_tokens: int | None = None,
+    min_weight: float = 1e-6,
+    counts: dict[str, dict[str, int]] | None = None,
+    mixture_file: str | os.PathLike | None = None,
 ) -> ExportPlan:
     """The ExportPlan of a run folder. With `target_tokens`, each domain's training tokens come from
     `counts` (default: the data accounting, cached per data version) and a warning is added for each
-    domain the run would repeat more than data.max_epochs times."""
-    config, weights, method = load_run(run_dir)
+    domain the run would repeat more than data.max_epochs times. `mixture_file` (default
+    <run>/mixture.json) may be any mixture file of the run, e.g. search/selected.json."""
+    config, weights, method = load_run(run_dir, mixture_file)
     known = {d.name: d for d in config.data.domains}
     unknown = sorted(set(weights) - set(known))
     if unknown:
-        raise ConfigError(f"{Path(run_dir) / 'mixture.json'} weighs domains {unknown} that its config.yaml does not configure (known: {sorted(known)})")
+        raise ConfigError(f"{mixture_file or Path(run_dir) / 'mixture.json'} weighs domains {unknown} that its config.yaml does not configure (known: {sorted(known)})")
     if target_tokens is not None and target_tokens <= 0:
         raise ConfigError(f"--target-tokens must be > 0, got {target_tokens}")
     kept = grain_mixture(weights, min_weight)
