@@ -92,3 +92,12 @@ def test_an_unreadable_cache_entry_is_rebuilt(data_cfg, calls, tmp_path):
         entry.write_text("{truncated")
     new_process(calls)
     assert token_counts(data_cfg) == first and calls["encode"] == 24
+
+
+def test_the_cache_folder_changes_neither_the_run_folder_nor_the_search_settings(tmp_path):
+    from mergemix_jax.pipeline.run_dir import run_dir_for
+    from mergemix_jax.search.cache import search_settings
+
+    plain, cached = load_config(None), load_config(None, [f"data.cache_dir={tmp_path}"])
+    assert run_dir_for(plain) == run_dir_for(cached)
+    assert search_settings(plain, {}, synthetic="") == search_settings(cached, {}, synthetic="")
