@@ -1,8 +1,10 @@
 """The domain index and token counts are computed once per data version and read back by every
 later process (a new process is simulated by clearing the in-process index cache)."""
 
+import dataclasses
 import json
 import os
+import shutil
 
 import pytest
 
@@ -101,3 +103,50 @@ def test_the_cache_folder_changes_neither_the_run_folder_nor_the_search_settings
     plain, cached = load_config(None), load_config(None, [f"data.cache_dir={tmp_path}"])
     assert run_dir_for(plain) == run_dir_for(cached)
     assert search_settings(plain, {}, synthetic="") == search_settings(cached, {}, synthetic="")
+
+
+class FakeCoordinator:
+    """jax.distributed's key-value store, as the cache uses it: process 0 posts, the others wait."""
+
+    def __init__(self, on_wait=None):
+        self.posted, self.waited, self.on_wait = set(), [], on_wait
+
+    def key_value_set(self, key, value):
+        if key in self.posted:
+            raise RuntimeError(f"{key} already exists")
+        self.posted.add(key)
+
+    def blocking_key_value_get(self, key, timeout_ms):
+        self.waited.append(key)
+        if self.on_wait:  # process 0 finishes meanwhile
+            self.on_wait(key)
+        assert key in self.posted, "a process waited for an entry process 0 never posted"
+        return "1"
+
+
+def test_in_a_multi_host_job_process_0_posts_and_the_others_wait_then_read(data_cfg, calls, monkeypatch):
+    coordinator = FakeCoordinator()
+    monkeypatch.setattr(multihost, "is_multiprocess", lambda: True)
+    monkeypatch.setattr(multihost, "_client", lambda: coordinator)
+    monkeypatch.setattr(multihost, "is_writer", lambda: True)
+    first = token_counts(data_cfg)
+    assert len(coordinator.posted) == 4  # an index and a count per domain
+    new_process(calls)
+    monkeypatch.setattr(multihost, "is_writer", lambda: False)
+    assert token_counts(data_cfg) == first and calls == {"encode": 0, "scan": 0}
+    assert coordinator.waited == []  # the files were there: nobody waited
+
+
+def test_a_process_that_arrives_first_waits_for_process_0s_entry(data_cfg, calls, monkeypatch, tmp_path):
+    first = token_counts(dataclasses.replace(data_cfg, cache_dir=str(tmp_path / "elsewhere")))  # what process 0 will write
+
+    def process_0_finishes(key):
+        shutil.copytree(tmp_path / "elsewhere", tmp_path / "cache", dirs_exist_ok=True)
+        coordinator.posted.add(key)
+
+    coordinator = FakeCoordinator(process_0_finishes)
+    monkeypatch.setattr(multihost, "is_multiprocess", lambda: True)
+    monkeypatch.setattr(multihost, "_client", lambda: coordinator)
+    monkeypatch.setattr(multihost, "is_writer", lambda: False)
+    new_process(calls)
+    assert token_counts(data_cfg) == first and calls == {"encode": 0, "scan": 0} and len(coordinator.waited) == 1  # for the first entry; process 0 had written the rest by then
