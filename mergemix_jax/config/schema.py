@@ -77,10 +77,10 @@ class OptimConfig:
 
 @dataclass
 class DomainConfig:
-    """A named set of local files forming one candidate data domain."""
+    """A named set of files (local, or URLs such as gs://) forming one candidate data domain."""
 
     name: str = ""
-    paths: list[str] = field(default_factory=list)  # files or globs, relative to the config file
+    paths: list[str] = field(default_factory=list)  # files or globs, relative to the config file, or fsspec URLs (gs://b/web/*.parquet)
     format: str = "text"  # text | jsonl | source (one document per file) | parquet | arrow | hf_disk (a save_to_disk folder) | array_record
     text_field: str = "text"  # jsonl, parquet, arrow, hf_disk (and JSON array_record records): which field holds the document
     split_by: str = "file"  # text: file (one doc per file) | blank_line (paragraph blocks)
@@ -100,6 +100,9 @@ class DataConfig:
     # the data order depends on the process count); false: every process reads the whole global batch and
     # keeps its devices' rows, so any number of processes trains on the one-process stream
     split_by_process: bool = True
+    # folder for the domain index and token counts, cached per data version (data/cache.py); "" =
+    # $MERGEMIX_CACHE_DIR or ~/.cache/mergemix. On a pod, a folder every host shares (NFS, gcsfuse mount)
+    cache_dir: str = ""
 
 
 @dataclass

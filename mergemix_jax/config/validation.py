@@ -89,9 +89,7 @@ def _data_problems(config: Config) -> list[str]:
             problems.append(f"key '{where}.name' is empty; give every domain a name")
         if not dom.paths:
             problems.append(f"key '{where}.paths' of domain '{dom.name}' lists no files")
-        remote = [p for p in dom.paths if "://" in p]
-        if remote:
-            problems.append(f"key '{where}.paths' of domain '{dom.name}' has URLs {remote}; {REMOTE_HINT}")
+        problems += [f"key '{where}.paths' of domain '{dom.name}': {problem}" for problem in _url_problems(dom.paths, dom.format)]
         if dom.format not in DOMAIN_FORMATS:
             problems.append(f"key '{where}.format' must be one of {DOMAIN_FORMATS}, got {dom.format!r}")
         if dom.split_by not in SPLIT_MODES:
@@ -102,6 +100,8 @@ def _data_problems(config: Config) -> list[str]:
     if not 0 <= d.heldout_fraction < 1:
         problems.append(f"key 'data.heldout_fraction' must be in [0, 1), got {d.heldout_fraction}")
     problems += _positive({"data.max_epochs": d.max_epochs})
+    if "://" in d.cache_dir:
+        problems.append(f"key 'data.cache_dir' is a URL ({d.cache_dir}); the data cache is a local folder: {REMOTE_HINT}")
     for name, weight in config.train.mixture.items():
         if name not in names:
             problems.append(f"key 'train.mixture.{name}' names no domain in data.domains (known: {names})")
@@ -110,6 +110,16 @@ def _data_problems(config: Config) -> list[str]:
     if config.train.mixture and not sum(config.train.mixture.values()) > 0:
         problems.append("key 'train.mixture' has weights that sum to 0; give at least one domain a positive weight")
     return problems
+
+
+def _url_problems(paths: list[str], fmt: str) -> list[str]:
+    """Why URL paths (gs://, s3://, ...) of a domain cannot be read here (data/paths.py reads them through fsspec)."""
+    from mergemix_jax.config.remote import url_problem
+
+    remote = [p for p in paths if "://" in p]
+    if remote and fmt == "array_record":
+        return [f"URLs {remote}: ArrayRecord is read from local files only; {REMOTE_HINT}"]
+    return [problem for problem in map(url_problem, remote) if problem]
 
 
 REMOTE_HINT = "use a local path, or mount the bucket with gcsfuse (Cloud TPU VMs: e.g. /gcs/<bucket>/...) and use that path"

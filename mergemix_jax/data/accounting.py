@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mergemix_jax.config.schema import DataConfig
+from mergemix_jax.data.cache import cache_root, dump_json, entry_key, file_digest, load_json, shared
 from mergemix_jax.data.pipeline import normalize_mixture
 from mergemix_jax.data.sources import SPLITS, index_all, iter_documents
 from mergemix_jax.data.tokenizer import load_tokenizer
@@ -11,14 +12,29 @@ from mergemix_jax.data.tokenizer import load_tokenizer
 def token_counts(data_cfg: DataConfig) -> dict[str, dict[str, int]]:
     """{domain: {"train": n, "heldout": n}}: tokens per split, each document counted with its bos/eos.
 
-    Streams every document once through the configured tokenizer.
+    Streams every document once through the configured tokenizer, once per data version: the
+    counts are cached under the data cache (data.cache_dir), keyed by the domain's index version
+    and the tokenizer's bytes, written by process 0 and read by the others (data/cache.py).
     """
     tokenizer = load_tokenizer(data_cfg)
     extra = 1 + (tokenizer.bos_id is not None)
+    fingerprint = tokenizer_fingerprint(data_cfg)
+    root = cache_root(data_cfg)
     counts = {}
     for name, index in index_all(data_cfg).items():
-        counts[name] = {split: sum(len(tokenizer.encode_array(t)) + extra for t in iter_documents(index, split)) for split in SPLITS}
+
+        def count(index=index) -> dict[str, int]:
+            return {split: sum(len(tokenizer.encode_array(t)) + extra for t in iter_documents(index, split)) for split in SPLITS}
+
+        path = root / "token_counts" / f"{entry_key(index.version, fingerprint, extra)}.json"
+        counts[name] = {split: int(n) for split, n in shared(path, count, dump_json, load_json).items()}
     return counts
+
+
+def tokenizer_fingerprint(data_cfg: DataConfig) -> str:
+    """What identifies data.tokenizer: "byte", or a hash of the tokenizer file's bytes."""
+    spec = data_cfg.tokenizer
+    return "byte" if spec in ("byte", "") else file_digest(spec)
 
 
 def document_counts(data_cfg: DataConfig) -> dict[str, dict[str, int]]:

@@ -23,7 +23,7 @@ import numpy as np
 from mergemix_jax.config.schema import DataConfig
 from mergemix_jax.data.batches import BATCH_KEYS
 from mergemix_jax.data.errors import DataError
-from mergemix_jax.data.sources import DocumentSource, find_domain, index_domain
+from mergemix_jax.data.sources import DocumentSource, domain_index
 from mergemix_jax.data.tokenizer import Tokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ def make_sequence_dataset(
     positions = {d.name: i for i, d in enumerate(data_cfg.domains)}
     streams = {}
     for name in weights:
-        index = index_domain(find_domain(data_cfg, name), data_cfg.heldout_fraction, data_cfg.split_seed)
+        index = domain_index(data_cfg, name)
         source = DocumentSource(index, "train")
         if len(source) < process_count:
             raise DataError(f"domain '{name}' has {len(source)} training documents, fewer than the {process_count} processes")
@@ -155,7 +155,7 @@ def heldout_batches(data_cfg: DataConfig, domain: str, *, seq_len: int, n_sequen
     """
     if n_sequences <= 0 or batch_size <= 0:
         raise DataError(f"n_sequences ({n_sequences}) and batch_size ({batch_size}) must be > 0")
-    index = index_domain(find_domain(data_cfg, domain), data_cfg.heldout_fraction, data_cfg.split_seed)
+    index = domain_index(data_cfg, domain)
     source = DocumentSource(index, "heldout")
     if len(source) == 0:
         raise DataError(f"domain '{domain}' has no held-out documents; raise data.heldout_fraction or add documents")

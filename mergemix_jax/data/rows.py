@@ -12,42 +12,43 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from collections.abc import Iterator
 
 import numpy as np
 
 from mergemix_jax.config.schema import DomainConfig
 from mergemix_jax.data.errors import DataError
+from mergemix_jax.data.paths import is_dir, is_file, is_url, join, open_binary, read_version
 
 ROW_FORMATS = ("parquet", "arrow", "hf_disk", "array_record")
 
 
 def hf_disk_files(folder: str, domain: str) -> list[str]:
     """The Arrow files of a `Dataset.save_to_disk` folder, in order (from its state.json)."""
-    state = os.path.join(folder, "state.json")
-    if os.path.isfile(os.path.join(folder, "dataset_dict.json")):
-        with open(os.path.join(folder, "dataset_dict.json")) as handle:
+    state = join(folder, "state.json")
+    if is_file(join(folder, "dataset_dict.json")):
+        with open_binary(join(folder, "dataset_dict.json")) as handle:
             splits = json.load(handle).get("splits", [])
         raise DataError(
             f"domain '{domain}': {folder} is a DatasetDict with splits {splits}; point data.domains[].paths at one split folder, "
-            f"e.g. {os.path.join(folder, splits[0] if splits else 'train')}"
+            f"e.g. {join(folder, splits[0] if splits else 'train')}"
         )
-    if not os.path.isfile(state):
+    if not is_file(state):
         raise DataError(f"domain '{domain}': {folder} has no state.json; format hf_disk reads folders written by datasets' save_to_disk")
-    with open(state) as handle:
-        files = [os.path.join(folder, entry["filename"]) for entry in json.load(handle).get("_data_files", [])]
-    missing = [f for f in files if not os.path.isfile(f)]
+    with open_binary(state) as handle:
+        files = [join(folder, entry["filename"]) for entry in json.load(handle).get("_data_files", [])]
+    missing = [f for f in files if not is_file(f)]
     if not files or missing:
         raise DataError(f"domain '{domain}': {folder}/state.json lists no data files or missing ones {missing}; re-save the dataset")
     return files
 
 
 def _open_arrow(path: str):
-    """A reader over an Arrow IPC file or stream (datasets writes streams), memory-mapped."""
+    """A reader over an Arrow IPC file or stream (datasets writes streams), memory-mapped (a URL:
+    read through fsspec)."""
     import pyarrow as pa
 
-    source = pa.memory_map(path)
+    source = pa.PythonFile(open_binary(path), mode="r") if is_url(path) else pa.memory_map(path)
     try:
         return pa.ipc.open_file(source)
     except pa.ArrowInvalid:
@@ -74,9 +75,7 @@ def _text_batches(domain: DomainConfig, path: str) -> Iterator[list]:
             yield [_record_text(domain, path, start + i, r) for i, r in enumerate(reader.read(start, min(start + 1024, reader.num_records())))]
         return
     if domain.format == "parquet":
-        import pyarrow.parquet as pq
-
-        handle = pq.ParquetFile(path)
+        handle = _parquet_file(path)
         _check_column(domain, path, handle.schema_arrow)
         batches = handle.iter_batches(batch_size=4096, columns=[domain.text_field])
     else:
@@ -112,8 +111,17 @@ def _record_text(domain: DomainConfig, path: str, row: int, record: bytes) -> st
     return text
 
 
-def require_reader(domain: DomainConfig) -> None:
-    """A clear error when the library a row format needs is not installed."""
+def _parquet_file(path: str):
+    """A pyarrow ParquetFile of a local path or a URL (through an fsspec file: footer and row groups by range reads)."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(open_binary(path) if is_url(path) else path)
+
+
+def require_reader(domain: DomainConfig, path: str = "") -> None:
+    """A clear error when the library a row format needs is not installed, or cannot read `path`."""
+    if domain.format == "array_record" and is_url(path):
+        raise DataError(f"domain '{domain.name}': ArrayRecord is read from local files only, not {path}; mount the bucket with gcsfuse and use the local path")
     module, extra = ("array_record", "grain") if domain.format == "array_record" else ("pyarrow", "mergemix-jax[formats]")
     try:
         __import__(module)
@@ -123,7 +131,7 @@ def require_reader(domain: DomainConfig) -> None:
 
 def scan_rows(domain: DomainConfig, path: str) -> list[tuple[int, int]]:
     """(row, row + 1) spans of the rows of `path` whose text is not empty, streamed by record batch."""
-    require_reader(domain)
+    require_reader(domain, path)
     rows: list[int] = []
     offset = 0
     try:
@@ -144,16 +152,12 @@ def _arrow_table(path: str, mtime_ns: int):
 
 @functools.lru_cache(maxsize=4)
 def _parquet_group(path: str, mtime_ns: int, group: int, column: str):
-    import pyarrow.parquet as pq
-
-    return pq.ParquetFile(path).read_row_group(group, columns=[column]).column(column)
+    return _parquet_file(path).read_row_group(group, columns=[column]).column(column)
 
 
 @functools.lru_cache(maxsize=16)
 def _parquet_group_starts(path: str, mtime_ns: int) -> np.ndarray:
-    import pyarrow.parquet as pq
-
-    meta = pq.ParquetFile(path).metadata
+    meta = _parquet_file(path).metadata
     return np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
 
 
@@ -166,7 +170,7 @@ def _array_record_reader(path: str, mtime_ns: int):
 
 def read_row(domain: DomainConfig, path: str, row: int) -> str:
     """The text of row `row` of `path` (open files and row groups are cached per path and mtime)."""
-    mtime = os.stat(path).st_mtime_ns
+    mtime = read_version(path)
     if domain.format == "array_record":
         return _record_text(domain, path, row, _array_record_reader(path, mtime).read([row])[0])
     if domain.format == "parquet":
@@ -179,7 +183,7 @@ def read_row(domain: DomainConfig, path: str, row: int) -> str:
 def expand_row_paths(domain: DomainConfig, path: str) -> list[str]:
     """Files behind one configured path: an hf_disk folder's Arrow files, else the path itself."""
     if domain.format == "hf_disk":
-        if not os.path.isdir(path):
+        if not is_dir(path):
             raise DataError(f"domain '{domain.name}': {path} is not a folder; format hf_disk reads a save_to_disk folder")
         return hf_disk_files(path, domain.name)
     return [path]

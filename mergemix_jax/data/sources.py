@@ -15,11 +15,24 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from mergemix_jax.config.schema import DataConfig, DomainConfig
+from mergemix_jax.data.cache import cache_root, dump_arrays, entry_key, load_arrays, shared
 from mergemix_jax.data.errors import DataError
+from mergemix_jax.data.paths import (
+    expand_glob,
+    file_size,
+    file_stamp,
+    is_dir,
+    is_file,
+    normalize,
+    open_binary,
+    read_range,
+    relative_names,
+)
 from mergemix_jax.data.rows import ROW_FORMATS, expand_row_paths, read_row, scan_rows
 
 SPLITS = ("train", "heldout")
@@ -41,6 +54,7 @@ class DomainIndex:
     start: np.ndarray  # [n_docs] int64 byte offset
     end: np.ndarray  # [n_docs] int64 byte offset (exclusive)
     heldout: np.ndarray  # [n_docs] bool
+    version: str = ""  # hash of the file stamps, fields and split settings: the key of the disk caches
 
     def doc_ids(self, split: str) -> np.ndarray:
         """Indices (into the span arrays) of the documents in `split`, in file order."""
@@ -52,9 +66,7 @@ class DomainIndex:
         """The text of document `doc` (one small read; the file is not kept open)."""
         if self.domain.format in ROW_FORMATS:  # start = row number (see data/rows.py)
             return read_row(self.domain, self.files[self.file_idx[doc]], int(self.start[doc]))
-        with open(self.files[self.file_idx[doc]], "rb") as f:
-            f.seek(int(self.start[doc]))
-            raw = f.read(int(self.end[doc] - self.start[doc]))
+        raw = read_range(self.files[self.file_idx[doc]], int(self.start[doc]), int(self.end[doc]))
         text = raw.decode("utf-8")
         if self.domain.format == "jsonl":
             return json.loads(text)[self.domain.text_field]
@@ -90,26 +102,27 @@ def find_domain(data_cfg: DataConfig, name: str) -> DomainConfig:
 
 
 def domain_files(domain: DomainConfig) -> list[str]:
-    """The files of `domain`: each path is a file or a glob (`**` recurses), in sorted order."""
+    """The files of `domain`: each path is a file or a glob (`**` recurses), local or a URL
+    (data/paths.py), in sorted order."""
     files: list[str] = []
     for pattern in domain.paths:
         if domain.format == "hf_disk":  # paths are save_to_disk folders (globs allowed)
-            folders = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+            folders = expand_glob(pattern, folders=True) if glob.has_magic(pattern) else [pattern]
             files += [f for folder in folders for f in expand_row_paths(domain, folder)]
         elif glob.has_magic(pattern):
-            matches = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+            matches = expand_glob(pattern)
             if not matches:
                 raise DataError(f"domain '{domain.name}': the glob {pattern!r} matches no files; fix data.domains paths")
             files += matches
-        elif os.path.isdir(pattern):
+        elif is_dir(pattern):
             raise DataError(f"domain '{domain.name}': {pattern} is a directory; use a glob such as '{pattern}/**/*.txt'")
-        elif not os.path.isfile(pattern):
+        elif not is_file(pattern):
             raise DataError(f"domain '{domain.name}': file {pattern} does not exist; fix data.domains paths")
         else:
             files.append(pattern)
     if not files:
         raise DataError(f"domain '{domain.name}' lists no paths; give it files or globs under data.domains[].paths")
-    return list(dict.fromkeys(os.path.abspath(f) for f in files))
+    return list(dict.fromkeys(normalize(f) for f in files))
 
 
 def split_signature(data_cfg: DataConfig, edge_bytes: int = 4096) -> dict[str, str]:
@@ -129,31 +142,50 @@ def split_signature(data_cfg: DataConfig, edge_bytes: int = 4096) -> dict[str, s
 
 
 def _domain_signature(files: list[str], settings: str, edge_bytes: int) -> str:
-    root = os.path.commonpath([os.path.dirname(f) for f in files])
     digest = hashlib.sha256(settings.encode())
-    for path in files:
-        size = os.path.getsize(path)
-        digest.update(f"{os.path.relpath(path, root)}|{size}|".encode())
-        with open(path, "rb") as handle:
+    for path, name in zip(files, relative_names(files), strict=True):
+        size = file_size(path)
+        digest.update(f"{name}|{size}|".encode())
+        with open_binary(path) as handle:
             digest.update(handle.read(edge_bytes))
             handle.seek(max(size - edge_bytes, 0))
             digest.update(handle.read(edge_bytes))
     return digest.hexdigest()[:16]
 
 
-def index_domain(domain: DomainConfig, heldout_fraction: float, split_seed: int) -> DomainIndex:
+def index_domain(domain: DomainConfig, heldout_fraction: float, split_seed: int, cache_dir: str | os.PathLike | None = None) -> DomainIndex:
     """Scan `domain`'s files once (streaming), validate them and split documents by a seeded hash.
 
-    Cached per (domain, split settings, file sizes and mtimes), so repeated calls are free.
+    Cached per (domain, split settings, file sizes and mtimes), so repeated calls are free; with
+    `cache_dir`, also on disk there, written by process 0 and read by every other (data/cache.py).
     """
     files = domain_files(domain)
-    key = (domain.name, tuple(domain.paths), domain.format, domain.text_field, domain.split_by, _file_stamps(files), heldout_fraction, split_seed)
-    return _bounded_cache(_INDEX_CACHE, key, lambda: _build_index(domain, files, float(heldout_fraction), int(split_seed)))
+    stamps = _file_stamps(files)
+    key = (domain.name, tuple(domain.paths), domain.format, domain.text_field, domain.split_by, stamps, heldout_fraction, split_seed)
+    version = entry_key({k: v for k, v in vars(domain).items() if k != "name"}, stamps, float(heldout_fraction), int(split_seed))
+
+    def build() -> DomainIndex:
+        scan = functools.partial(_build_index, domain, files, float(heldout_fraction), int(split_seed), version)
+        if cache_dir is None:
+            return scan()
+        arrays = shared(Path(cache_dir) / "index" / f"{version}.npz", lambda: _index_arrays(scan()), dump_arrays, load_arrays)
+        return DomainIndex(domain=domain, files=tuple(files), version=version, **arrays)
+
+    return _bounded_cache(_INDEX_CACHE, key, build)
+
+
+def _index_arrays(index: DomainIndex) -> dict[str, np.ndarray]:
+    return {"file_idx": index.file_idx, "start": index.start, "end": index.end, "heldout": index.heldout}
+
+
+def domain_index(data_cfg: DataConfig, name: str) -> DomainIndex:
+    """The index of domain `name` of `data_cfg`, cached on disk under the data cache (data/cache.py)."""
+    return index_domain(find_domain(data_cfg, name), data_cfg.heldout_fraction, data_cfg.split_seed, cache_root(data_cfg))
 
 
 def _file_stamps(files: list[str]) -> tuple:
-    """(path, size, mtime_ns) of each file: a cache key that changes when a file does."""
-    return tuple((f, st.st_size, st.st_mtime_ns) for f in files for st in (os.stat(f),))
+    """(path, size, mtime_ns or remote version) of each file: a cache key that changes when a file does."""
+    return tuple(file_stamp(f) for f in files)
 
 
 def _bounded_cache(cache: dict, key: tuple, build):
@@ -169,7 +201,7 @@ def index_all(data_cfg: DataConfig) -> dict[str, DomainIndex]:
     """`index_domain` for every configured domain, by name."""
     if not data_cfg.domains:
         raise DataError("data.domains is empty; configure at least one domain")
-    return {d.name: index_domain(d, data_cfg.heldout_fraction, data_cfg.split_seed) for d in data_cfg.domains}
+    return {d.name: domain_index(data_cfg, d.name) for d in data_cfg.domains}
 
 
 def iter_documents(index: DomainIndex, split: str) -> Iterator[str]:
@@ -178,16 +210,16 @@ def iter_documents(index: DomainIndex, split: str) -> Iterator[str]:
         yield index.read(int(doc))
 
 
-def _build_index(domain: DomainConfig, files: list[str], heldout_fraction: float, split_seed: int) -> DomainIndex:
+def _build_index(domain: DomainConfig, files: list[str], heldout_fraction: float, split_seed: int, version: str = "") -> DomainIndex:
     spans: list[tuple[int, int, int]] = []
     for i, path in enumerate(files):
         spans += [(i, s, e) for s, e in _scan_file(domain, path)]
     if not spans:
         raise DataError(f"domain '{domain.name}' has no documents: its {len(files)} file(s) hold only empty text")
     span_arr = np.asarray(spans, dtype=np.int64)
-    root = os.path.commonpath([os.path.dirname(f) for f in files])
+    names = relative_names(files)
     ordinal = _ordinal_within_file(span_arr[:, 0])
-    keys = [f"{os.path.relpath(files[i], root)}#{k}" for i, k in zip(span_arr[:, 0], ordinal, strict=True)]
+    keys = [f"{names[i]}#{k}" for i, k in zip(span_arr[:, 0], ordinal, strict=True)]
     return DomainIndex(
         domain=domain,
         files=tuple(files),
@@ -195,6 +227,7 @@ def _build_index(domain: DomainConfig, files: list[str], heldout_fraction: float
         start=span_arr[:, 1],
         end=span_arr[:, 2],
         heldout=_heldout_mask(keys, heldout_fraction, split_seed),
+        version=version,
     )
 
 
@@ -239,7 +272,7 @@ def _scan_whole_file(domain: DomainConfig, path: str) -> list[tuple[int, int]]:
     """One document per file; validated in 1 MB chunks with an incremental decoder."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     size, has_text, line = 0, False, 1
-    with open(path, "rb") as f:
+    with open_binary(path) as f:
         while chunk := f.read(_CHUNK_BYTES):
             try:
                 text = decoder.decode(chunk)
@@ -260,7 +293,7 @@ def _scan_paragraphs(domain: DomainConfig, path: str) -> list[tuple[int, int]]:
     """One document per block of non-blank lines."""
     spans: list[tuple[int, int]] = []
     offset, block_start = 0, None
-    with open(path, "rb") as f:
+    with open_binary(path) as f:
         for line_no, raw in enumerate(f, start=1):
             try:
                 blank = not raw.decode("utf-8").strip()
@@ -282,7 +315,7 @@ def _scan_jsonl(domain: DomainConfig, path: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     offset = 0
     field_name = domain.text_field
-    with open(path, "rb") as f:
+    with open_binary(path) as f:
         for line_no, raw in enumerate(f, start=1):
             where = f"domain '{domain.name}': {path} line {line_no}"
             try:

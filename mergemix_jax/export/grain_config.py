@@ -25,6 +25,11 @@ def grain_mixture(weights: Mapping[str, float], min_weight: float = 1e-6) -> dic
     return {name: w / total for name, w in kept.items()}
 
 
+def grain_mixture_yaml(weights: Mapping[str, float], min_weight: float = 1e-6) -> str:
+    """The `train.mixture` config fragment as YAML text."""
+    return yaml.safe_dump({"train": {"mixture": grain_mixture(weights, min_weight)}}, sort_keys=False)
+
+
 def write_grain_mixture(weights: Mapping[str, float], path: str | os.PathLike, min_weight: float = 1e-6) -> Path:
     """Write `{"train": {"mixture": {...}}}` as YAML (.yaml/.yml) or JSON (.json), atomically.
 
@@ -34,7 +39,7 @@ def write_grain_mixture(weights: Mapping[str, float], path: str | os.PathLike, m
     path = Path(path)
     fragment = {"train": {"mixture": grain_mixture(weights, min_weight)}}
     if path.suffix in (".yaml", ".yml"):
-        return atomic_write_text(path, yaml.safe_dump(fragment, sort_keys=False))
+        return atomic_write_text(path, grain_mixture_yaml(weights, min_weight))
     if path.suffix == ".json":
         return atomic_write_json(path, fragment, allow_nan=True)
     raise ValueError(f"grain mixture file {path}: use a .yaml, .yml or .json name")

@@ -15,6 +15,12 @@ def seqio_rates(weights: Mapping[str, float], task_names: Mapping[str, str] | No
     return rates
 
 
+def seqio_mixture_source(name: str, weights: Mapping[str, float], task_names: Mapping[str, str] | None = None, min_weight: float = 1e-6) -> str:
+    """Python source that registers `seqio.Mixture(name, [(task, rate), ...])` (the tasks must be registered first)."""
+    rates = "\n".join(f"        ({task!r}, {rate!r})," for task, rate in seqio_rates(weights, task_names, min_weight))
+    return f"import seqio\n\nseqio.MixtureRegistry.add(\n    {name!r},\n    [\n{rates}\n    ],\n)\n"
+
+
 def to_seqio_mixture(
     name: str, weights: Mapping[str, float], task_names: Mapping[str, str] | None = None, min_weight: float = 1e-6
 ):

@@ -49,7 +49,7 @@ def search_settings(config, problem_description: dict, base_dir: str = "", exper
         "problem": problem_description,
         "base": run_identity(base_dir),
         "experts": [run_identity(d) for d in expert_dirs or []],
-        "data": dataclasses.asdict(config.data),
+        "data": {k: v for k, v in dataclasses.asdict(config.data).items() if k != "cache_dir"},  # where counts are cached changes no score
         "eval": {k: v for k, v in dataclasses.asdict(config.eval).items() if k not in _SPEED_ONLY},
     }
 
