@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import shlex
 
+from mergemix_jax.cli.errors import UsageError
+
 EXAMPLES = """Examples:
   mergemix run --config configs/demo.yaml
   mergemix run --config configs/demo.yaml pipeline.expert_steps=40 pipeline.methods=[gradient,subsets]
@@ -19,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run", help="run the whole pipeline: base, experts, merged search, mixture file, report", description=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add_config_arguments(parser)
-    parser.add_argument("--stop-after", default="", help="end after this stage: base|experts|probe|diagnostics|search|select")
+    parser.add_argument("--stop-after", default="", help="end after this stage: base|experts|probe|diagnostics|search|select|verify")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=run)
 
@@ -27,7 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mergemix_jax.config import load_config
     from mergemix_jax.pipeline import PipelineResult, run_pipeline, with_overrides
+    from mergemix_jax.pipeline.stages import STAGES
 
+    if args.stop_after and args.stop_after not in STAGES:
+        raise UsageError(f"--stop-after {args.stop_after!r} is not a stage; choose one of {', '.join(STAGES)}")
     config = load_config(args.config, args.overrides)
     enable_compilation_cache(config.pipeline.output_root)
     if args.no_progress:

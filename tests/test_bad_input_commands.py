@@ -1,0 +1,78 @@
+"""Bad input at every command (issue 20): one error path, exit code 2 and one line naming the option or
+file and the fix; `--debug` shows the traceback; weights files as spreadsheets save them."""
+
+from __future__ import annotations
+
+import codecs
+
+import numpy as np
+import pytest
+
+from mergemix_jax.eval.weights_file import WeightsFileError, read_weights_file
+from tests.test_bad_input_cli import assert_one_clear_line, project, run_cli, runs  # noqa: F401 (fixtures)
+
+EXPERTS = ["code", "web"]
+
+
+@pytest.mark.parametrize(
+    "argv, fragments",
+    [
+        (["run", "--config", "x.yaml", "--stop-after", "expert"], ["--stop-after 'expert' is not a stage", "base, experts, probe"]),
+        (["search", "--method", "gradient", "--base", "b", "--experts", "e"], ["--config is required"]),
+        (["search", "--method", "annealing", "--synthetic", "quadratic:3"], ["--method", "annealing"]),
+        (["search", "--method", "gradient", "--synthetic", "quadratic:3", "--tokens", "1,x,3", "--token-budget", "9"], ["--tokens '1,x,3'"]),
+        (["search", "--method", "gradient", "--synthetic", "quadratic:3", "--tokens", "1,2,3"], ["--token-budget > 0"]),
+        (["search", "--method", "hierarchical", "--synthetic", "quadratic:3", "--clusters", "a"], ["--clusters"]),
+        (["export-mergekit", "nowhere", "--out", "m.yaml"], ["nowhere/config.yaml does not exist"]),
+        (["tensorboard", "nowhere"], ["RUN nowhere is not a folder"]),
+        (["tensorboard", "."], ["no metrics.jsonl or search/*.json under ."]),
+        *[
+            (["eval-mixtures", "--config", "x.yaml", "--base", "b", "--experts", "e", "--out", "r.csv", "--sample", spec], [f"--sample {spec!r}", why])
+            for spec, why in [("dirichlet:abc", "expected dirichlet:N"), ("dirichlet:0", "N >= 1"), ("dirichlet:5:-1", "ALPHA > 0"), ("uniform:5", "unknown sampler 'uniform'")]
+        ],
+    ],
+)
+def test_command_line_mistakes_are_one_line(tmp_path, monkeypatch, capsys, argv, fragments):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, *argv)
+    assert_one_clear_line(code, err, f"mergemix {argv[0]}:", *fragments)
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_debug_shows_the_traceback_of_a_user_error(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "--debug", "run", "--config", "x.yaml", "--stop-after", "expert")
+    assert code == 2 and "Traceback" in err and "UsageError" in err
+    assert err.strip().splitlines()[-1].startswith("mergemix run: --stop-after 'expert'")
+
+
+def test_a_csv_given_as_the_mixture_file(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("eval: {merge: linear}\n")
+    (tmp_path / "mix.csv").write_text("code,web\n0.5,0.5\n")
+    code, _, err = run_cli(capsys, "export-mergekit", run, "--mixture", tmp_path / "mix.csv", "--out", tmp_path / "m.yaml")
+    assert_one_clear_line(code, err, f"--mixture {tmp_path / 'mix.csv'} is not a mixture file", "not valid JSON", "mergemix search --out")
+    assert not (tmp_path / "m.yaml").exists()
+
+
+def test_a_spreadsheet_csv_with_a_byte_order_mark_reads_right(tmp_path):
+    path = tmp_path / "w.csv"
+    path.write_bytes(codecs.BOM_UTF8 + b"web,code\r\n0.25,0.75\r\n")
+    np.testing.assert_allclose(read_weights_file(path, EXPERTS), [[0.75, 0.25]])
+
+
+@pytest.mark.parametrize("data", [codecs.BOM_UTF16_LE + "code,web\n0.5,0.5\n".encode("utf-16-le"), "code,web\n0.5,0.5\n".encode("utf-16-le")])
+def test_a_utf16_weights_file_names_the_file_and_the_fix(tmp_path, data):
+    path = tmp_path / "w.csv"
+    path.write_bytes(data)
+    with pytest.raises(WeightsFileError, match=rf"{path} .*save it as CSV UTF-8"):
+        read_weights_file(path, EXPERTS)
+
+
+def test_an_out_folder_holding_the_weights_is_blamed_on_out(project, runs, capsys):  # noqa: F811
+    folder, config = project
+    (folder / "mixes").mkdir()
+    (folder / "mixes" / "w.csv").write_text("code\n1\n")
+    argv = ["eval-mixtures", "--config", config, "--base", runs / "base", "--experts", runs / "code", "--weights", "mixes/w.csv", "--out", "mixes", "--no-progress"]
+    code, _, err = run_cli(capsys, *argv)
+    assert_one_clear_line(code, err, "mixes (from --out) is a folder")
