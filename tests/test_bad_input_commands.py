@@ -4,6 +4,8 @@ file and the fix; `--debug` shows the traceback; weights files as spreadsheets s
 from __future__ import annotations
 
 import codecs
+import logging
+import shutil
 
 import numpy as np
 import pytest
@@ -76,3 +78,53 @@ def test_an_out_folder_holding_the_weights_is_blamed_on_out(project, runs, capsy
     argv = ["eval-mixtures", "--config", config, "--base", runs / "base", "--experts", runs / "code", "--weights", "mixes/w.csv", "--out", "mixes", "--no-progress"]
     code, _, err = run_cli(capsys, *argv)
     assert_one_clear_line(code, err, "mixes (from --out) is a folder")
+
+
+# ---------------------------------------------------------------- a damaged stage output heals on the rerun
+
+
+@pytest.fixture(scope="module")
+def experts_run(tmp_path_factory):
+    """A tiny pipeline run stopped after its experts: (config path, output root)."""
+    from mergemix_jax.config import load_config
+    from mergemix_jax.pipeline import run_pipeline
+    from tests.pipeline_helpers import tiny_pipeline_raw, write_config
+
+    folder = tmp_path_factory.mktemp("heal")
+    config = write_config(folder, tiny_pipeline_raw(folder, methods=["subsets"]))
+    run_pipeline(load_config(config), config, stop_after="experts")
+    return config, folder / "runs"
+
+
+def _truncate_params(expert):
+    for path in (expert / "checkpoints").glob("*/params/**/d/*"):
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _delete_steps(expert):  # what the old message advised: delete the checkpoint (done.json stays)
+    for step in (expert / "checkpoints").iterdir():
+        shutil.rmtree(step)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", [_truncate_params, _delete_steps])
+def test_a_damaged_expert_is_retrained_by_the_rerun(experts_run, tmp_path, capsys, caplog, damage):
+    import jax
+
+    from mergemix_jax.pipeline import read_stage_log
+    from mergemix_jax.train import load_params
+
+    config, output_root = experts_run
+    root = shutil.copytree(output_root, tmp_path / "runs")
+    run_dir = next(root.glob("tiny-*"))
+    damage(run_dir / "experts" / "code")
+    with caplog.at_level(logging.WARNING):
+        code, _, err = run_cli(capsys, "run", "--config", config, f"pipeline.output_root={root}", "--stop-after", "probe", "--no-progress")
+    assert code == 0, err
+    assert "experts/code: its saved output is damaged" in caplog.text and "retraining it" in caplog.text
+    assert (run_dir / "experts" / "code" / "done.json").is_file() and (run_dir / "experts" / "code" / "corrupt_checkpoints").is_dir()
+    events = [(e["stage"], e["status"]) for e in read_stage_log(run_dir)]
+    last_code = max(i for i, (stage, _) in enumerate(events) if stage == "expert:code")
+    assert events[last_code][1] == "done" and events[-1] == ("probe", "done")  # retrained, then the probe ran on it
+    retrained, original = (load_params(r / run_dir.name / "experts" / "code")[0] for r in (root, output_root))
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(retrained), jax.tree.leaves(original), strict=True))  # the same expert again
