@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
+from mergemix_jax.cli.main import main
 from mergemix_jax.eval.weights_file import WeightsFileError, read_weights_file
 from tests.test_bad_input_cli import assert_one_clear_line, project, run_cli, runs  # noqa: F401 (fixtures)
 
@@ -128,3 +129,14 @@ def test_a_damaged_expert_is_retrained_by_the_rerun(experts_run, tmp_path, capsy
     assert events[last_code][1] == "done" and events[-1] == ("probe", "done")  # retrained, then the probe ran on it
     retrained, original = (load_params(r / run_dir.name / "experts" / "code")[0] for r in (root, output_root))
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(retrained), jax.tree.leaves(original), strict=True))  # the same expert again
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [(["run"], "mergemix run: the following arguments are required: --config"), (["runn"], "invalid choice: 'runn'")],
+)
+def test_argument_errors_are_one_line_too(capsys, argv, fragment):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1 and fragment in err and "--help" in err

@@ -20,9 +20,16 @@ from mergemix_jax.cli.errors import is_shutdown_noise, user_error_message
 COMMAND_MODULES = ("data", "train", "eval_mixtures", "search", "base", "export_mergekit", "tensorboard", "run", "validate")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line naming the option and where the help is (exit code 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every registered command."""
-    parser = argparse.ArgumentParser(prog="mergemix", description="Find a data mixture by merging per-domain experts.")
+    """The top-level parser with every registered command (their sub-parsers are `Parser`s too)."""
+    parser = Parser(prog="mergemix", description="Find a data mixture by merging per-domain experts.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of any error (and of the libraries' clean-up noise)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
