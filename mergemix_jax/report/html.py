@@ -21,7 +21,7 @@ import yaml
 
 from mergemix_jax.reliability.atomic import atomic_write_text
 from mergemix_jax.report import plots
-from mergemix_jax.report.units import Scale, scale_of_run
+from mergemix_jax.report.units import Scale, configured_utility, scale_of_run
 from mergemix_jax.report.verdict import render_verdict, verdict_of
 from mergemix_jax.validate.stats import format_with_interval
 
@@ -52,10 +52,6 @@ def _img(path: Path, root: Path, alt: str) -> str:
 
 def _load_json(path: Path):
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _utility_weights(config: dict) -> dict[str, float]:
-    return dict(config.get("pipeline", {}).get("utility") or {}) or {"loss/mean": 1.0}
 
 
 def _smooth_objective_methods(config: dict) -> set[str]:
@@ -335,7 +331,7 @@ def render_report(run_dir: str | os.PathLike) -> Path:
         ("Recommendation", _verdict_section(run_dir, domains, validation, scale)),
         ("Benchmark scores", _benchmark_section(run_dir, domains)),
         ("Mixtures found", methods_html),
-        (f"Proxy {scale.quantity} over the simplex", _heatmap_section(run_dir, out, domains, _utility_weights(config), marks, scale)),
+        (f"Proxy {scale.quantity} over the simplex", _heatmap_section(run_dir, out, domains, configured_utility(config), marks, scale)),
         ("Interference diagnostics", _diagnostics_section(run_dir, out)),
         ("Proxy vs real mixture training", _validation_section(validation, out, scale)),
         ("Glossary", _glossary(scale)),

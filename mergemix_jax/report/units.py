@@ -50,6 +50,11 @@ LOSS = Scale(True)
 UTILITY = Scale(False)
 
 
+def configured_utility(config: dict) -> dict[str, float]:
+    """config.yaml's pipeline.utility {metric: weight} (held-out loss/mean when empty)."""
+    return dict(config.get("pipeline", {}).get("utility") or {}) or {"loss/mean": 1.0}
+
+
 def scale_of_run(run_dir: str | os.PathLike, config: dict) -> Scale:
     """The run's Scale: from its saved utility (eval/utility.json), else from config.yaml's
     pipeline.utility and search.normalise (before the probe stage)."""
@@ -58,6 +63,6 @@ def scale_of_run(run_dir: str | os.PathLike, config: dict) -> Scale:
     saved = read_run_utility(Path(run_dir))
     if saved is not None:
         return Scale(saved.is_loss)
-    weights = dict(config.get("pipeline", {}).get("utility") or {}) or {"loss/mean": 1.0}
+    weights = configured_utility(config)
     normalise = config.get("search", {}).get("normalise", "none")
     return Scale(normalise == "none" and all(m.startswith("loss/") for m in weights))
