@@ -70,7 +70,7 @@ def _methods_section(run_dir: Path, out: Path, domains: list[str], scale: Scale,
     for name, s in searches.items():
         search = s.get("search", {})
         rows.append([name, *[s["weights"][d] for d in domains], scale.show(-float(compared.get(name, np.nan))), float(search.get("wall_time_s", np.nan)), search.get("n_evaluations", "")])
-    header = ["method", *domains, scale.label("proxy") + " of the exact merge", "time (s)", "evaluations"]
+    header = ["method", *domains, scale.label("exact-merge proxy"), "time (s)", "evaluations"]
     weights = {name: [s["weights"][d] for d in domains] for name, s in searches.items()}
     parts = [_table(header, rows), _img(plots.weights_bars(weights, domains, out / "weights.png"), out, "weights per method")]
     traces = {name: np.asarray(s.get("search", {}).get("trace") or [], np.float64) for name, s in searches.items()}
