@@ -147,3 +147,19 @@ def test_a_utility_metric_the_suite_does_not_produce_is_one_line(project, capsys
     code, _, err = run_cli(capsys, "run", "--config", config, "pipeline.utility={loss/nope: 1}")
     assert_one_clear_line(code, err, "mergemix run:", "pipeline.utility names metric(s) ['loss/nope']")
     assert list((folder / "runs").glob("tiny-*")) == []  # no run folder (only jax's compilation cache)
+
+
+def test_only_the_libraries_clean_up_noise_is_dropped(monkeypatch):
+    import sys
+    from types import SimpleNamespace
+
+    from mergemix_jax.cli.main import quiet_unraisable
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: seen.append(unraisable.exc_value))
+    noise, other = RuntimeError("Event loop is closed"), RuntimeError("something else")
+    with quiet_unraisable():
+        sys.unraisablehook(SimpleNamespace(exc_value=noise))
+        sys.unraisablehook(SimpleNamespace(exc_value=other))
+    sys.unraisablehook(SimpleNamespace(exc_value=noise))  # restored after the command
+    assert seen == [other, noise]

@@ -46,8 +46,8 @@ def user_error_message(err: BaseException, args: argparse.Namespace | None = Non
         return f"{'config error: ' if config else ''}{err}"
     if isinstance(err, OSError):
         return os_error_message(err, args)
-    if isinstance(err, ValueError):  # a value the command refused: the message is all the user needs
-        return str(err) or type(err).__name__
+    if isinstance(err, ValueError):  # a value the command refused; --debug tells an unforeseen one (a bug) by its traceback
+        return f"{err or type(err).__name__} (`mergemix --debug ...` shows where)"
     return None
 
 
