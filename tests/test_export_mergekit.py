@@ -56,5 +56,5 @@ def test_cli_writes_the_yaml_of_a_run_and_the_export_hf_commands(tmp_path, capsy
     assert [m["parameters"]["weight"] for m in merge["models"]] == [0.75, 0.25]
     out = capsys.readouterr().out
     assert f"mergemix export-hf {run / 'experts' / 'code'} --out {run / 'hf' / 'code'} --dtype bfloat16" in out and "# write the model folders first" in text
-    with pytest.raises(SystemExit, match="does not exist"):
-        main(["export-mergekit", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.yaml")])
+    assert main(["export-mergekit", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err

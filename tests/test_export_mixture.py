@@ -132,3 +132,12 @@ def test_seqio_mixture_has_the_rates():
     mixture = to_seqio_mixture("mm_test_mixture", result().weights_by_domain(), {n: f"mm_test_{n}" for n in DOMAINS})
     rates = {task.name: mixture.get_rate(task) for task in mixture.tasks}
     assert rates == pytest.approx({"mm_test_web": 0.5, "mm_test_code": 0.3, "mm_test_math": 0.2})
+
+
+def test_grain_mixture_is_written_with_six_significant_digits(tmp_path):
+    weights = dict(zip(("web", "code", "math"), np.random.default_rng(0).dirichlet(np.ones(3)).tolist(), strict=True))
+    path = write_grain_mixture(weights, tmp_path / "mixture.yaml")
+    numbers = [line.split(": ")[1] for line in path.read_text().splitlines() if line.startswith("    ")]
+    assert len(numbers) == 3 and all(len(n.lstrip("0.").replace(".", "")) <= 6 for n in numbers), numbers
+    back = read_grain_mixture(path)
+    assert abs(sum(back.values()) - 1) < 3 * 5e-7 and back == pytest.approx(weights, abs=5e-7)

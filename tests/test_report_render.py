@@ -161,3 +161,50 @@ def test_verdict_margin_counts_each_rows_runs_and_the_noise_degrees_of_freedom()
     assert verdict_of(mixture).colour == "amber"
     mixture["verification"]["noise_dof"] = 200  # a well-measured noise: the margin is about the normal one, 0.011
     assert verdict_of(mixture).colour == "red"
+
+
+# ---------------------------------------------------------------- issue 20: every number states its unit and direction
+
+
+def _benchmark_mixture() -> dict:
+    """A verified run whose utility is a benchmark score (positive, higher is better)."""
+    mixture = _mixture([0.88, 0.87], "proxy_pick_confirmed", "c1")
+    for c, real in zip(mixture["verification"]["candidates"], ([0.80, 0.81], [0.79, 0.80], [0.88, 0.87]), strict=True):
+        c.update(real_utility=real, real_mean=float(np.mean(real)))
+    return mixture
+
+
+@pytest.mark.parametrize(
+    "utility, mixture, shown, hidden",
+    [
+        ({"loss/mean": 1.0}, _mixture([-4.55, -4.56], "proxy_pick_confirmed", "c1"),
+         ["real loss (nats, lower is better)", "4.5550", "regret (nats behind the best; no interval until `mergemix validate`)"], ["-4.5550", "utility points"]),
+        ({"acc/arith": 1.0}, _benchmark_mixture(),
+         ["real utility (utility points, higher is better)", "<td>0.8750</td>", "<td>0.8050</td>", "regret (utility points behind the best; no interval until `mergemix validate`)"],
+         ["-0.8750", "real loss", "nats"]),
+    ],
+)  # fmt: skip
+def test_verdict_box_states_the_unit_and_direction_of_the_utility(tmp_path, utility, mixture, shown, hidden):
+    run = _minimal_run(tmp_path / "run", mixture)
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": {"domains": [{"name": d} for d in DOMAINS]}, "pipeline": {"utility": utility}}))
+    box = _verdict_box(render_report(run).read_text())
+    for text in shown:
+        assert text in box, text
+    for text in hidden:
+        assert text not in box.split("<table>")[1].split("</table>")[0], text  # the table itself
+
+
+def test_search_traces_keep_the_gradient_objective_off_the_utility_axis(tmp_path, monkeypatch):
+    from mergemix_jax.export import MixtureFile, write_mixture
+    from mergemix_jax.report import html as report_html
+
+    run = _minimal_run(tmp_path / "run", _benchmark_mixture())
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": {"domains": [{"name": d} for d in DOMAINS]}, "pipeline": {"utility": {"acc/arith": 1.0}}}))
+    weights = dict(zip(DOMAINS, (0.2, 0.3, 0.5), strict=True))
+    for method, trace in (("gradient", [7.9, 7.8]), ("cmaes", [-0.80, -0.86])):
+        write_mixture(MixtureFile(weights, method, trace[-1], search={"trace": trace}), run / "search" / f"{method}.json")
+    seen = {}
+    monkeypatch.setattr(report_html.plots, "search_traces", lambda utilities, objectives, label, path: seen.update(u=utilities, o=objectives, label=label) or path)
+    text = render_report(run).read_text()
+    assert seen["u"] == {"cmaes": [0.80, 0.86]} and seen["label"] == "best proxy utility (utility points, higher is better)"
+    assert list(seen["o"]) == ["gradient"] and "differentiable stand-in" in text

@@ -1,5 +1,10 @@
-"""Turn the errors a user can cause (bad config, missing or foreign checkpoint, unwritable output)
-into one line naming the thing and the fix; anything else is a bug and keeps its traceback."""
+"""Turn the errors a user can cause (bad config, missing or foreign checkpoint, unwritable output,
+a wrong command-line option) into one line naming the thing and the fix; anything else is a bug and
+keeps its traceback. `mergemix --debug COMMAND` shows the traceback of user errors too.
+
+Commands raise `UsageError` for a wrong option; they never print a user error themselves or
+raise SystemExit, so every command ends the same way: one line on stderr and exit code 2.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,14 @@ import importlib
 import os
 from pathlib import Path
 
+
+class UsageError(ValueError):
+    """A wrong or missing command-line option or argument; the message names it and the fix."""
+
+
 # (module, class) of every error whose message already names the thing and the fix
 USER_ERRORS = (
+    ("mergemix_jax.cli.errors", "UsageError"),
     ("mergemix_jax.config.loading", "ConfigError"),
     ("mergemix_jax.train.checkpoint", "CheckpointError"),
     ("mergemix_jax.train.loop", "TrainingDiverged"),
@@ -35,7 +46,16 @@ def user_error_message(err: BaseException, args: argparse.Namespace | None = Non
         return f"{'config error: ' if config else ''}{err}"
     if isinstance(err, OSError):
         return os_error_message(err, args)
+    if isinstance(err, ValueError):  # a value the command refused; --debug tells an unforeseen one (a bug) by its traceback
+        return f"{err or type(err).__name__} (`mergemix --debug ...` shows where)"
     return None
+
+
+def is_shutdown_noise(unraisable) -> bool:
+    """True for the "Event loop is closed" errors TensorStore's callbacks raise after orbax has given
+    up on a damaged checkpoint: dozens of tracebacks that say nothing beyond the one-line error."""
+    value = getattr(unraisable, "exc_value", None)
+    return isinstance(value, RuntimeError) and "Event loop is closed" in str(value)
 
 
 def os_error_message(err: OSError, args: argparse.Namespace | None = None) -> str:
@@ -70,14 +90,20 @@ def _file_in_the_way(path: Path) -> Path:
 
 
 def _option_naming(path: str, args: argparse.Namespace | None) -> str:
-    """The command-line option (`--out`) or config override (`train.output_dir`) whose value `path` lies under."""
+    """The command-line option (`--out`) or config override (`train.output_dir`) that set `path`: the
+    one naming `path` itself, else the one whose folder holds it, else one naming a path inside it."""
     if args is None:
         return ""
     target = os.path.abspath(path)
     candidates = [(f"--{name.replace('_', '-')}", value) for name, value in vars(args).items() if isinstance(value, str) and name not in ("command", "config")]
     candidates += [tuple(item.split("=", 1)) for item in getattr(args, "overrides", None) or [] if "=" in item]
-    for name, value in candidates:
-        given = os.path.abspath(value) if value else ""
-        if given and (target == given or target.startswith(given + os.sep) or given.startswith(target + os.sep)):
-            return name
+    given = [(name, os.path.abspath(value)) for name, value in candidates if value]
+    for matches in (
+        lambda g: target == g,
+        lambda g: target.startswith(g + os.sep),
+        lambda g: g.startswith(target + os.sep),
+    ):
+        for name, value in given:
+            if matches(value):
+                return name
     return ""

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
+from mergemix_jax.cli.errors import UsageError
 from mergemix_jax.cli.main import add_config_arguments
 
 
@@ -39,42 +39,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def parse_sample(spec: str) -> tuple[int, float]:
-    """'dirichlet:N[:ALPHA]' -> (N, ALPHA)."""
+    """'dirichlet:N[:ALPHA]' -> (N, ALPHA); UsageError naming --sample for anything else."""
+    import math
+
     parts = spec.split(":")
+    expected = "expected dirichlet:N or dirichlet:N:ALPHA with N >= 1 mixtures and ALPHA > 0, e.g. dirichlet:1000"
+    if parts[0] != "dirichlet":
+        raise UsageError(f"--sample {spec!r}: unknown sampler {parts[0]!r} (the only one is dirichlet); {expected}")
     try:
-        if parts[0] != "dirichlet" or len(parts) not in (2, 3):
+        if len(parts) not in (2, 3):
             raise ValueError
         count, alpha = int(parts[1]), float(parts[2]) if len(parts) == 3 else 1.0
     except ValueError:
-        raise ValueError(f"--sample {spec!r}: expected dirichlet:N or dirichlet:N:ALPHA, e.g. dirichlet:1000") from None
+        raise UsageError(f"--sample {spec!r}: {expected}") from None
+    if count < 1 or not (math.isfinite(alpha) and alpha > 0):
+        raise UsageError(f"--sample {spec!r}: {expected}")
     return count, alpha
 
 
 def run(args: argparse.Namespace) -> int:
     from mergemix_jax.config import load_config
-    from mergemix_jax.data import DataError
     from mergemix_jax.eval.weights_file import read_weights_file
     from mergemix_jax.merge import sample_dirichlet
     from mergemix_jax.pipeline.engine import Engine
-    from mergemix_jax.reliability import DiskFullError, OutOfMemoryError, oom_hint
-    from mergemix_jax.train.checkpoint import CheckpointError
+    from mergemix_jax.reliability import oom_hint
 
+    sample = parse_sample(args.sample) if args.sample else None  # a wrong --sample fails before any checkpoint is read
     config = load_config(args.config, args.overrides)
     proxy = args.proxy or ("ensemble" if config.eval.proxy == "ensemble" else "exact")
-    try:
-        engine = Engine.from_checkpoints(config, args.base, args.experts)  # the configured mesh, stack placed on it
-        stack = engine.stack
-        if args.weights:
-            weights = read_weights_file(args.weights, stack.names, normalize=args.normalize_weights)
-        else:
-            count, alpha = parse_sample(args.sample)
-            weights = sample_dirichlet(count, stack.num_experts, alpha, args.seed)
-        fix = f"lower eval.mixtures_per_device (now {config.eval.mixtures_per_device}) or eval.micro_batch (now {config.eval.micro_batch}; 0 = whole domain)"
-        with oom_hint(f"scoring {config.eval.mixtures_per_device} mixture(s) per device per chunk", fix):
-            summary = engine.evaluate(weights, args.out, proxy, progress=not args.no_progress)
-    except (ValueError, DataError, CheckpointError, OutOfMemoryError, DiskFullError) as err:
-        print(f"mergemix eval-mixtures: {err}", file=sys.stderr)
-        return 2
+    engine = Engine.from_checkpoints(config, args.base, args.experts)  # the configured mesh, stack placed on it
+    stack = engine.stack
+    if sample is None:
+        weights = read_weights_file(args.weights, stack.names, normalize=args.normalize_weights)
+    else:
+        weights = sample_dirichlet(sample[0], stack.num_experts, sample[1], args.seed)
+    fix = f"lower eval.mixtures_per_device (now {config.eval.mixtures_per_device}) or eval.micro_batch (now {config.eval.micro_batch}; 0 = whole domain)"
+    with oom_hint(f"scoring {config.eval.mixtures_per_device} mixture(s) per device per chunk", fix):
+        summary = engine.evaluate(weights, args.out, proxy, progress=not args.no_progress)
     print(f"{summary['scored']} mixtures scored, {summary['skipped']} already in {summary['out']}")
     if proxy == "quadratic" and summary["scored"]:
         print(f"quadratic proxy: {len(summary['centres'])} centre(s), {len(summary['checks'])} exact check(s), "

@@ -6,6 +6,8 @@ import argparse
 import shlex
 from pathlib import Path
 
+from mergemix_jax.cli.errors import UsageError
+
 EXAMPLES = """Examples:
   mergemix export-mergekit runs/demo-1a2b3c4d --out merge.yaml
   mergemix export-mergekit runs/demo-1a2b3c4d --mixture runs/demo-1a2b3c4d/search/cmaes.json --models-dir hf --out merge.yaml
@@ -35,20 +37,25 @@ def run(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run)
     config_file, mixture_file = run_dir / "config.yaml", Path(args.mixture or run_dir / "mixture.json")
-    for path in (config_file, mixture_file):
-        if not path.is_file():
-            raise SystemExit(f"mergemix export-mergekit: {path} does not exist; give a finished `mergemix run` folder (or --mixture FILE)")
+    if not config_file.is_file():
+        raise UsageError(f"{config_file} does not exist; RUN must be a finished `mergemix run` folder")
+    if not mixture_file.is_file():
+        option = "--mixture" if args.mixture else f"RUN ({run_dir} has no mixture.json)"
+        raise UsageError(f"{mixture_file} does not exist (from {option}); give a finished `mergemix run` folder or --mixture FILE")
     config = load_config(config_file)
-    mixture = read_mixture(mixture_file)
+    try:
+        mixture = read_mixture(mixture_file)
+    except ValueError as err:
+        raise UsageError(
+            f"--mixture {mixture_file} is not a mixture file: {err}; give the mixture JSON of `mergemix run` "
+            "(RUN/mixture.json, RUN/search/<method>.json) or of `mergemix search --out`"
+        ) from None
     models_dir = Path(args.models_dir or run_dir / "hf")
     experts = {p.name: p for p in training.expert_dirs(config, run_dir)}
     sources = {"base": training.base_dir(config, run_dir), **experts}
-    try:
-        merge = mergekit_config(
-            mixture.weights, str(models_dir / "base"), {name: str(models_dir / name) for name in experts}, config.eval, args.dtype, args.min_weight
-        )
-    except ValueError as err:
-        raise SystemExit(f"mergemix export-mergekit: {err}") from None
+    merge = mergekit_config(
+        mixture.weights, str(models_dir / "base"), {name: str(models_dir / name) for name in experts}, config.eval, args.dtype, args.min_weight
+    )
     used = {"base", *(Path(m["model"]).name for m in merge["models"])}
     commands = [shlex.join(["mergemix", "export-hf", str(src), "--out", str(models_dir / name), "--dtype", args.dtype]) for name, src in sources.items() if name in used]
     comment = f"mergemix {mixture.method} mixture of {mixture_file}, eval.merge={config.eval.merge}\nwrite the model folders first:\n" + "\n".join(commands)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mergemix_jax.cli.errors import UsageError
+
 EXAMPLES = """Examples:
   mergemix run --config configs/demo.yaml
   mergemix run --config configs/demo.yaml pipeline.expert_steps=40 pipeline.methods=[gradient,subsets]
@@ -18,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run", help="run the whole pipeline: base, experts, merged search, mixture file, report", description=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add_config_arguments(parser)
-    parser.add_argument("--stop-after", default="", help="end after this stage: base|experts|probe|diagnostics|search|select")
+    parser.add_argument("--stop-after", default="", help="end after this stage: base|experts|probe|diagnostics|search|select|verify")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=run)
 
@@ -26,7 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mergemix_jax.api import run as run_api
     from mergemix_jax.pipeline import PipelineResult
+    from mergemix_jax.pipeline.stages import STAGES
 
+    if args.stop_after and args.stop_after not in STAGES:
+        raise UsageError(f"--stop-after {args.stop_after!r} is not a stage; choose one of {', '.join(STAGES)}")
     result = run_api(args.config, args.overrides, stop_after=args.stop_after, progress=False if args.no_progress else None)  # records `mergemix run --config ...` in commands.txt
     if isinstance(result, PipelineResult):
         print(f"mixture ({result.method}): " + ", ".join(f"{d}={w:.3f}" for d, w in result.weights.items()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mergemix_jax.cli.errors import UsageError
 from mergemix_jax.cli.main import add_config_arguments
 from mergemix_jax.config.validation import SEARCH_METHODS  # the method registry's names, without importing jax
 
@@ -90,7 +91,10 @@ def search_overrides(args: argparse.Namespace) -> list[str]:
             if key == "clusters":
                 from mergemix_jax.search.run import parse_clusters
 
-                value = parse_clusters(value)
+                try:
+                    value = parse_clusters(value)
+                except ValueError as err:
+                    raise UsageError(f"--clusters: {err}") from None
             overrides.append(f"search.{group_name}.{key}={json.dumps(value)}")
     return overrides
 
@@ -111,20 +115,16 @@ def run(args: argparse.Namespace) -> int:
     methods = list(METHODS) if args.method == "all" else [m.strip() for m in args.method.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise SystemExit(f"mergemix search: unknown method(s) {unknown}; choose from {tuple(METHODS)} or all")
-    try:
-        config = load_config(args.config or None, [*args.overrides, *search_overrides(args)])
-        problem, optimum = build_problem(
-            args.synthetic or None, seed=config.search.seed, config=None if args.synthetic else config, base_dir=args.base, expert_dirs=args.experts,
-            metrics=args.metrics, groups=args.groups,
-        )  # fmt: skip
-    except ValueError as err:
-        raise SystemExit(f"mergemix search: {err}") from None
+        raise UsageError(f"--method: unknown method(s) {unknown}; choose from {tuple(METHODS)} or all")
+    check_problem_arguments(args)
+    config = load_config(args.config or None, [*args.overrides, *search_overrides(args)])
+    problem, optimum = build_problem(
+        args.synthetic or None, seed=config.search.seed, config=None if args.synthetic else config, base_dir=args.base, expert_dirs=args.experts,
+        metrics=args.metrics, groups=args.groups,
+    )  # fmt: skip
     tokens = None
     if args.tokens:
-        tokens = np.asarray([float(t) for t in args.tokens.split(",")])
-        if len(tokens) != problem.k or args.token_budget <= 0:
-            raise SystemExit(f"mergemix search: --tokens needs {problem.k} counts and a --token-budget > 0")
+        tokens = parse_tokens(args.tokens, problem.k, args.token_budget)
         caps = caps_from_tokens(tokens, args.token_budget, args.max_epochs)
         # the natural token proportions become the prior (seeds, restarts, the KL pull)
         problem = dataclasses.replace(problem, tokens=tokens, caps=caps, prior=tokens / tokens.sum())
@@ -136,10 +136,7 @@ def run(args: argparse.Namespace) -> int:
 
     rows = []
     for method in methods:
-        try:
-            result = run_search(problem, method, config.search, clusters=clusters)
-        except ValueError as err:
-            raise SystemExit(f"mergemix search: {err}") from None
+        result = run_search(problem, method, config.search, clusters=clusters)
         ratios = weights_to_ratios(result.weights, problem.domains, tokens, args.token_budget or None, args.max_epochs, correct=tokens is not None)
         error = None if optimum is None else float(np.abs(np.asarray(result.weights) - np.atleast_2d(optimum).mean(0)).max())
         rows.append((result, error, objective_at(problem, result.weights)))
@@ -157,6 +154,33 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(problem.score, CachedScorer):
         print(f"score cache {args.cache}: {problem.score.hits} mixtures reused, {problem.score.misses} scored")
     return 0
+
+
+def check_problem_arguments(args: argparse.Namespace) -> None:
+    """A merged search needs --config, --base and --experts (a synthetic one none of them): name what is missing."""
+    if args.synthetic:
+        return
+    missing = [flag for flag, value in (("--config", args.config), ("--base", args.base), ("--experts", args.experts)) if not value]
+    if missing:
+        raise UsageError(
+            f"{', '.join(missing[:-1]) + ' and ' if len(missing) > 1 else ''}{missing[-1]} {'is' if len(missing) == 1 else 'are'} required to search over merged experts "
+            "(--config FILE --base RUN --experts RUN...); or use --synthetic quadratic:K for a synthetic problem"
+        )
+
+
+def parse_tokens(text: str, k: int, budget: float):
+    """--tokens 'n1,n2,...' as a [K] array; needs K positive counts and a --token-budget > 0."""
+    import numpy as np
+
+    try:
+        tokens = np.asarray([float(t) for t in text.split(",")])
+    except ValueError:
+        raise UsageError(f"--tokens {text!r}: expected {k} comma-separated token counts, e.g. {','.join(['1e6'] * k)}") from None
+    if len(tokens) != k or not (tokens > 0).all():
+        raise UsageError(f"--tokens {text!r}: expected {k} positive token counts (one per domain), got {len(tokens)}")
+    if budget <= 0:
+        raise UsageError(f"--tokens needs --token-budget > 0 (the tokens the final run trains on), got {budget:g}")
+    return tokens
 
 
 def objective_at(problem, weights) -> float | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mergemix_jax.cli.errors import UsageError
+
 EXAMPLES = """Examples:
   mergemix tensorboard runs/demo-1a2b3c4d            # then: tensorboard --logdir runs/demo-1a2b3c4d/tensorboard
   mergemix tensorboard runs/base --logdir tb/base     # any train run folder works too
@@ -26,13 +28,13 @@ def run(args: argparse.Namespace) -> int:
     from mergemix_jax.export.tensorboard import write_tensorboard
 
     if not Path(args.run).is_dir():
-        raise SystemExit(f"mergemix tensorboard: {args.run} is not a folder")
+        raise UsageError(f"RUN {args.run} is not a folder; give a `mergemix run` or `mergemix train` run folder")
     try:
         written = write_tensorboard(args.run, args.logdir or None)
-    except RuntimeError as err:
-        raise SystemExit(f"mergemix tensorboard: {err}") from None
+    except RuntimeError as err:  # the optional extra is missing
+        raise UsageError(str(err)) from None
     if not written:
-        raise SystemExit(f"mergemix tensorboard: no metrics.jsonl or search/*.json under {args.run}")
+        raise UsageError(f"no metrics.jsonl or search/*.json under {args.run}; give a `mergemix run` or `mergemix train` run folder")
     for name, points in written.items():
         print(f"{name}: {points} points")
     print(f"tensorboard --logdir {args.logdir or Path(args.run) / 'tensorboard'}")

@@ -55,8 +55,18 @@ def read_weights_file(path: str | os.PathLike, expert_names: Sequence[str], norm
 
 
 def _read_lines(path: str | os.PathLike) -> list[tuple[int, list[str]]]:
-    with open(path, newline="") as handle:
-        lines = [(number, row) for number, row in enumerate(csv.reader(handle), start=1) if row and any(cell.strip() for cell in row)]
+    """The non-blank CSV rows of `path` with their line numbers; UTF-8 with or without the byte-order
+    mark a spreadsheet writes ("utf-8-sig"); any other encoding is refused naming the file."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            lines = [(number, row) for number, row in enumerate(csv.reader(handle), start=1) if row and any(cell.strip() for cell in row)]
+    except UnicodeDecodeError as err:
+        raise WeightsFileError(
+            f"{path} is not UTF-8 text (byte {err.start}: {err.reason}; a UTF-16 export?); save it as CSV UTF-8 (in a spreadsheet: "
+            "'CSV UTF-8 (comma delimited)') and run again"
+        ) from None
+    if any("\x00" in cell for _, row in lines for cell in row):
+        raise WeightsFileError(f"{path} holds NUL characters (a UTF-16 or binary file?); save it as CSV UTF-8 and run again")
     if not lines:
         raise WeightsFileError(f"{path}: no weight rows; write one mixture per row (a header naming the experts first)")
     return lines

@@ -2,7 +2,9 @@
 reads (YAML or JSON), or as `key=value` overrides for any mergemix command.
 
 grain's `mix` rejects zero weights, so domains below `min_weight` are dropped and the rest
-renormalised (the data pipeline does the same for exact zeros).
+renormalised (the data pipeline does the same for exact zeros). Weights are written with
+`SIGNIFICANT_DIGITS` significant digits (a config a person reads and pastes); they then sum to 1
+within K x 5e-7, and the data pipeline renormalises them anyway.
 """
 
 from __future__ import annotations
@@ -15,14 +17,17 @@ import yaml
 
 from mergemix_jax.reliability.atomic import atomic_write_json, atomic_write_text
 
+SIGNIFICANT_DIGITS = 6
+
 
 def grain_mixture(weights: Mapping[str, float], min_weight: float = 1e-6) -> dict[str, float]:
-    """{domain: weight} without domains below `min_weight`, renormalised to sum 1."""
+    """{domain: weight} without domains below `min_weight`, renormalised to sum 1 and rounded to
+    SIGNIFICANT_DIGITS significant digits."""
     kept = {name: float(w) for name, w in weights.items() if w >= min_weight}
     total = sum(kept.values())
     if not kept or total <= 0:
         raise ValueError(f"no domain has a weight >= {min_weight}: {dict(weights)}")
-    return {name: w / total for name, w in kept.items()}
+    return {name: float(f"{w / total:.{SIGNIFICANT_DIGITS}g}") for name, w in kept.items()}
 
 
 def grain_mixture_yaml(weights: Mapping[str, float], min_weight: float = 1e-6) -> str:

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 import yaml
 
 from mergemix_jax.config.schema import EvalConfig
+from mergemix_jax.export.grain_config import SIGNIFICANT_DIGITS
 from mergemix_jax.reliability.atomic import atomic_write_text
 
 MERGEKIT_METHODS = {"linear": "task_arithmetic", "ties": "ties", "dare": "dare_linear"}
@@ -34,7 +35,8 @@ def mergekit_config(
 ) -> dict:
     """The mergekit config dict of the merge `weights` ({domain: w}) with `eval_cfg`'s merge method.
 
-    Experts with weight <= min_weight are left out (mergekit would load them for nothing).
+    Experts with weight <= min_weight are left out (mergekit would load them for nothing); weights are
+    written with SIGNIFICANT_DIGITS significant digits.
     """
     if eval_cfg.merge not in MERGEKIT_METHODS:
         raise ValueError(f"eval.merge {eval_cfg.merge!r} has no mergekit equivalent; choose one of {tuple(MERGEKIT_METHODS)}")
@@ -47,7 +49,7 @@ def mergekit_config(
     elif eval_cfg.merge == "dare":
         per_model["density"] = round(1.0 - eval_cfg.dare_drop_rate, 12)
     models = [
-        {"model": expert_models[name], "parameters": {"weight": float(w), **per_model}}
+        {"model": expert_models[name], "parameters": {"weight": float(f"{w:.{SIGNIFICANT_DIGITS}g}"), **per_model}}
         for name, w in weights.items()
         if w > min_weight
     ]

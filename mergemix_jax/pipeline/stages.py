@@ -316,8 +316,11 @@ def stage_report(config: Config, run_dir: Path) -> Path:
 
 
 def run_pipeline(config: Config, config_path: str | os.PathLike | None = None, command: str = "", stop_after: str = "") -> PipelineResult | Path:
-    """Run (or resume) every stage; `stop_after` ends after the named stage (returns the run folder)."""
-    from mergemix_jax.export import read_mixture
+    """Run (or resume) every stage; `stop_after` ends after the named stage (returns the run folder).
+
+    A base or expert of this run folder found damaged on the way (a truncated or missing checkpoint
+    behind a done.json) is set aside and retrained, once per folder (see `heal_train_stage`)."""
+    from mergemix_jax.train import CheckpointError
 
     if stop_after and stop_after not in STAGES:
         raise ValueError(f"stop_after must be one of {STAGES}, got {stop_after!r}")
@@ -326,6 +329,18 @@ def run_pipeline(config: Config, config_path: str | os.PathLike | None = None, c
     check_reused_base(config)  # before the run folder exists: a refused base leaves nothing behind
     run_dir = prepare_run_dir(config, config_path, command)
     log.info("run folder: %s", run_dir)
+    healed: set[Path] = set()
+    while True:
+        try:
+            return _run_stages(config, run_dir, stop_after)
+        except CheckpointError as err:
+            if not heal_train_stage(config, run_dir, err, healed):
+                raise
+
+
+def _run_stages(config: Config, run_dir: Path, stop_after: str) -> PipelineResult | Path:
+    from mergemix_jax.export import read_mixture
+
     stage_base(config, run_dir)
     if stop_after == "base":
         return run_dir
@@ -346,6 +361,33 @@ def run_pipeline(config: Config, config_path: str | os.PathLike | None = None, c
     report = stage_report(config, run_dir)
     chosen = read_mixture(mixture_path)
     return PipelineResult(run_dir, mixture_path, report, chosen.weights, chosen.method)
+
+
+def heal_train_stage(config: Config, run_dir: Path, err: Exception, healed: set[Path]) -> bool:
+    """Set aside the damaged output of one of this run's train stages so the rerun retrains it.
+
+    True when `err` (a CheckpointError) names a damaged base or expert folder of this run folder
+    (not a `pipeline.base_dir` of the user's) not healed before: its newest checkpoint step and its
+    done.json move to <folder>/corrupt_checkpoints/, so the stage counts as unfinished and training
+    resumes from the newest intact step (or starts over), replaying the same batches. Single-process
+    jobs only; False otherwise (the error then stands)."""
+    import jax
+
+    from mergemix_jax.reliability.checkpoints import quarantine_done_marker, quarantine_step
+    from mergemix_jax.train.checkpoint import checkpoint_dir, latest_step
+    from mergemix_jax.train.loop import DONE_FILE
+
+    damaged = getattr(err, "damaged", None)
+    own = [*([] if config.pipeline.base_dir else [training.base_dir(config, run_dir)]), *training.expert_dirs(config, run_dir)]
+    folder = next((f for f in own if damaged is not None and f.resolve() == damaged.resolve()), None)
+    if folder is None or folder.resolve() in healed or jax.process_count() > 1:
+        return False
+    healed.add(folder.resolve())
+    step = latest_step(folder)
+    moved = [quarantine_step(checkpoint_dir(folder), step)] if step is not None else []
+    moved += [m for m in [quarantine_done_marker(folder, DONE_FILE)] if m is not None]
+    log.warning("%s: its saved output is damaged (%s); moved %s aside and retraining it", folder, str(err).split("; ")[0], ", ".join(map(str, moved)) or "nothing")
+    return True
 
 
 def check_utility(config: Config) -> None:

@@ -22,8 +22,14 @@ QUARANTINE = "corrupt_checkpoints"
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, incomplete or does not fit the model; says the way out.
 
-    Defined here, below train/ and reliability/lineage.py which both raise it (mergemix_jax.train
-    re-exports it)."""
+    `damaged` is the run folder whose saved output is incomplete or unreadable (None when the
+    checkpoint is intact but unsuitable, e.g. another architecture): `mergemix run` retrains such a
+    folder when it is one of its own stages (pipeline/stages.py). Defined here, below train/ and
+    reliability/lineage.py which both raise it (mergemix_jax.train re-exports it)."""
+
+    def __init__(self, message: str, damaged: str | os.PathLike | None = None):
+        super().__init__(message)
+        self.damaged = None if damaged is None else Path(damaged)
 
 
 def step_problem(step_dir: str | os.PathLike, items: Sequence[str] = ("params", "meta")) -> str | None:
@@ -57,6 +63,18 @@ def short_error(err: BaseException, limit: int = 240) -> str:
     for cut in (" See full TensorStore details", " [tensorstore_spec="):
         line = line.split(cut)[0]
     return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def quarantine_done_marker(run_dir: str | os.PathLike, marker: str = "done.json") -> Path | None:
+    """Move a run's done marker into `<run>/corrupt_checkpoints/` (so the run counts as unfinished and
+    is trained again, resuming from its newest intact step); returns where it went, None if absent."""
+    source = Path(run_dir) / marker
+    if not source.is_file():
+        return None
+    target = Path(run_dir) / QUARANTINE / f"{marker}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(source, target)
+    return target
 
 
 def quarantine_step(checkpoints_dir: str | os.PathLike, step: int) -> Path:

@@ -3,8 +3,9 @@
 It reads only files the pipeline and `mergemix validate` wrote: config.yaml, commands.txt,
 stages.jsonl, timings.json, eval/*.csv, search/*.json, mixture.json, mixture.grain.yaml,
 diagnostics.json and validate-*/validation.json, so it can be re-rendered at any time. It opens with
-the verdict (report/verdict.py); one sign convention throughout: losses, lower is better. Paths on
-this machine are shown relative to the run folder.
+the verdict (report/verdict.py). Every number derived from the utility is shown in one unit and
+direction (report/units.py): a loss in nats, lower is better, when the utility is minus a held-out
+loss; else utility points, higher is better. Paths on this machine are shown relative to the run folder.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import yaml
 
 from mergemix_jax.reliability.atomic import atomic_write_text
 from mergemix_jax.report import plots
+from mergemix_jax.report.units import Scale, configured_utility, scale_of_run
 from mergemix_jax.report.verdict import render_verdict, verdict_of
 from mergemix_jax.validate.stats import format_with_interval
 
@@ -52,11 +54,13 @@ def _load_json(path: Path):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _utility_weights(config: dict) -> dict[str, float]:
-    return dict(config.get("pipeline", {}).get("utility") or {}) or {"loss/mean": 1.0}
+def _smooth_objective_methods(config: dict) -> set[str]:
+    """Methods whose search trace is the gradient search's differentiable objective, not -utility."""
+    inner = config.get("search", {}).get("hierarchical", {}).get("inner", "gradient")
+    return {"gradient", *(["hierarchical"] if inner == "gradient" else [])}
 
 
-def _methods_section(run_dir: Path, out: Path, domains: list[str]) -> tuple[str, dict]:
+def _methods_section(run_dir: Path, out: Path, domains: list[str], scale: Scale, config: dict) -> tuple[str, dict]:
     searches = {p.stem: json.loads(p.read_text()) for p in sorted((run_dir / "search").glob("*.json")) if p.stem != "selected"}  # selected = the pick, not a method
     if not searches:
         return "<p>No search results yet.</p>", {}
@@ -65,20 +69,28 @@ def _methods_section(run_dir: Path, out: Path, domains: list[str]) -> tuple[str,
     rows = []
     for name, s in searches.items():
         search = s.get("search", {})
-        rows.append([name, *[s["weights"][d] for d in domains], -float(compared.get(name, np.nan)), float(search.get("wall_time_s", np.nan)), search.get("n_evaluations", "")])
-    header = ["method", *domains, "proxy loss (exact merge, lower is better)", "time (s)", "evaluations"]
+        rows.append([name, *[s["weights"][d] for d in domains], scale.show(-float(compared.get(name, np.nan))), float(search.get("wall_time_s", np.nan)), search.get("n_evaluations", "")])
+    header = ["method", *domains, scale.label("exact-merge proxy"), "time (s)", "evaluations"]
     weights = {name: [s["weights"][d] for d in domains] for name, s in searches.items()}
     parts = [_table(header, rows), _img(plots.weights_bars(weights, domains, out / "weights.png"), out, "weights per method")]
     traces = {name: np.asarray(s.get("search", {}).get("trace") or [], np.float64) for name, s in searches.items()}
     if any(t.size for t in traces.values()):
-        parts.append(_img(plots.search_traces(traces, out / "traces.png"), out, "search traces"))
+        smooth = _smooth_objective_methods(config)
+        utilities = {name: [scale.show(float(x)) for x in t] for name, t in traces.items() if name not in smooth}
+        objectives = {name: t for name, t in traces.items() if name in smooth}
+        parts.append(_img(plots.search_traces(utilities, objectives, scale.label("best proxy"), out / "traces.png"), out, "search traces"))
+        if objectives:
+            parts.append(
+                f"<p class='note'>Search traces: {', '.join(sorted(objectives))} minimise{'s' if len(objectives) == 1 else ''} a differentiable stand-in "
+                "of the utility (its own scale, right panel), not comparable in value with the other methods' utilities (left panel).</p>"
+            )
     if chosen:
         parts.insert(0, f"<p><b>Recommended mixture</b> ({html.escape(chosen['method'])}): " + ", ".join(f"{d} {chosen['weights'][d]:.3f}" for d in domains) + "</p>")
     marks = {name: np.asarray(w) for name, w in weights.items()}
     return "\n".join(parts), marks
 
 
-def _heatmap_section(run_dir: Path, out: Path, domains: list[str], utility: dict, marks: dict) -> str:
+def _heatmap_section(run_dir: Path, out: Path, domains: list[str], utility: dict, marks: dict, scale: Scale) -> str:
     from mergemix_jax.eval.results import read_table
     from mergemix_jax.pipeline.mixtures import face_grid, row_lookup
     from mergemix_jax.pipeline.problem import utility_of
@@ -94,10 +106,11 @@ def _heatmap_section(run_dir: Path, out: Path, domains: list[str], utility: dict
     k = len(domains)
     for face in layout["faces"]:
         grid = face_grid(k, tuple(face), layout["resolution"])
-        faces.append(([domains[i] for i in face], grid[:, face], -util[row_lookup(table["weights"], grid)]))
+        faces.append(([domains[i] for i in face], grid[:, face], scale.show(-util[row_lookup(table["weights"], grid)])))
         face_marks.append({name: w[face] for name, w in marks.items() if abs(w[face].sum() - 1) < 1e-3})
     note = "" if k == 3 else f"<p class='note'>K = {k}: 2-D slices, the faces spanned by three domains (the others at 0); a method's mixture is marked on the faces it lies on.</p>"
-    return note + _img(plots.simplex_heatmaps(faces, face_marks, out / "heatmap.png"), out, "simplex heatmap")
+    image = plots.simplex_heatmaps(faces, face_marks, out / "heatmap.png", scale.label("proxy"), higher_is_better=not scale.is_loss)
+    return note + _img(image, out, "simplex heatmap")
 
 
 BENCHMARK_COLUMNS = ("recommended", "uniform", "natural")
@@ -200,7 +213,7 @@ RANK_COLUMNS = (
 )
 
 
-DISPLAY = {"utility": "loss (= -utility)", "utility (normalised)": "normalised loss"}  # rank statistics do not depend on the sign
+DISPLAY = {"utility": "loss (= -utility)", "utility (normalised)": "normalised loss"}  # loss runs; rank statistics do not depend on the sign
 
 
 def _reference_target(v: dict, metric: str) -> np.ndarray:
@@ -220,10 +233,11 @@ def _scatter(v: dict, out: Path) -> str:
     return _img(plots.proxy_scatter(panels, out / "scatter.png"), out, "proxy vs real loss") if panels else ""
 
 
-def _validation_section(v: dict | None, out: Path) -> str:
+def _validation_section(v: dict | None, out: Path, scale: Scale) -> str:
     if v is None:
         return "<p>Not validated yet: run <code>mergemix validate --config ...</code> to train reference mixtures.</p>"
-    rows = [[DISPLAY.get(r["metric"], r["metric"]), r["subset"], r["n"], *[format_with_interval(r, key) if key != "kendall" else r["kendall"] for key, _ in RANK_COLUMNS]] for r in v["table"]]
+    display = DISPLAY if scale.is_loss else {}
+    rows = [[display.get(r["metric"], r["metric"]), r["subset"], r["n"], *[format_with_interval(r, key) if key != "kendall" else r["kendall"] for key, _ in RANK_COLUMNS]] for r in v["table"]]
     header = ["metric", "mixtures", "n", *[name for _, name in RANK_COLUMNS]]
     suite = v.get("suite", {})
     split = (
@@ -243,7 +257,6 @@ def _validation_section(v: dict | None, out: Path) -> str:
 
 
 GLOSSARY = (
-    ("loss", "held-out cross-entropy in nats per token; lower is better. Every number in this report is a loss (the utility the search maximises is minus this loss)."),
     ("merged proxy", "a mixture's score predicted without training: the base plus the weighted sum of the per-domain experts' changes, evaluated on held-out text."),
     ("real loss / reference", "the loss of a model actually trained on that mixture from the same base with the same steps as one expert."),
     ("vertex / interior", "vertex: a one-domain mixture (there the proxy is the expert itself); interior: every other reference mixture."),
@@ -261,8 +274,12 @@ GLOSSARY = (
 )
 
 
-def _glossary() -> str:
-    items = "".join(f"<dt><b>{html.escape(term)}</b></dt><dd>{html.escape(text)}</dd>" for term, text in GLOSSARY)
+def _glossary(scale: Scale) -> str:
+    if scale.is_loss:
+        first = ("loss", "held-out cross-entropy in nats per token; lower is better. This run's utility is minus this loss, so the report shows every utility as a loss.")
+    else:
+        first = ("utility", "the score the search maximises (see the benchmark scores), in utility points; higher is better. Held-out losses are in nats per token, lower is better.")
+    items = "".join(f"<dt><b>{html.escape(term)}</b></dt><dd>{html.escape(text)}</dd>" for term, text in (first, *GLOSSARY))
     return f"<dl>{items}</dl>"
 
 
@@ -279,19 +296,19 @@ def relative_paths(text: str, root: Path) -> str:
     return _ABSOLUTE.sub(swap, text)
 
 
-def _verdict_section(run_dir: Path, domains: list[str], validation: dict | None) -> str:
+def _verdict_section(run_dir: Path, domains: list[str], validation: dict | None, scale: Scale) -> str:
     mixture = _load_json(run_dir / "mixture.json")
     if not mixture:
         return "<p>No recommendation yet: `mergemix run` has not reached the mixture file.</p>"
     grain = run_dir / "mixture.grain.yaml"
-    box = render_verdict(verdict_of(mixture, validation), domains, grain.read_text() if grain.is_file() else "")
+    box = render_verdict(verdict_of(mixture, validation, scale), domains, grain.read_text() if grain.is_file() else "", scale)
     from mergemix_jax.pipeline.utility import read_run_utility
 
     utility = read_run_utility(run_dir)
     if utility is not None and not utility.is_loss:
         box += (
-            f"<p class='note'>This run's utility is a benchmark score: {html.escape(utility.describe())}. Every \"loss\" in this report "
-            "is minus that utility (lower is better, in normalised units, not nats); the benchmark scores follow.</p>"
+            f"<p class='note'>This run's utility is a benchmark score: {html.escape(utility.describe())}. The report shows it in "
+            "utility points, higher is better; held-out losses are in nats, lower is better. The benchmark scores follow.</p>"
         )
     return box
 
@@ -305,18 +322,20 @@ def render_report(run_dir: str | os.PathLike) -> Path:
     config = yaml.safe_load(config_text)
     domains = [d["name"] for d in config["data"]["domains"]]
     validation = _latest_validation(run_dir)
-    methods_html, marks = _methods_section(run_dir, out, domains)
+    scale = scale_of_run(run_dir, config)
+    methods_html, marks = _methods_section(run_dir, out, domains, scale, config)
     commands = relative_paths((run_dir / "commands.txt").read_text(), run_dir) if (run_dir / "commands.txt").is_file() else ""
     stages = relative_paths((run_dir / "stages.jsonl").read_text(), run_dir) if (run_dir / "stages.jsonl").is_file() else ""
     timings = _load_json(run_dir / "timings.json") or {}
     sections = [
-        ("Recommendation", _verdict_section(run_dir, domains, validation)),
+        ("Recommendation", _verdict_section(run_dir, domains, validation, scale)),
         ("Benchmark scores", _benchmark_section(run_dir, domains)),
+        ("Real runs: predicted vs real", real_runs_section((_load_json(run_dir / "mixture.json") or {}).get("verification"), "minus the loss in nats, higher is better" if scale.is_loss else "utility points, higher is better")),
         ("Mixtures found", methods_html),
-        ("Proxy loss over the simplex", _heatmap_section(run_dir, out, domains, _utility_weights(config), marks)),
+        (f"Proxy {scale.quantity} over the simplex", _heatmap_section(run_dir, out, domains, configured_utility(config), marks, scale)),
         ("Interference diagnostics", _diagnostics_section(run_dir, out)),
-        ("Proxy vs real mixture training", _validation_section(validation, out)),
-        ("Glossary", _glossary()),
+        ("Proxy vs real mixture training", _validation_section(validation, out, scale)),
+        ("Glossary", _glossary(scale)),
         ("Training time", _table(["model", "steps", "seconds"], [[k, t["steps"], float(t["seconds"])] for k, t in timings.items()], "{:.1f}")),
         ("Commands", f"<pre>{html.escape(commands)}</pre>"),
         ("Config", f"<pre>{html.escape(relative_paths(config_text, run_dir))}</pre>"),

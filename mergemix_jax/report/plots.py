@@ -39,8 +39,11 @@ def weights_bars(weights: Mapping[str, Sequence[float]], domains: Sequence[str],
     return _save(fig, path)
 
 
-def simplex_heatmaps(faces: Sequence[tuple[Sequence[str], np.ndarray, np.ndarray]], marks: Sequence[Mapping[str, np.ndarray]], path: Path) -> Path:
-    """One triangle per face: (three domain names, barycentric points [P, 3], proxy loss [P], lower is better).
+def simplex_heatmaps(
+    faces: Sequence[tuple[Sequence[str], np.ndarray, np.ndarray]], marks: Sequence[Mapping[str, np.ndarray]], path: Path, label: str, higher_is_better: bool = False
+) -> Path:
+    """One triangle per face: (three domain names, barycentric points [P, 3], proxy value [P]); `label`
+    names the value's unit and direction; the better end is bright either way.
 
     marks[f] (name -> [3] barycentric) are the mixtures drawn on face f (those lying on it)."""
     fig, axes = plt.subplots(1, len(faces), figsize=(4.2 * len(faces), 3.9), squeeze=False)
@@ -49,7 +52,7 @@ def simplex_heatmaps(faces: Sequence[tuple[Sequence[str], np.ndarray, np.ndarray
     colours = {}
     for ax, (names, bary, loss), face_marks in zip(axes[0], faces, marks, strict=True):
         xy = bary @ _CORNERS
-        image = ax.tripcolor(mtri.Triangulation(xy[:, 0], xy[:, 1]), loss, shading="gouraud", cmap="viridis_r", vmin=lo, vmax=hi)
+        image = ax.tripcolor(mtri.Triangulation(xy[:, 0], xy[:, 1]), loss, shading="gouraud", cmap="viridis" if higher_is_better else "viridis_r", vmin=lo, vmax=hi)
         for label, mark in face_marks.items():
             p = np.asarray(mark) @ _CORNERS
             colours.setdefault(label, f"C{len(colours)}")
@@ -58,25 +61,30 @@ def simplex_heatmaps(faces: Sequence[tuple[Sequence[str], np.ndarray, np.ndarray
             ax.annotate(name, corner, ha="center", va="top" if corner[1] == 0 else "bottom", fontsize=9)
         ax.set_aspect("equal")
         ax.axis("off")
-    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="proxy loss = -utility (lower is better)")
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label=label)
     if colours:
         handles = [plt.Line2D([], [], marker="o", ls="", color=c, mec="white", ms=7) for c in colours.values()]
         fig.legend(handles, list(colours), loc="lower center", ncol=len(colours), fontsize=8)
-    fig.suptitle("Proxy loss of merged mixtures on simplex faces")
+    fig.suptitle(f"{label.split(' (')[0].capitalize()} of merged mixtures on simplex faces")
     return _save(fig, path)
 
 
-def search_traces(traces: Mapping[str, np.ndarray], path: Path) -> Path:
-    """Best proxy objective so far (a loss: lower is better) against the trace index, per method."""
-    fig, ax = plt.subplots(figsize=(6, 3.4))
-    for name, trace in traces.items():
-        trace = np.asarray(trace, np.float64).ravel()
-        if trace.size:
-            ax.plot(np.arange(1, trace.size + 1), trace, label=name)
-    ax.set_xlabel("step / evaluation batch")
-    ax.set_ylabel("best proxy loss so far (lower is better)")
-    ax.legend(fontsize=8)
-    ax.set_title("Search traces")
+def search_traces(utilities: Mapping[str, Sequence[float]], objectives: Mapping[str, Sequence[float]], label: str, path: Path) -> Path:
+    """Best value so far against the trace index, per method: the black-box methods' utility (`label`
+    names its unit and direction) on the left; the gradient search's differentiable objective, a
+    stand-in on its own scale, in a panel of its own on the right (when any)."""
+    panels = [(utilities, label), (objectives, "best differentiable objective so far (lower is better)")]
+    panels = [(traces, title) for traces, title in panels if any(len(t) for t in traces.values())]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.4), squeeze=False)
+    for ax, (traces, title) in zip(axes[0], panels, strict=True):
+        for name, trace in traces.items():
+            trace = np.asarray(trace, np.float64).ravel()
+            if trace.size:
+                ax.plot(np.arange(1, trace.size + 1), trace, label=name)
+        ax.set_xlabel("step / evaluation batch")
+        ax.set_ylabel(title, fontsize=8)
+        ax.legend(fontsize=8)
+    fig.suptitle("Search traces")
     return _save(fig, path)
 
 
@@ -118,8 +126,8 @@ def _scatter_panel(ax, panel: Mapping, zoom: bool) -> None:
     if zoom:
         ax.set_xlim(min(xs) - pad, max(xs) + pad)
         ax.set_ylim(min(ys) - pad, max(ys) + pad)
-    ax.set_xlabel("merged proxy loss (lower is better)", fontsize=8)
-    ax.set_ylabel("real loss, trained (lower is better)", fontsize=8)
+    ax.set_xlabel("merged proxy loss (nats, lower is better)", fontsize=8)
+    ax.set_ylabel("real loss, trained (nats, lower is better)", fontsize=8)
     ax.set_title(panel["title"] + (" — interior, zoomed" if zoom else ""), fontsize=8)
 
 

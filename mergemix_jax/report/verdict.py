@@ -4,7 +4,8 @@
 and, when `mergemix validate` ran, validation.json (its `baselines`), and returns a `Verdict`:
 green when the proxy's pick was confirmed by real training, red when the proxy's pick trained worse
 than uniform or natural by more than the seed noise, amber otherwise (a tie within noise, another
-candidate chosen, or nothing verified). Losses everywhere: lower is better.
+candidate chosen, or nothing verified). The rows hold `-utility` (lower is better); `render_verdict`
+shows them in the run's unit and direction (report/units.py): nats of loss, or utility points.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from mergemix_jax.report.units import LOSS, Scale
 
 ROWS = ("recommended", "proxy pick", "uniform", "natural")
 COLOURS = {"green": ("#1a7f37", "#e9f7ee"), "red": ("#c62828", "#fdecea"), "amber": ("#9a6700", "#fff8e1")}
@@ -25,9 +28,9 @@ class VerdictRow:
 
     name: str
     weights: dict[str, float]
-    real_loss: float | None = None
+    real_loss: float | None = None  # -utility of the real runs (a loss in nats for a loss utility): lower is better
     rank: str = ""  # "3 of 17"
-    regret: float | None = None
+    regret: float | None = None  # how far behind the best compared mixture, in the utility's unit (0 = the best)
     interval: tuple[float, float] | None = None  # 90% interval of the regret
 
 
@@ -92,10 +95,11 @@ def _same_weights(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
     return set(a) == set(b) and all(abs(a[d] - b[d]) < 1e-6 for d in a)
 
 
-def verdict_of(mixture: Mapping, validation: Mapping | None = None) -> Verdict:
+def verdict_of(mixture: Mapping, validation: Mapping | None = None, scale: Scale = LOSS) -> Verdict:
     """The verdict box's content (see module doc). The noise margin is one-sided at the verification's
     confidence (0.9 when absent): q * noise * sqrt(1/runs_a + 1/runs_b), q the normal quantile for
-    validation's replicate noise and the Student-t one for the verification runs' residual noise (its dof)."""
+    validation's replicate noise and the Student-t one for the verification runs' residual noise (its dof).
+    `scale` only words the sentences (their unit)."""
     from mergemix_jax.verify.decide import one_sided_quantile
 
     ver = mixture.get("verification") or {}
@@ -137,21 +141,22 @@ def verdict_of(mixture: Mapping, validation: Mapping | None = None) -> Verdict:
     if stale:
         sentences.append("The last `mergemix validate` checked an earlier recommendation; rerun it to validate this one.")
     if source == "validation":
-        sentences.append(_validation_sentence(validation))
+        sentences.append(_validation_sentence(validation, scale))
     return Verdict(colour, headline, sentences, rows, source)
 
 
-def _validation_sentence(v: Mapping) -> str:
+def _validation_sentence(v: Mapping, scale: Scale = LOSS) -> str:
     n = len(v.get("kinds", []))
     noise = v.get("noise")
-    noise_text = f"seed noise {noise:.4f} nats per run" if noise is not None else "no replicate, so no noise estimate"
+    noise_text = f"seed noise {noise:.4f} {scale.unit} per run" if noise is not None else "no replicate, so no noise estimate"
     suite = v.get("suite") or {}
     split = "on held-out sequences the search never saw" if suite.get("heldout_offset") else "on the search's own held-out sequences"
     if suite.get("task_offset"):
         split += " and task items it never scored"
+    best = scale.show(v["best"]["real_loss"])
     return (
         f"Validation: every mixture trained for real and scored {split}; rank among {n} reference mixtures, "
-        f"regret = real loss minus the best reference's ({v['best']['name']}, {v['best']['real_loss']:.4f}); {noise_text}; "
+        f"regret = how far the mixture's real {scale.quantity} is behind the best reference's ({v['best']['name']}, {best:.4f} {scale.unit}); {noise_text}; "
         f"references indistinguishable from the best: {', '.join(v.get('indistinguishable', [])) or '–'}."
     )
 
@@ -160,19 +165,29 @@ def _fmt(value: float | None, digits: int = 4) -> str:
     return "–" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
-def render_verdict(verdict: Verdict, domains: Sequence[str], grain_yaml: str) -> str:
-    """The box as HTML: coloured border, headline, sentences, the table and the ready-to-paste grain file."""
+def regret_header(verdict: Verdict, scale: Scale) -> str:
+    """The regret column's title: its unit, and its interval or why there is none."""
+    if any(r.interval for r in verdict.rows):
+        return f"regret ({scale.unit} behind the best) [90% interval]"
+    why = "no interval until `mergemix validate`" if verdict.source != "validation" else "no interval: no seed replicate"
+    return f"regret ({scale.unit} behind the best; {why})"
+
+
+def render_verdict(verdict: Verdict, domains: Sequence[str], grain_yaml: str, scale: Scale = LOSS) -> str:
+    """The box as HTML: coloured border, headline, sentences, the table (in `scale`'s unit and
+    direction) and the ready-to-paste grain file."""
     border, background = COLOURS[verdict.colour]
-    head = ["mixture", *domains, "real loss (lower is better)", "rank", "regret (nats) [90%]"]
+    head = ["mixture", *domains, scale.label("real"), "rank (1 = best)", regret_header(verdict, scale)]
     body = []
     for r in verdict.rows:
         regret = _fmt(r.regret) + (f" [{_fmt(r.interval[0])}, {_fmt(r.interval[1])}]" if r.interval else "")
-        cells = [r.name, *[f"{r.weights.get(d, 0.0):.3f}" for d in domains], _fmt(r.real_loss), r.rank or "–", regret if r.real_loss is not None else "–"]
+        cells = [r.name, *[f"{r.weights.get(d, 0.0):.3f}" for d in domains], _fmt(scale.show(r.real_loss)), r.rank or "–", regret if r.real_loss is not None else "–"]
         body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     table = "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>" + "".join(body) + "</table>"
+    real = f"real {scale.quantity}"
     source = {
-        "validation": "Numbers from `mergemix validate`: rank among the reference mixtures (1 = best); regret = real loss minus the best reference's, below 0 beats them all",
-        "verification": "Numbers from the verification runs of `mergemix run` (mean over data seeds): rank among the verified candidates (1 = best); regret = real loss minus the best verified candidate's; `mergemix validate` adds reference mixtures and intervals",
+        "validation": f"Numbers from `mergemix validate`: rank among the reference mixtures (1 = best); regret = how far the {real} is behind the best reference's ({scale.unit}), below 0 beats them all",
+        "verification": f"Numbers from the verification runs of `mergemix run` (mean over data seeds): rank among the verified candidates (1 = best); regret = how far the {real} is behind the best verified candidate's ({scale.unit}); `mergemix validate` adds reference mixtures and intervals",
         "none": "No real training yet",
     }[verdict.source]
     sentences = "".join(f"<p>{html.escape(s)}</p>" for s in verdict.sentences)

@@ -104,11 +104,14 @@ def restore_checkpoint(
     step_dir = Path(manager.directory) / str(step)
     problem = step_problem(step_dir, tuple(items))
     if problem:
-        raise CheckpointError(f"checkpoint step {step} is incomplete: {problem}; {_way_out(step_dir)}")
+        raise CheckpointError(f"checkpoint step {step} is incomplete: {problem}; {_way_out(step_dir)}", damaged=step_dir.parent.parent)
+    check_fits(step_dir, abstract_params)
     try:
         restored = manager.restore(int(step), args=ocp.args.Composite(**items))
     except Exception as err:  # TensorStore reports truncated or garbled files as a bare Exception
-        raise CheckpointError(f"checkpoint step {step} in {manager.directory} cannot be restored ({short_error(err)}); {_way_out(step_dir)}") from err
+        raise CheckpointError(
+            f"checkpoint step {step} in {manager.directory} cannot be restored ({short_error(err)}); {_way_out(step_dir)}", damaged=step_dir.parent.parent
+        ) from err
     return restored["params"], restored["opt_state"], dict(restored["meta"])
 
 
@@ -128,6 +131,8 @@ def restore_newest_good(
         try:
             params, opt_state, _ = restore_checkpoint(manager, step, abstract_params, abstract_opt_state, data_iterator)
         except CheckpointError as err:
+            if err.damaged is None:  # an intact checkpoint of another model: no older step is any better
+                raise
             first_error = first_error or err
             log.warning("%s; trying the previous checkpoint", err)
             continue
@@ -141,13 +146,38 @@ def restore_newest_good(
     return None
 
 
+def check_fits(step_dir: Path, abstract_params: Any) -> None:
+    """Raise CheckpointError when the checkpoint in `step_dir` was saved for another architecture than
+    `abstract_params` (e.g. model.d_model changed between a run and its resume): the checkpoint is
+    fine, the config no longer matches the run folder."""
+    try:
+        saved = ModelConfig(**json.loads((step_dir / "meta" / "metadata").read_text())["model"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no architecture recorded: orbax's restore is the check
+    wanted = {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf in jax.tree_util.tree_leaves_with_path(abstract_params)}
+    have = {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf in jax.tree_util.tree_leaves_with_path(param_shapes(saved))}
+    if wanted == have:
+        return
+    name = next((k for k in sorted(set(wanted) | set(have)) if wanted.get(k) != have.get(k)), "")
+    run_dir = step_dir.parent.parent
+    fields = ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "max_seq_len")
+    raise CheckpointError(
+        f"the config no longer matches the run folder {run_dir}: its checkpoints hold another model (parameter {name}: saved {have.get(name)}, "
+        f"configured {wanted.get(name)}; the run was saved with {' '.join(f'model.{f}={getattr(saved, f)}' for f in fields)}). The checkpoints are intact: "
+        "start a new run in another folder (train.output_dir, or a changed config for `mergemix run`), or use the run's model settings to resume it"
+    )
+
+
 def _way_out(step_dir: Path) -> str:
+    """What to do about the damaged checkpoint `step_dir` (for `mergemix train` run folders; `mergemix
+    run` retrains a damaged stage of its own run folder by itself)."""
     earlier = [s for s in _step_numbers(step_dir.parent) if s < int(step_dir.name)]
+    rerun = "a stage of `mergemix run` is retrained by rerunning `mergemix run`"
     if not earlier:
-        return f"no earlier checkpoint exists: delete {step_dir} and train again (mergemix train --no-resume)"
+        return f"no earlier checkpoint exists: delete {step_dir} and train again (mergemix train --no-resume); {rerun}"
     return (
         f"use the previous checkpoint (step {max(earlier)}): resuming `mergemix train` falls back to it by itself, "
-        f"or move {step_dir} away so step {max(earlier)} is the newest (`mergemix export-hf RUN --step {max(earlier)}` reads it directly)"
+        f"or move {step_dir} away so step {max(earlier)} is the newest (`mergemix export-hf RUN --step {max(earlier)}` reads it directly); {rerun}"
     )
 
 
@@ -175,11 +205,11 @@ def check_loadable(run_dir: str | os.PathLike, model_cfg: ModelConfig | None = N
         raise CheckpointError(f"{run_dir} holds no finished checkpoint: the folder does not exist; check the path (train.init_from, --base, --experts or RUN)")
     found = latest_step(run_dir) if step is None else step
     if found is None:
-        raise CheckpointError(f"{run_dir} holds no finished checkpoint under {CHECKPOINTS}/; train it first (mergemix train)")
+        raise CheckpointError(f"{run_dir} holds no finished checkpoint under {CHECKPOINTS}/; train it first (mergemix train)", damaged=run_dir)
     step_dir = checkpoint_dir(run_dir) / str(found)
     problem = step_problem(step_dir, ("params", "meta"))
     if problem:
-        raise CheckpointError(f"{run_dir}: an incomplete checkpoint: {problem}; {_way_out(step_dir)}")
+        raise CheckpointError(f"{run_dir}: an incomplete checkpoint: {problem}; {_way_out(step_dir)}", damaged=run_dir)
     meta = json.loads((step_dir / "meta" / "metadata").read_text())
     saved_cfg = ModelConfig(**meta["model"])
     if model_cfg is not None:
@@ -227,5 +257,5 @@ def load_params(
         try:
             params = checkpointer.restore(step_dir / "params", abstract)
         except Exception as err:  # TensorStore reports truncated or garbled files as a bare Exception
-            raise CheckpointError(f"{step_dir}/params cannot be read ({short_error(err)}); {_way_out(step_dir)}") from err
+            raise CheckpointError(f"{step_dir}/params cannot be read ({short_error(err)}); {_way_out(step_dir)}", damaged=run_dir) from err
     return params, saved_cfg
