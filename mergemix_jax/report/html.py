@@ -21,6 +21,7 @@ import yaml
 
 from mergemix_jax.reliability.atomic import atomic_write_text
 from mergemix_jax.report import plots
+from mergemix_jax.report.real_runs import real_runs_section
 from mergemix_jax.report.units import Scale, configured_utility, scale_of_run
 from mergemix_jax.report.verdict import render_verdict, verdict_of
 from mergemix_jax.validate.stats import format_with_interval
