@@ -67,7 +67,7 @@ def test_report_is_well_formed_and_every_image_exists():
         assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert image.stat().st_mode & 0o777 == 0o644, src
     assert page.stat().st_mode & 0o777 == 0o644
-    assert parser.headings[:7] == ["Recommendation", "Benchmark scores", "Mixtures found", "Proxy loss over the simplex", "Interference diagnostics", "Proxy vs real mixture training", "Glossary"]
+    assert parser.headings[:8] == ["Recommendation", "Benchmark scores", "Real runs: predicted vs real", "Mixtures found", "Proxy loss over the simplex", "Interference diagnostics", "Proxy vs real mixture training", "Glossary"]
     assert "class='verdict verdict-" in text and "mixture.grain.yaml" in text and "Recommended mixture" in text
     assert "mergemix run --config ../../tiny.yaml" in text  # paths relative to the run folder
     assert str(run.run_dir.parent.parent) not in text  # no absolute path of this machine
