@@ -115,10 +115,10 @@ def train(config: Config, *, resume: bool = True, dataset: Any = None, config_so
     run_dir.mkdir(parents=True, exist_ok=True)
     check_free_space(run_dir, checkpoint_bytes(config) * (tc.keep_checkpoints + 1), f"keeping {tc.keep_checkpoints} checkpoint(s)")
     manager = make_manager(run_dir, tc.keep_checkpoints)
-    _write_config(config, run_dir)
 
     with jax.set_mesh(mesh):
         start, state = _initial_state(config, tx, mesh, manager, resume, data_iterator, base_params)
+        _write_config(config, run_dir)  # after a restore succeeded: config.yaml stays that of the checkpoints
         lineage = _lineage(config, run_dir, start, state.params)
         if finished is not None and start == tc.steps:  # restored (so verified) the final step
             manager.close()
