@@ -214,18 +214,18 @@ def _run_steps(config, state, step_fn, data_iterator: Iterator, mesh, manager, m
     throughput = Throughput()
     guard = DivergenceGuard(tc.divergence_factor, tc.output_dir, f"lower optim.learning_rate (now {config.optim.learning_rate:g})")
     last_loss = math.nan
-    for step in range(start, tc.steps):
-        state, metrics = step_fn(state, _global_batch(next(data_iterator), sharding, whole))
-        if pending is not None:  # fetch step t's metrics after step t+1 is dispatched
+    with bar:  # closed on an error too, so the message starts on its own line
+        for step in range(start, tc.steps):
+            state, metrics = step_fn(state, _global_batch(next(data_iterator), sharding, whole))
+            if pending is not None:  # fetch step t's metrics after step t+1 is dispatched
+                last_loss = _report(pending, throughput, tc, bar, metrics_log, guard)
+            pending = (step + 1, metrics)
+            if (step + 1) % tc.checkpoint_every == 0 or step + 1 == tc.steps:
+                last_loss = _report(pending, throughput, tc, bar, metrics_log, guard)  # checked before it is saved
+                pending = None
+                save_checkpoint(manager, step + 1, state.params, state.opt_state, data_iterator, metadata)
+        if pending is not None:
             last_loss = _report(pending, throughput, tc, bar, metrics_log, guard)
-        pending = (step + 1, metrics)
-        if (step + 1) % tc.checkpoint_every == 0 or step + 1 == tc.steps:
-            last_loss = _report(pending, throughput, tc, bar, metrics_log, guard)  # checked before it is saved
-            pending = None
-            save_checkpoint(manager, step + 1, state.params, state.opt_state, data_iterator, metadata)
-    if pending is not None:
-        last_loss = _report(pending, throughput, tc, bar, metrics_log, guard)
-    bar.close()
     return last_loss, throughput.rate
 
 
