@@ -228,3 +228,18 @@ def test_the_cli_refuses_a_bad_pair_in_one_line(tmp_path, monkeypatch, capsys, o
     code, _, err = run_cli(capsys, "train", "--config", config, override, "train.output_dir=out")
     assert_one_clear_line(code, err, fragment)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_the_pipeline_stops_at_a_diverging_expert_and_merges_nothing(tmp_path):
+    from mergemix_jax.pipeline.stages import run_pipeline
+    from tests.pipeline_helpers import tiny_pipeline_raw, write_config
+
+    raw = tiny_pipeline_raw(tmp_path, expert_learning_rate=50.0, base_steps=2)
+    raw["optim"]["grad_clip_norm"] = 0.0
+    path = write_config(tmp_path, raw)
+    with pytest.raises(TrainingDiverged, match="train.divergence_factor"):
+        run_pipeline(load_config(path), path)
+    (run_dir,) = (tmp_path / "runs").glob("tiny-*")
+    assert (run_dir / "base" / "done.json").is_file()  # the base trained at the normal rate
+    assert not list((run_dir / "experts").glob("*/done.json")) and not (run_dir / "eval").exists()
