@@ -238,7 +238,7 @@ def test_the_pipeline_stops_at_a_diverging_expert_and_merges_nothing(tmp_path):
     raw = tiny_pipeline_raw(tmp_path, expert_learning_rate=50.0, base_steps=2)
     raw["optim"]["grad_clip_norm"] = 0.0
     path = write_config(tmp_path, raw)
-    with pytest.raises(TrainingDiverged, match="train.divergence_factor"):
+    with pytest.raises(TrainingDiverged, match=r"train\.divergence_factor"):
         run_pipeline(load_config(path), path)
     (run_dir,) = (tmp_path / "runs").glob("tiny-*")
     assert (run_dir / "base" / "done.json").is_file()  # the base trained at the normal rate
