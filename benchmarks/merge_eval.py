@@ -46,7 +46,7 @@ def demo_config(args, *overrides: str):
     """configs/demo.yaml at the benchmark's model size and sequence length, plus overrides."""
     from mergemix_jax.config import load_config
 
-    shape = [f"model.max_seq_len={args.seq_len}", f"train.seq_len={args.seq_len}", "train.batch_size=8", "train.progress=false"]
+    shape = [f"model.max_seq_len={args.seq_len}", f"train.seq_len={args.seq_len}", f"eval.seq_len={args.seq_len}", f"eval.task_max_len={args.seq_len}", "train.batch_size=8", "train.progress=false"]
     return load_config(ROOT / "configs" / "demo.yaml", [*SIZES[args.size], *shape, "mesh.fsdp=1", *overrides])
 
 

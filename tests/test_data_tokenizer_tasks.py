@@ -81,18 +81,15 @@ def write_lines(path, records):
 
 
 def test_task_items_parse_both_kinds(tmp_path):
-    path = write_lines(
-        tmp_path / "quiz.jsonl",
-        [
-            {"id": "a", "context": "2 + 3 =", "choices": [" 4", " 5"], "answer": 1, "source": "x"},
-            "",
-            {"id": "b", "context": "7 * 6 =", "answer": " 42"},
-        ],
-    )
-    mc, exact = load_tasks(path)
+    choice = {"id": "a", "context": "2 + 3 =", "choices": [" 4", " 5"], "answer": 1, "source": "x"}
+    answer = {"id": "b", "context": "7 * 6 =", "answer": " 42"}
+    (mc,) = load_tasks(write_lines(tmp_path / "quiz.jsonl", [choice, ""]))
+    (exact,) = load_tasks(write_lines(tmp_path / "sums.jsonl", [answer]))
     assert mc.is_multiple_choice and mc.continuations == (" 4", " 5") and mc.correct_index == 1 and mc.meta == {"source": "x"}
     assert not exact.is_multiple_choice and exact.continuations == (" 42",) and exact.correct_index == 0
-    assert list(load_task_dir(tmp_path)) == ["quiz"]
+    assert list(load_task_dir(tmp_path)) == ["quiz", "sums"]
+    with pytest.raises(DataError, match=r"mixed\.jsonl line 3 is an exact-answer item .* but line 1 is a multiple-choice item"):
+        load_tasks(write_lines(tmp_path / "mixed.jsonl", [choice, "", answer]))  # one file, one kind
 
 
 @pytest.mark.parametrize(

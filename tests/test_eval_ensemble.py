@@ -178,4 +178,4 @@ def test_eval_proxy_is_checked_against_the_utility():
         tiny_config(eval={"proxy": "quadratic"})
     with pytest.raises(ConfigError, match=r"held-out losses and exact-answer NLLs only.*acc/mc"):
         tiny_config(eval={"proxy": "ensemble"}, pipeline={"utility": {"acc/mc": 1.0}})
-    assert tiny_config(eval={"proxy": "ensemble"}, pipeline={"utility": {"answer_nll/qa": 1.0}}).eval.proxy == "ensemble"
+    assert tiny_config(eval={"proxy": "ensemble", "task_dir": "tasks", "task_max_len": 64}, pipeline={"utility": {"answer_nll/qa": 1.0}}).eval.proxy == "ensemble"

@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import pytest
 
+from mergemix_jax.config import ConfigError
 from mergemix_jax.reliability import step_problem
 from mergemix_jax.train import load_params, train
 from mergemix_jax.train.checkpoint import CheckpointError
@@ -132,9 +133,13 @@ def test_only_step_corrupt_is_an_error_that_moves_nothing(reference, tmp_path):
 
 
 def test_architecture_change_on_resume_is_not_mistaken_for_corruption(reference, tmp_path):
-    """Every step fails to restore into a wider model: an error, and no good checkpoint is moved away."""
+    """A wider model on resume: an error naming the changed key (the run's config.yaml; without it, every
+    step fails to restore), and no good checkpoint is moved away."""
     damaged = copy_run(reference, tmp_path)
     wider = tiny_config(str(damaged), model={"d_model": 64}, train=TRAIN)
+    with pytest.raises(ConfigError, match=r"cannot resume: model\.d_model: 32 -> 64"):
+        train(wider, dataset=random_dataset(64, 8, 16))
+    (damaged / "config.yaml").unlink()
     with pytest.raises(CheckpointError, match=r"the config no longer matches the run folder .*model\.d_model=\d+ .*The checkpoints are intact: start a new run") as excinfo:
         train(wider, dataset=random_dataset(64, 8, 16))
     assert "delete" not in str(excinfo.value) and excinfo.value.damaged is None

@@ -78,5 +78,5 @@ def test_finished_run_outputs_are_consistent():
 
 def test_bad_utility_metric_is_named(tmp_path):
     path = write_config(tmp_path, tiny_pipeline_raw(tmp_path, utility={"loss/nope": 1.0}, base_steps=2, expert_steps=1))
-    with pytest.raises(ValueError, match=r"pipeline.utility names metric\(s\) \['loss/nope'\]"):
+    with pytest.raises(ValueError, match=r"'pipeline.utility' names 'loss/nope', but no domain is called 'nope'"):
         run_pipeline(load_config(path), path)

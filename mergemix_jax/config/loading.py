@@ -13,8 +13,9 @@ from typing import Any
 import dacite
 import yaml
 
+from mergemix_jax.config.overrides import apply_overrides, parse_override
 from mergemix_jax.config.schema import Config
-from mergemix_jax.config.validation import validate
+from mergemix_jax.config.validation import AMBIGUOUS_EXTENSIONS, FORMAT_BY_EXTENSION, validate
 
 
 class ConfigError(ValueError):
@@ -44,25 +45,19 @@ def _yaml_load(text: str):
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """Turn `["train.steps=10", "model.d_model=64"]` into a nested dict (values parsed as YAML)."""
+    """Turn `["train.steps=10", "model.d_model=64"]` into a nested dict (values parsed as YAML).
+
+    For reading overrides only; `load_config` applies them with `apply_overrides`, where a dict value
+    replaces the file's (config/overrides.py)."""
     nested: dict[str, Any] = {}
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
-        dotted, raw = item.split("=", 1)
-        keys = dotted.strip().split(".")
-        if not all(keys):
-            raise ConfigError(f"override {item!r} has an empty key")
+        parsed = parse_override(item, _yaml_load, ConfigError)
         node = nested
-        for key in keys[:-1]:
+        for key in parsed.keys[:-1]:
             node = node.setdefault(key, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r} conflicts with an earlier override")
-        try:
-            node[keys[-1]] = _yaml_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as err:
-            problem = str(getattr(err, "problem", None) or err).strip()
-            raise ConfigError(f"override {item!r}: the value is not valid YAML ({problem}); close its brackets or quotes (e.g. {dotted}=[1, 2])") from None
+        node[parsed.keys[-1]] = parsed.value
     return nested
 
 
@@ -81,6 +76,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
     """Build and validate a `Config`; `source` names the file in error messages."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of sections (model:, train:, ...), got a {type(raw).__name__}")
+    raw = infer_domain_formats(raw, source)
     problems = structure_problems(Config, raw)
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))
@@ -101,6 +97,35 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))
     return config
+
+
+def infer_domain_formats(raw: dict[str, Any], source: str = "<dict>") -> dict[str, Any]:
+    """A copy of `raw` where every domain without `format:` has the format its paths' extension says
+    (.jsonl -> jsonl, .parquet -> parquet, ...; other extensions stay text). Paths of different
+    formats, or an extension with two readings (.json), are a ConfigError naming the domain and the fix."""
+    data = raw.get("data")
+    domains = data.get("domains") if isinstance(data, dict) else None
+    if not isinstance(domains, list) or not any(isinstance(d, dict) and "format" not in d for d in domains):
+        return raw
+    raw = copy.deepcopy(raw)
+    for i, domain in enumerate(raw["data"]["domains"]):
+        if not isinstance(domain, dict) or "format" in domain or not isinstance(domain.get("paths"), list):
+            continue
+        where = f"{source}: domain '{domain.get('name', i)}' (data.domains[{i}]) has no format:"
+        suffixes = {_suffix(str(p)) for p in domain["paths"]}
+        ambiguous = sorted(suffixes & set(AMBIGUOUS_EXTENSIONS))
+        if ambiguous:
+            raise ConfigError(f"{where} and its files end in {ambiguous[0]}; {AMBIGUOUS_EXTENSIONS[ambiguous[0]]}")
+        formats = {FORMAT_BY_EXTENSION.get(suffix, "text") for suffix in suffixes}
+        if len(formats) > 1:
+            raise ConfigError(f"{where} and its paths end in {sorted(suffixes)}, which are read as {sorted(formats)}; give files of one format per domain and set its format:")
+        if formats:
+            domain["format"] = formats.pop()
+    return raw
+
+
+def _suffix(path: str) -> str:
+    return os.path.splitext(path.rstrip("/"))[1].lower()
 
 
 def structure_problems(cls: type, raw: dict[str, Any], prefix: str = "") -> list[str]:
@@ -152,7 +177,8 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
         raw = _resolve_relative_paths(raw, path.parent.resolve())
     if overrides:
         source = f"{source} with overrides {' '.join(overrides)}"
-        raw = deep_merge(raw, parse_overrides(overrides))
+        parsed = [parse_override(item, _yaml_load, ConfigError) for item in overrides]
+        raw = apply_overrides(raw, parsed, Config, ConfigError)
     return config_from_dict(raw, source)
 
 

@@ -121,6 +121,7 @@ class TrainConfig:
     checkpoint_every: int = 50
     keep_checkpoints: int = 2
     progress: bool = True
+    divergence_factor: float = 3.0  # stop (no done.json, last good checkpoint kept) when the smoothed loss exceeds this x its best so far; 0 = off
 
 
 @dataclass

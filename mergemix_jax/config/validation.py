@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 from mergemix_jax.config.schema import Config, SearchConfig
 
@@ -11,6 +12,16 @@ SCHEDULES = ("constant", "cosine", "wsd")
 DTYPES = ("float32", "bfloat16")
 DOMAIN_FORMATS = ("text", "jsonl", "source", "parquet", "arrow", "hf_disk", "array_record")  # the last four: data/rows.py
 SPLIT_MODES = ("file", "blank_line")
+# a domain name is a folder name (<run>/experts/<name>) and part of metric and CSV column names
+# (loss/<name>, w/<name>): letters, digits, _ . - and not starting with a dot
+DOMAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+DOMAIN_NAME_RULE = "letters, digits, '_', '.', '-', starting with a letter or digit, at most 64 characters"
+RESERVED_DOMAIN_NAMES = ("mean",)  # loss/mean is the average over domains
+# a domain without `format:` takes its format from its files' extension (config/loading.py)
+FORMAT_BY_EXTENSION = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".arrow": "arrow", ".array_record": "array_record"}
+AMBIGUOUS_EXTENSIONS = {".json": "set format: jsonl if each line is one JSON object, or convert a JSON array file to JSON lines"}
+FIELD_FORMATS = ("jsonl", "parquet", "arrow", "hf_disk", "array_record")  # formats that read DomainConfig.text_field
+BYTE_VOCAB = 259  # data/tokenizer.py ByteTokenizer.vocab_size
 
 
 def validate(config: Config) -> list[str]:
@@ -87,6 +98,13 @@ def _data_problems(config: Config) -> list[str]:
         where = f"data.domains[{i}]"
         if not dom.name:
             problems.append(f"key '{where}.name' is empty; give every domain a name")
+        elif not DOMAIN_NAME.fullmatch(dom.name) or dom.name in RESERVED_DOMAIN_NAMES:
+            why = f"'{dom.name}' is reserved (loss/{dom.name} is a metric)" if dom.name in RESERVED_DOMAIN_NAMES else f"{dom.name!r} is not a valid name"
+            problems.append(f"key '{where}.name': {why}; a domain name is a folder and metric name: {DOMAIN_NAME_RULE}")
+        if dom.split_by != "file" and dom.format != "text":
+            problems.append(f"key '{where}.split_by' ({dom.split_by!r}) applies to format text only, but domain '{dom.name}' has format {dom.format!r}; drop split_by")
+        if dom.text_field != "text" and dom.format not in FIELD_FORMATS:
+            problems.append(f"key '{where}.text_field' ({dom.text_field!r}) is read by formats {FIELD_FORMATS} only, but domain '{dom.name}' has format {dom.format!r}; set its format (e.g. jsonl) or drop text_field")
         if not dom.paths:
             problems.append(f"key '{where}.paths' of domain '{dom.name}' lists no files")
         problems += [f"key '{where}.paths' of domain '{dom.name}': {problem}" for problem in _url_problems(dom.paths, dom.format)]
@@ -96,7 +114,9 @@ def _data_problems(config: Config) -> list[str]:
             problems.append(f"key '{where}.split_by' must be one of {SPLIT_MODES}, got {dom.split_by!r}")
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        problems.append(f"key 'data.domains' names {duplicates} more than once")
+        problems.append(f"key 'data.domains' names {duplicates} more than once; every domain needs its own name")
+    if d.domains and d.tokenizer in ("byte", "") and config.model.vocab_size < BYTE_VOCAB:
+        problems.append(f"key 'model.vocab_size' ({config.model.vocab_size}) is smaller than the byte tokenizer's {BYTE_VOCAB} ids (data.tokenizer: byte); set model.vocab_size >= {BYTE_VOCAB}")
     if not 0 <= d.heldout_fraction < 1:
         problems.append(f"key 'data.heldout_fraction' must be in [0, 1), got {d.heldout_fraction}")
     problems += _positive({"data.max_epochs": d.max_epochs})
@@ -133,6 +153,11 @@ def _train_problems(config: Config) -> list[str]:
             problems.append(f"key 'train.{key}' is a URL ({getattr(t, key)}); {REMOTE_HINT}")
     if t.seq_len > config.model.max_seq_len:
         problems.append(f"key 'train.seq_len' ({t.seq_len}) exceeds 'model.max_seq_len' ({config.model.max_seq_len})")
+    batch_axes = config.mesh.data * config.mesh.fsdp  # batches split over both (train/step.py batch_sharding)
+    if config.mesh.data > 0 and config.mesh.fsdp > 0 and t.batch_size > 0 and t.batch_size % batch_axes:
+        problems.append(f"key 'train.batch_size' ({t.batch_size}) must be divisible by mesh.data x mesh.fsdp ({batch_axes}), the devices a batch is split over")
+    if t.divergence_factor != 0 and not t.divergence_factor > 1:
+        problems.append(f"key 'train.divergence_factor' must be 0 (off) or > 1 (stop when the smoothed loss exceeds this many times its best), got {t.divergence_factor}")
     return problems
 
 
@@ -162,6 +187,12 @@ def _eval_problems(config: Config) -> list[str]:
             f"key 'eval.task_max_len' ({e.task_max_len}) exceeds 'model.max_seq_len' ({config.model.max_seq_len}): task rows would be longer "
             f"than the model's context; set eval.task_max_len <= {config.model.max_seq_len}"
         )
+    if config.data.domains and e.seq_len > config.model.max_seq_len:
+        problems.append(
+            f"key 'eval.seq_len' ({e.seq_len}) exceeds 'model.max_seq_len' ({config.model.max_seq_len}): held-out rows would be longer "
+            f"than the model's context and their losses would change; set eval.seq_len <= {config.model.max_seq_len}"
+        )
+    problems += _metric_problems(config, "eval.objective", [e.objective])
     if not e.quadratic_radius > 0:
         problems.append(f"key 'eval.quadratic_radius' must be > 0 (inf = no trust region), got {e.quadratic_radius}")
     if e.proxy not in EVAL_PROXIES:
@@ -210,10 +241,40 @@ def _pipeline_problems(config: Config) -> list[str]:
     unknown = [m for m in p.methods if m not in SEARCH_METHODS]
     if unknown or not p.methods:
         problems.append(f"key 'pipeline.methods' must list one or more of {SEARCH_METHODS}, got {p.methods}")
+    twice = sorted({m for m in p.methods if p.methods.count(m) > 1})
+    if twice:
+        problems.append(f"key 'pipeline.methods' lists {twice} more than once; list each method once")
     bad = {m: w for m, w in p.utility.items() if not (isinstance(w, (int, float)) and math.isfinite(w))}
     if bad:
         problems.append(f"key 'pipeline.utility' needs a finite weight per metric, got {bad}")
+    problems += _metric_problems(config, "pipeline.utility", list(p.utility))
     return problems + _expert_recipe_problems(p)
+
+
+def metric_families() -> tuple[str, ...]:
+    """The metric families the evaluation suite produces: loss/<domain|mean> and <kind metric>/<task>."""
+    from mergemix_jax.eval.tasks import TASK_KINDS  # imports jax
+
+    return ("loss", *(m for kind in TASK_KINDS.values() for m in kind.metrics))
+
+
+def _metric_problems(config: Config, key: str, metrics: list[str]) -> list[str]:
+    """Metric names the configured suite cannot produce: an unknown family, loss/ of no domain, a
+    task metric without eval.task_dir or of a task eval.tasks leaves out (task kinds need the files:
+    pipeline/problem.py checks those against the built suite)."""
+    families, names, e = metric_families(), [d.name for d in config.data.domains], config.eval
+    problems = []
+    for metric in metrics:
+        family, _, target = str(metric).partition("/")
+        if family not in families or not target:
+            problems.append(f"key '{key}' names metric {metric!r}; metrics are <family>/<domain or task> with family one of {families} (e.g. loss/mean, answer_nll/<task>)")
+        elif family == "loss" and names and target not in ("mean", *names):
+            problems.append(f"key '{key}' names {metric!r}, but no domain is called {target!r}; use loss/mean or loss/<domain> with a domain of {names}")
+        elif family != "loss" and not e.task_dir:
+            problems.append(f"key '{key}' names the task metric {metric!r}, but 'eval.task_dir' is empty; set eval.task_dir to the folder holding {target}.jsonl")
+        elif family != "loss" and e.tasks and target not in e.tasks:
+            problems.append(f"key '{key}' names {metric!r}, but 'eval.tasks' {list(e.tasks)} does not score task {target!r}; add it to eval.tasks")
+    return problems
 
 
 EXPERT_SCHEDULES = ("constant", "cosine")
@@ -277,6 +338,13 @@ def _search_problems(config: Config) -> list[str]:
         problems.append(f"key 'search.cmaes.population_size' must be >= 2, got {c.population_size}")
     if h.n_clusters == 1:
         problems.append("key 'search.hierarchical.n_clusters' must be 0 (automatic) or >= 2; one cluster is a flat search")
+    n_domains = len(config.data.domains)
+    if n_domains and h.n_clusters > n_domains:
+        problems.append(f"key 'search.hierarchical.n_clusters' ({h.n_clusters}) exceeds the {n_domains} domains of data.domains; use at most {n_domains} (0 = automatic)")
+    if g.chunk > g.steps > 0:
+        problems.append(f"key 'search.gradient.chunk' ({g.chunk}) exceeds 'search.gradient.steps' ({g.steps}): one chunk would run {g.chunk} steps; set chunk <= steps")
+    if r.top_k > r.n_candidates > 0:
+        problems.append(f"key 'search.surrogate.top_k' ({r.top_k}) exceeds 'search.surrogate.n_candidates' ({r.n_candidates}), the pool it is taken from")
     return problems + _cluster_problems(config)
 
 

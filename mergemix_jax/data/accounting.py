@@ -5,7 +5,7 @@ from __future__ import annotations
 from mergemix_jax.config.schema import DataConfig
 from mergemix_jax.data.cache import cache_root, dump_json, entry_key, file_digest, load_json, shared
 from mergemix_jax.data.pipeline import normalize_mixture
-from mergemix_jax.data.sources import SPLITS, index_all, iter_documents
+from mergemix_jax.data.sources import SPLITS, few_documents_hint, index_all, iter_documents
 from mergemix_jax.data.tokenizer import load_tokenizer
 
 
@@ -43,13 +43,18 @@ def document_counts(data_cfg: DataConfig) -> dict[str, dict[str, int]]:
 
 
 def heldout_warnings(data_cfg: DataConfig, counts: dict[str, dict[str, int]]) -> list[str]:
-    """A warning for each domain with no held-out document (its held-out loss cannot be measured)."""
-    return [
-        f"domain '{name}' has 0 held-out documents ({docs['train']} in all, data.heldout_fraction = {data_cfg.heldout_fraction}): "
-        "its held-out loss cannot be measured; raise data.heldout_fraction or give the domain more documents"
-        for name, docs in counts.items()
-        if docs["heldout"] == 0
-    ]
+    """A warning for each domain with no held-out document (its held-out loss cannot be measured),
+    naming the cause: data.heldout_fraction = 0, or too few documents for the way its files are read."""
+    domains = {d.name: d for d in data_cfg.domains}
+    warnings = []
+    for name, docs in counts.items():
+        if docs["heldout"]:
+            continue
+        if data_cfg.heldout_fraction == 0:
+            warnings.append(f"domain '{name}' has 0 held-out documents because data.heldout_fraction is 0: its held-out loss cannot be measured")
+        else:
+            warnings.append(f"domain '{name}' has 0 held-out documents, so its held-out loss cannot be measured: it {few_documents_hint(domains[name], docs['train'])}")
+    return warnings
 
 
 def epochs_per_domain(mixture: dict[str, float], total_tokens: int, counts: dict[str, dict[str, int]]) -> dict[str, float]:

@@ -23,7 +23,12 @@ import numpy as np
 from mergemix_jax.config.schema import DataConfig
 from mergemix_jax.data.batches import BATCH_KEYS
 from mergemix_jax.data.errors import DataError
-from mergemix_jax.data.sources import DocumentSource, domain_index
+from mergemix_jax.data.sources import (
+    DocumentSource,
+    DomainIndex,
+    domain_index,
+    few_documents_hint,
+)
 from mergemix_jax.data.tokenizer import Tokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -158,7 +163,7 @@ def heldout_batches(data_cfg: DataConfig, domain: str, *, seq_len: int, n_sequen
     index = domain_index(data_cfg, domain)
     source = DocumentSource(index, "heldout")
     if len(source) == 0:
-        raise DataError(f"domain '{domain}' has no held-out documents; raise data.heldout_fraction or add documents")
+        raise DataError(_no_heldout_message(data_cfg, index))
     tokenizer = load_tokenizer(data_cfg)
     docs = grain.MapDataset.source(source).map(functools.partial(_encode_document, tokenizer)).to_iter_dataset(_READ)
     packed = grain.experimental.ConcatThenSplitIterDataset(docs, length_struct={"inputs": seq_len, "targets": seq_len})
@@ -172,6 +177,14 @@ def heldout_batches(data_cfg: DataConfig, domain: str, *, seq_len: int, n_sequen
         chunk += [{k: np.zeros_like(v) for k, v in rows[0].items()}] * (batch_size - len(chunk))
         batches.append({k: np.stack([row[k] for row in chunk]) for k in BATCH_KEYS})
     return batches
+
+
+def _no_heldout_message(data_cfg: DataConfig, index: DomainIndex) -> str:
+    """Why a domain has no held-out documents: data.heldout_fraction = 0, or too few documents (then the format is the usual cause)."""
+    name = index.domain.name
+    if data_cfg.heldout_fraction == 0:
+        return f"domain '{name}' has no held-out documents because data.heldout_fraction is 0; set it > 0 (e.g. 0.1)"
+    return f"domain '{name}' has no held-out documents: a split needs at least 2, and it {few_documents_hint(index.domain, len(index.heldout))}"
 
 
 def _reservoir(stream, n: int, seed: int) -> list[dict[str, np.ndarray]]:

@@ -12,6 +12,7 @@ import functools
 import glob
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from mergemix_jax.data.paths import (
 )
 from mergemix_jax.data.rows import ROW_FORMATS, expand_row_paths, read_row, scan_rows
 
+log = logging.getLogger(__name__)
 SPLITS = ("train", "heldout")
 _CHUNK_BYTES = 1 << 20
 _INDEX_CACHE: dict[tuple, DomainIndex] = {}
@@ -210,12 +212,37 @@ def iter_documents(index: DomainIndex, split: str) -> Iterator[str]:
         yield index.read(int(doc))
 
 
+def document_rule(domain: DomainConfig) -> str:
+    """How `domain`'s files are cut into documents, e.g. "format text, split_by file: one document per file"."""
+    if domain.format == "text":
+        per = "blank-line-separated block" if domain.split_by == "blank_line" else "file"
+        return f"format text, split_by {domain.split_by}: one document per {per}"
+    per = {"source": "file", "jsonl": "line"}.get(domain.format, "row")
+    return f"format {domain.format}: one document per {per}"
+
+
+def few_documents_hint(domain: DomainConfig, n_docs: int) -> str:
+    """"holds N document(s) (how its files are read); fix": why a domain has so few documents and
+    what to change (usually its format, not the held-out share)."""
+    files = [f for f in domain.paths if os.path.splitext(f)[1].lower() in STRUCTURED_EXTENSIONS]
+    fix = f"set data.domains[].format for {files} (e.g. format: jsonl)" if files and domain.format in ("text", "source") else "add documents, or cut its files into more documents (format / split_by)"
+    return f"holds {n_docs} document(s) ({document_rule(domain)}); {fix}"
+
+
+STRUCTURED_EXTENSIONS = (".jsonl", ".ndjson", ".json", ".parquet", ".arrow", ".array_record")
+
+
 def _build_index(domain: DomainConfig, files: list[str], heldout_fraction: float, split_seed: int, version: str = "") -> DomainIndex:
     spans: list[tuple[int, int, int]] = []
     for i, path in enumerate(files):
         spans += [(i, s, e) for s, e in _scan_file(domain, path)]
     if not spans:
         raise DataError(f"domain '{domain.name}' has no documents: its {len(files)} file(s) hold only empty text")
+    structured = [f for f in files if os.path.splitext(f)[1].lower() in STRUCTURED_EXTENSIONS]
+    if structured and domain.format in ("text", "source"):
+        log.warning("domain '%s' reads %s as plain text (format %s) although the name says otherwise; set its format (e.g. jsonl) unless that is meant", domain.name, structured[0], domain.format)
+    if len(spans) == 1:
+        log.warning("domain '%s' %s: it trains on that one document and holds none out for its held-out loss", domain.name, few_documents_hint(domain, 1))
     span_arr = np.asarray(spans, dtype=np.int64)
     names = relative_names(files)
     ordinal = _ordinal_within_file(span_arr[:, 0])

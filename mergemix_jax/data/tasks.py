@@ -73,6 +73,9 @@ def load_tasks(path: str | os.PathLike) -> list[TaskItem]:
             item = _parse_item(record, where)
             if item.id in seen:
                 raise DataError(f"{where}: id {item.id!r} already used on line {seen[item.id]}; ids must be unique")
+            if items and item.is_multiple_choice != items[0].is_multiple_choice:
+                kinds = [_kind(items[0]), _kind(item)]
+                raise DataError(f"{where} is {kinds[1]} but line {seen[items[0].id]} is {kinds[0]}; one task file holds one kind of item: split it into two files")
             seen[item.id] = line_no
             items.append(item)
     if not items:
@@ -89,6 +92,10 @@ def load_task_dir(folder: str | os.PathLike) -> dict[str, list[TaskItem]]:
     if not files:
         raise DataError(f"task folder {folder} holds no .jsonl task files")
     return {task_name(f): load_tasks(os.path.join(folder, f)) for f in files}
+
+
+def _kind(item: TaskItem) -> str:
+    return "a multiple-choice item (with 'choices')" if item.is_multiple_choice else "an exact-answer item (no 'choices')"
 
 
 def _parse_item(record: Any, where: str) -> TaskItem:

@@ -46,7 +46,7 @@ def task_kind(items: Sequence[Mapping], task: str) -> str:
         raise ValueError(f"task {task!r} has no items")
     kinds = {next(name for name, kind in TASK_KINDS.items() if kind.matches(item)) for item in items}
     if len(kinds) > 1:
-        raise ValueError(f"task {task!r} mixes multiple-choice items (with 'choices') and exact-answer items ({sorted(kinds)}); split it in two files")
+        raise DataError(f"task {task!r} mixes multiple-choice items (with 'choices') and exact-answer items ({sorted(kinds)}); split it in two files")
     return kinds.pop()
 
 

@@ -64,6 +64,7 @@ class Engine:
                 raise ValueError("Engine needs a pipeline run folder or base_dir and expert_dirs")
             base_dir, expert_dirs = training.base_dir(config, run_dir), training.expert_dirs(config, run_dir)
         self.config, self.run_dir = config, run_dir
+        training.check_scorable(config, expert_dirs)  # finished experts, tokenizer ids within model.vocab_size
         self.mesh = configured_mesh(config.mesh) if isinstance(mesh, str) else mesh
         stack, self.model_cfg = load_expert_stack(base_dir, expert_dirs, config.model, step=training.expert_step(config, expert_dirs))
         stack = training.dilute_stack(config, stack)  # DeMix components: merge weights dilution-corrected

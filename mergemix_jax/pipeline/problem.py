@@ -17,11 +17,22 @@ DEFAULT_UTILITY = {"loss/mean": 1.0}
 
 def utility_weights(utility_cfg: Mapping[str, float], available: list[str]) -> dict[str, float]:
     """The configured metric weights ({} = mean held-out loss), checked against the suite's metrics."""
+    from mergemix_jax.config import ConfigError
+
     weights = dict(utility_cfg) or dict(DEFAULT_UTILITY)
     unknown = sorted(set(weights) - set(available))
     if unknown:
-        raise ValueError(f"pipeline.utility names metric(s) {unknown} the evaluation suite does not produce; choose from {available}")
+        families = sorted({m.split("/", 1)[0] + "/" for m in available})
+        raise ConfigError(
+            f"key 'pipeline.utility' names metric(s) {unknown} the evaluation suite does not produce; it produces the families {families}: "
+            f"{_listing(available)}"
+        )
     return weights
+
+
+def _listing(names: list[str], limit: int = 12) -> str:
+    """`names` joined, the tail cut to a count beyond `limit`."""
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def make_utility(weights: Mapping[str, float]) -> Utility:

@@ -23,7 +23,7 @@ from mergemix_jax.parallel.multihost import agree, is_writer, sync, write_once
 from mergemix_jax.reliability.atomic import atomic_write_json, json_default
 
 STAGE_LOG = "stages.jsonl"
-_UNHASHED = {("pipeline", "output_root"), ("pipeline", "name"), ("train", "output_dir"), ("train", "progress"), ("train", "log_every"), ("data", "cache_dir")}
+_UNHASHED = {("pipeline", "output_root"), ("pipeline", "name"), ("train", "output_dir"), ("train", "progress"), ("train", "log_every"), ("data", "cache_dir"), ("train", "divergence_factor")}
 
 
 def hashed_settings(config: Config) -> dict[str, Any]:

@@ -194,6 +194,24 @@ def expert_step(config: Config, expert_dirs: list[Path] | list[str]) -> int | No
     return step
 
 
+def check_scorable(config: Config, expert_dirs: list[Path] | list[str]) -> None:
+    """Before experts are merged and scored: each expert folder that is a training run must be finished
+    (done.json: an interrupted or diverged run is never merged), and the tokenizer's ids must fit
+    model.vocab_size. Raises CheckpointError / DataError naming the folder or key and the fix."""
+    from mergemix_jax.data.tokenizer import check_vocab, load_tokenizer
+    from mergemix_jax.train import is_finished, latest_step
+    from mergemix_jax.train.checkpoint import CheckpointError
+
+    for folder in map(Path, expert_dirs):
+        if (folder / "metrics.jsonl").is_file() and not is_finished(folder):  # a train run that did not finish
+            raise CheckpointError(
+                f"expert {folder} is an unfinished training run (no done.json; newest checkpoint step {latest_step(folder)}): it was interrupted "
+                f"or diverged, and is not merged. Finish it (`mergemix train --config {folder / 'config.yaml'}` resumes it) or train it again"
+            )
+    if config.data.domains or config.eval.task_dir:  # the suite is tokenised: its ids must fit the embedding table
+        check_vocab(load_tokenizer(config.data), config.model)
+
+
 def expert_dirs(config: Config, run_dir: Path) -> list[Path]:
     """<run>/experts/<domain> in the order of data.domains."""
     return [run_dir / "experts" / d.name for d in config.data.domains]

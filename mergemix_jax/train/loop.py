@@ -30,6 +30,7 @@ from mergemix_jax.train.checkpoint import (
     restore_newest_good,
     save_checkpoint,
 )
+from mergemix_jax.train.guards import DivergenceGuard, TrainingDiverged, check_resumable
 from mergemix_jax.train.metrics import MetricsLog
 from mergemix_jax.train.step import (
     BATCH_KEYS,
@@ -44,10 +45,7 @@ from mergemix_jax.train.step import (
 log = logging.getLogger(__name__)
 
 DONE_FILE = "done.json"
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+__all__ = ["DONE_FILE", "TrainResult", "TrainingDiverged", "build_dataset", "checkpoint_bytes", "is_finished", "train"]
 
 
 @dataclasses.dataclass
@@ -102,7 +100,14 @@ def train(config: Config, *, resume: bool = True, dataset: Any = None, config_so
         from mergemix_jax.interop.run_dir import check_base_tokenizer
 
         check_base_tokenizer(tc.init_from, config.data.tokenizer, "train.init_from")
+    if resume:  # refuse, before anything is written, a resume that would mix two trainings
+        check_resumable(config, run_dir, latest_step(run_dir))
+    if dataset is None:  # the tokenizer's ids must fit the embedding table
+        from mergemix_jax.data.tokenizer import check_vocab, load_tokenizer
+
+        check_vocab(load_tokenizer(config.data), config.model)
     mesh = build_mesh(config.mesh, source=config_source)
+    _check_batch_fits_mesh(config, mesh, config_source)
     tx, step_fn = training_parts(config.model, config.optim, tc.steps, mesh)
     data = dataset if dataset is not None else build_dataset(config)
     whole = dataset is None and _whole_batches(config)  # every process holds the whole global batch
@@ -114,10 +119,10 @@ def train(config: Config, *, resume: bool = True, dataset: Any = None, config_so
     run_dir.mkdir(parents=True, exist_ok=True)
     check_free_space(run_dir, checkpoint_bytes(config) * (tc.keep_checkpoints + 1), f"keeping {tc.keep_checkpoints} checkpoint(s)")
     manager = make_manager(run_dir, tc.keep_checkpoints)
-    _write_config(config, run_dir)
 
     with jax.set_mesh(mesh):
         start, state = _initial_state(config, tx, mesh, manager, resume, data_iterator, base_params)
+        _write_config(config, run_dir)  # after a restore succeeded: config.yaml stays that of the checkpoints
         lineage = _lineage(config, run_dir, start, state.params)
         if finished is not None and start == tc.steps:  # restored (so verified) the final step
             manager.close()
@@ -133,6 +138,15 @@ def train(config: Config, *, resume: bool = True, dataset: Any = None, config_so
     if jax.process_index() == 0:
         atomic_write_json(run_dir / DONE_FILE, {"steps": tc.steps, "final_loss": final_loss, "tokens_per_second": tps, **lineage})
     return TrainResult(run_dir, tc.steps, final_loss, tps, start)
+
+
+def _check_batch_fits_mesh(config: Config, mesh, source: str) -> None:
+    """ConfigError when train.batch_size does not split evenly over the mesh's data x fsdp devices."""
+    from mergemix_jax.config import ConfigError
+
+    devices = mesh.shape["data"] * mesh.shape["fsdp"]
+    if config.train.batch_size % devices:
+        raise ConfigError(f"{source}: key 'train.batch_size' ({config.train.batch_size}) must be divisible by the {devices} devices of mesh axes data x fsdp that a batch is split over")
 
 
 def _recorded_result(run_dir: Path, steps: int) -> TrainResult | None:
@@ -202,19 +216,20 @@ def _run_steps(config, state, step_fn, data_iterator: Iterator, mesh, manager, m
     bar = tqdm(total=tc.steps, initial=start, disable=not tc.progress or jax.process_index() != 0, desc="train")
     pending: tuple[int, dict] | None = None
     throughput = Throughput()
+    guard = DivergenceGuard(tc.divergence_factor, tc.output_dir, f"lower optim.learning_rate (now {config.optim.learning_rate:g})")
     last_loss = math.nan
-    for step in range(start, tc.steps):
-        state, metrics = step_fn(state, _global_batch(next(data_iterator), sharding, whole))
-        if pending is not None:  # fetch step t's metrics after step t+1 is dispatched
-            last_loss = _report(pending, throughput, tc, bar, metrics_log)
-        pending = (step + 1, metrics)
-        if (step + 1) % tc.checkpoint_every == 0 or step + 1 == tc.steps:
-            last_loss = _report(pending, throughput, tc, bar, metrics_log)
-            pending = None
-            save_checkpoint(manager, step + 1, state.params, state.opt_state, data_iterator, metadata)
-    if pending is not None:
-        last_loss = _report(pending, throughput, tc, bar, metrics_log)
-    bar.close()
+    with bar:  # closed on an error too, so the message starts on its own line
+        for step in range(start, tc.steps):
+            state, metrics = step_fn(state, _global_batch(next(data_iterator), sharding, whole))
+            if pending is not None:  # fetch step t's metrics after step t+1 is dispatched
+                last_loss = _report(pending, throughput, tc, bar, metrics_log, guard)
+            pending = (step + 1, metrics)
+            if (step + 1) % tc.checkpoint_every == 0 or step + 1 == tc.steps:
+                last_loss = _report(pending, throughput, tc, bar, metrics_log, guard)  # checked before it is saved
+                pending = None
+                save_checkpoint(manager, step + 1, state.params, state.opt_state, data_iterator, metadata)
+        if pending is not None:
+            last_loss = _report(pending, throughput, tc, bar, metrics_log, guard)
     return last_loss, throughput.rate
 
 
@@ -236,14 +251,10 @@ class Throughput:
         return self.tokens / elapsed if elapsed > 0 else 0.0
 
 
-def _report(pending, throughput: Throughput, tc, bar, metrics_log) -> float:
+def _report(pending, throughput: Throughput, tc, bar, metrics_log, guard: DivergenceGuard) -> float:
     step, metrics = pending
     values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    if not math.isfinite(values["loss"]):
-        raise TrainingDiverged(
-            f"loss is {values['loss']} at step {step} (batch {step - 1} of the data stream); "
-            f"the last good checkpoint is kept in {tc.output_dir}/checkpoints; lower optim.learning_rate or check the data"
-        )
+    guard.check(step, values["loss"])
     throughput.add(values["tokens"])
     bar.update(step - bar.n)
     rate = throughput.rate
