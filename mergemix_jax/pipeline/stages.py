@@ -265,13 +265,15 @@ def stage_select(engine: Engine) -> Path:
 
 def stage_verify(engine: Engine) -> Path | None:
     """Train the top proxy candidates, uniform and natural for real; verify/verification.json (None when off)."""
-    from mergemix_jax.verify.stage import VERIFICATION_FILE, verification_is_current, write_verification
+    from mergemix_jax.verify.acquire_stage import run_acquisition
+    from mergemix_jax.verify.stage import VERIFICATION_FILE, run_verification, verification_is_current, write_verification
 
     p = engine.config.pipeline
-    if (p.verify_budget if p.verify_strategy == "acquisition" else p.verify_candidates) == 0:
+    acquisition = p.verify_strategy == "acquisition"
+    if (p.verify_budget if acquisition else p.verify_candidates) == 0:
         return None
     out = engine.run_dir / VERIFICATION_FILE
-    run_stage(engine.run_dir, "verify", lambda: verification_is_current(engine), lambda: write_verification(engine))
+    run_stage(engine.run_dir, "verify", lambda: verification_is_current(engine), lambda: write_verification(engine, run_acquisition if acquisition else run_verification))
     return out
 
 

@@ -417,14 +417,10 @@ def verification_block(engine: Any, verified: list[Verified], calibration: Calib
     }
 
 
-def write_verification(engine: Any) -> Path:
-    """Run verification and write verify/verification.json (the stage's marker)."""
-    if engine.config.pipeline.verify_strategy == "acquisition":
-        from mergemix_jax.verify.acquire_stage import run_acquisition  # it builds on this module
-
-        block = run_acquisition(engine)
-    else:
-        block = run_verification(engine)
+def write_verification(engine: Any, run: Callable[[Any], dict] | None = None) -> Path:
+    """Run verification (`run`, default this module's rounds rule) and write verify/verification.json
+    (the stage's marker), stamped with the verification settings' hash."""
+    block = (run or run_verification)(engine)
     block["settings_key"] = verification_key(engine.config)
     path = engine.run_dir / VERIFICATION_FILE
     write_json_atomic(path, block)
