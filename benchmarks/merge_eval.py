@@ -45,12 +45,14 @@ SIZES = {
 
 
 def demo_config(args, *overrides: str):
-    """configs/demo.yaml at the benchmark's model size and sequence length, plus overrides (the demo's
-    task rows cut to the benchmark's context, which validation requires; the suite here is held-out text)."""
+    """configs/demo.yaml at the benchmark's model size and sequence length, plus overrides. The suite is
+    held-out text only (rows / K sequences of seq_len per domain): the demo's tasks are dropped, which also
+    keeps their 128-token rows from exceeding a shorter benchmark context."""
     from mergemix_jax.config import load_config
 
-    shape = [f"model.max_seq_len={args.seq_len}", f"train.seq_len={args.seq_len}", f"eval.task_max_len={args.seq_len}", "train.batch_size=8", "train.progress=false"]
-    return load_config(ROOT / "configs" / "demo.yaml", [*SIZES[args.size], *shape, "mesh.fsdp=1", *overrides])
+    shape = [f"model.max_seq_len={args.seq_len}", f"train.seq_len={args.seq_len}", "train.batch_size=8", "train.progress=false"]
+    suite = ["eval.task_dir=", "eval.tasks=[]", "eval.choice_as_answer=[]", f"eval.seq_len={args.seq_len}", f"eval.heldout_sequences={max(1, args.rows // args.k)}"]
+    return load_config(ROOT / "configs" / "demo.yaml", [*SIZES[args.size], *shape, *suite, "mesh.fsdp=1", *overrides])
 
 
 def train_experts(args) -> Path:
@@ -69,16 +71,17 @@ def train_experts(args) -> Path:
 
 
 def build(args):
-    """(model config, expert stack, suite of held-out text: rows/K sequences of seq_len per domain)."""
-    from mergemix_jax.data import heldout_batches
-    from mergemix_jax.eval import load_expert_stack, make_suite
+    """(model config, expert stack, suite of held-out text: rows/K sequences of seq_len per expert's domain),
+    loaded by the pipeline's Engine on one device, as every command loads them."""
+    from mergemix_jax.pipeline import with_overrides
+    from mergemix_jax.pipeline.engine import Engine
 
     root = train_experts(args)
-    stack, cfg = load_expert_stack(root / "base", [root / d for d in DOMAINS[: args.k]])
+    domains = DOMAINS[: args.k]
     config = demo_config(args)
-    per_domain = max(1, args.rows // args.k)
-    heldout = {d: heldout_batches(config.data, d, seq_len=args.seq_len, n_sequences=per_domain, batch_size=per_domain)[0] for d in DOMAINS[: args.k]}
-    return cfg, stack, make_suite(heldout)
+    config = with_overrides(config, data={"domains": [d for d in config.data.domains if d.name in domains]}, pipeline={"utility": {"loss/mean": 1.0}})
+    engine = Engine.from_checkpoints(config, root / "base", [root / d for d in domains], mesh=None)
+    return engine.model_cfg, engine.stack, engine.suite
 
 
 def relative_norms(stack) -> list[float]:
