@@ -8,6 +8,7 @@ the numpy (float64) and the jitted jax (float32) backends; and Spearman between 
 exact merge's utility (= -loss/mean) and per-domain losses over the same B mixtures.
 
   python benchmarks/ensemble_eval.py           # demo-size model (configs/demo.yaml), K=4, B=128
+  python benchmarks/ensemble_eval.py --smoke   # a tiny model, 2 experts, B=8: checks it runs
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 
 import merge_eval  # benchmarks/merge_eval.py: the trained experts and the suite
 import numpy as np
+from smoke import add_smoke_flag, apply_smoke  # benchmarks/smoke.py
 
 
 def main() -> None:
@@ -33,7 +35,8 @@ def main() -> None:
     parser.add_argument("--base-steps", type=int, default=300)
     parser.add_argument("--expert-steps", type=int, default=50)
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "mergemix-bench-merge-eval"))
-    args = parser.parse_args()
+    add_smoke_flag(parser)
+    args = apply_smoke(parser.parse_args(), size="small", k=2, b=8, n=2000, rows=4, seq_len=32, base_steps=2, expert_steps=2)
 
     import jax
     from scipy.stats import spearmanr

@@ -1,6 +1,7 @@
 """Larger kill-and-resume sweep than CI runs: the fault-injection kill tests over several seeds.
 
     python benchmarks/fault_sweep.py --seeds 5 --kills 6
+    python benchmarks/fault_sweep.py --smoke    # one seed, one kill point per job type: checks it runs
 
 Each seed draws new kill points (tests/fault_injection.py `kill_points`); every run checks that the
 resumed training params equal the uninterrupted ones bit for bit and that the batched-evaluation
@@ -16,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from smoke import add_smoke_flag, apply_smoke  # benchmarks/smoke.py
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -23,7 +26,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (kill-point draws)")
     parser.add_argument("--kills", type=int, default=6, help="kill points per job type and seed")
-    args = parser.parse_args()
+    add_smoke_flag(parser)
+    args = apply_smoke(parser.parse_args(), seeds=1, kills=1)
     failures, tried = 0, 0
     for seed in range(args.seeds):
         env = {**os.environ, "MERGEMIX_FAULT_SEED": str(seed), "MERGEMIX_FAULT_KILLS": str(args.kills)}

@@ -12,15 +12,18 @@ as the first references exist), then complete.
   python benchmarks/fidelity.py --config configs/demo.yaml [key=value ...]
   # the evaluation-tokens lever: re-score the same trained models on 4x the held-out tokens
   python benchmarks/fidelity.py --config configs/demo.yaml --run-dir runs/demo-<hash> eval.heldout_sequences=64
+  python benchmarks/fidelity.py --smoke   # the whole validation on a tiny demo run (a minute or two): checks it runs
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from smoke import DEMO_CONFIG, add_smoke_flag, tiny_run_overrides  # benchmarks/smoke.py
 
 
 def goals(result: dict) -> list[tuple[str, bool | None, str]]:
@@ -66,7 +69,11 @@ def main() -> None:
     parser.add_argument("--config", default="configs/demo.yaml")
     parser.add_argument("--run-dir", default="", help="validate this finished run folder (e.g. re-score it with eval.heldout_sequences=64)")
     parser.add_argument("overrides", nargs="*")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.config = str(DEMO_CONFIG)
+        args.overrides = [*tiny_run_overrides(tempfile.mkdtemp(prefix="mergemix-smoke-")), *args.overrides]
 
     from mergemix_jax.cli.run import enable_compilation_cache
     from mergemix_jax.config import load_config

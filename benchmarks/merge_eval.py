@@ -14,6 +14,7 @@ and at 10,000 mixtures) and its Spearman rank correlation with the exact merged 
 
   python benchmarks/merge_eval.py              # ~10M params, K=4, B=256 (many minutes on 2 cores)
   python benchmarks/merge_eval.py --small      # a tiny model, B=32
+  python benchmarks/merge_eval.py --smoke      # tinier still, 2 experts, B=8: checks it runs (seconds to a minute)
   python benchmarks/merge_eval.py --widths 1,2,4,8   # only: time per mixture and peak RSS per vmap width
                                                      # (eval.mixtures_per_step), each width in a fresh process
 """
@@ -32,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from smoke import add_smoke_flag, apply_smoke  # benchmarks/smoke.py
 
 ROOT = Path(__file__).resolve().parent.parent
 DOMAINS = ("prose", "code", "math", "dialogue")
@@ -43,11 +45,14 @@ SIZES = {
 
 
 def demo_config(args, *overrides: str):
-    """configs/demo.yaml at the benchmark's model size and sequence length, plus overrides."""
+    """configs/demo.yaml at the benchmark's model size and sequence length, plus overrides. The suite is
+    held-out text only (rows / K sequences of seq_len per domain): the demo's tasks are dropped, which also
+    keeps their 128-token rows from exceeding a shorter benchmark context."""
     from mergemix_jax.config import load_config
 
-    shape = [f"model.max_seq_len={args.seq_len}", f"train.seq_len={args.seq_len}", f"eval.seq_len={args.seq_len}", f"eval.task_max_len={args.seq_len}", "train.batch_size=8", "train.progress=false"]
-    return load_config(ROOT / "configs" / "demo.yaml", [*SIZES[args.size], *shape, "mesh.fsdp=1", *overrides])
+    shape = [f"model.max_seq_len={args.seq_len}", f"train.seq_len={args.seq_len}", "train.batch_size=8", "train.progress=false"]
+    suite = ["eval.task_dir=", "eval.tasks=[]", "eval.choice_as_answer=[]", f"eval.seq_len={args.seq_len}", f"eval.heldout_sequences={max(1, args.rows // args.k)}"]
+    return load_config(ROOT / "configs" / "demo.yaml", [*SIZES[args.size], *shape, *suite, "mesh.fsdp=1", *overrides])
 
 
 def train_experts(args) -> Path:
@@ -56,25 +61,27 @@ def train_experts(args) -> Path:
 
     root = Path(args.workdir).resolve() / f"{args.size}-b{args.base_steps}-e{args.expert_steps}-s{args.seq_len}"
     if not is_finished(root / "base"):
-        train(demo_config(args, f"train.steps={args.base_steps}", f"train.output_dir={root / 'base'}", f"train.checkpoint_every={args.base_steps}"))
+        base = [f"train.steps={args.base_steps}", f"optim.warmup_steps={min(20, args.base_steps)}", f"train.output_dir={root / 'base'}"]
+        train(demo_config(args, *base, f"train.checkpoint_every={args.base_steps}"))
     for domain in DOMAINS[: args.k]:
         if not is_finished(root / domain):
-            expert = [f"train.steps={args.expert_steps}", f"train.output_dir={root / domain}", f"train.init_from={root / 'base'}"]
+            expert = [f"train.steps={args.expert_steps}", f"optim.warmup_steps={min(20, args.expert_steps)}", f"train.output_dir={root / domain}", f"train.init_from={root / 'base'}"]
             train(demo_config(args, *expert, f"train.mixture.{domain}=1", f"train.checkpoint_every={args.expert_steps}"))
     return root
 
 
 def build(args):
-    """(model config, expert stack, suite of held-out text: rows/K sequences of seq_len per domain)."""
-    from mergemix_jax.data import heldout_batches
-    from mergemix_jax.eval import load_expert_stack, make_suite
+    """(model config, expert stack, suite of held-out text: rows/K sequences of seq_len per expert's domain),
+    loaded by the pipeline's Engine on one device, as every command loads them."""
+    from mergemix_jax.pipeline import with_overrides
+    from mergemix_jax.pipeline.engine import Engine
 
     root = train_experts(args)
-    stack, cfg = load_expert_stack(root / "base", [root / d for d in DOMAINS[: args.k]])
+    domains = DOMAINS[: args.k]
     config = demo_config(args)
-    per_domain = max(1, args.rows // args.k)
-    heldout = {d: heldout_batches(config.data, d, seq_len=args.seq_len, n_sequences=per_domain, batch_size=per_domain)[0] for d in DOMAINS[: args.k]}
-    return cfg, stack, make_suite(heldout)
+    config = with_overrides(config, data={"domains": [d for d in config.data.domains if d.name in domains]}, pipeline={"utility": {"loss/mean": 1.0}})
+    engine = Engine.from_checkpoints(config, root / "base", [root / d for d in domains], mesh=None)
+    return engine.model_cfg, engine.stack, engine.suite
 
 
 def relative_norms(stack) -> list[float]:
@@ -147,7 +154,7 @@ def run_child(args, count: int) -> dict:
 
 
 def forwarded(args) -> list[str]:
-    names = ("size", "k", "rows", "seq_len", "per_chunk", "workdir", "base_steps", "expert_steps")
+    names = ("size", "k", "rows", "seq_len", "per_chunk", "workdir", "base_steps", "expert_steps")  # --smoke is applied by the parent
     return [part for name in names for part in (f"--{name.replace('_', '-')}", str(getattr(args, name)))]
 
 
@@ -238,8 +245,13 @@ def main() -> None:
     parser.add_argument("--widths", default="", help="only the vmap-width sweep, e.g. 1,2,4,8 (eval.mixtures_per_step)")
     parser.add_argument("--child-b", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--child-width", type=int, default=0, help=argparse.SUPPRESS)
+    add_smoke_flag(parser)
     args = parser.parse_args()
     args.size = args.size or "full"
+    apply_smoke(
+        args, size="small", k=2, b=8, rows=4, seq_len=32, per_chunk=4, papers_mixtures=2, base_steps=2, expert_steps=2,
+        proxy_b=32, proxy_centres=2, proxy_radii=[0.2], fit_mixtures=4,
+    )  # fmt: skip
     if args.child_b:
         return child_peak_memory(args)
     b = args.b or (32 if args.size == "small" else 256)

@@ -17,6 +17,11 @@ A metric is worth optimising when both snr are well above 1 (below ~2 a ranking 
   python benchmarks/task_signal.py --config configs/demo.yaml --run-dir RUN [--out /tmp/task_signal] [key=value ...]
   (eval.task_max_items=N scores the first N items of each task; eval.task_truncate=true for the demo tasks at 128 tokens;
   eval.choice_as_answer=[...] scores multiple-choice tasks by the NLL of their correct choice; the real runs are reused)
+  python benchmarks/task_signal.py --smoke   # a tiny demo run (base + experts) made on the spot; checks it runs
+
+The experts are loaded by the pipeline's Engine, so a run with diluted experts (DeMix components,
+pipeline.expert_general_share > 0) is merged with the dilution-corrected weights, an earlier
+checkpoint (pipeline.expert_checkpoint_step) is the one merged, and eval.merge is honoured.
 """
 
 from __future__ import annotations
@@ -27,29 +32,35 @@ import time
 from pathlib import Path
 
 import numpy as np
+from smoke import add_smoke_flag, apply_smoke, tiny_run  # benchmarks/smoke.py
 
 from mergemix_jax.reliability.atomic import atomic_write_json
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--run-dir", required=True, help="a finished `mergemix run` folder (base + experts)")
+    parser.add_argument("--config", help="the run's config (required unless --smoke)")
+    parser.add_argument("--run-dir", help="a finished `mergemix run` folder (base + experts; required unless --smoke)")
     parser.add_argument("--task-dir", default=str(Path(__file__).resolve().parents[1] / "mergemix_jax" / "demo_data" / "tasks"))
     parser.add_argument("--out", default="/tmp/task_signal")
     parser.add_argument("--dirichlet", type=int, default=6, help="interior merged mixtures besides centre and natural")
     parser.add_argument("--real-mixtures", type=int, default=4, help="mixtures trained for real (centre, natural, Dirichlet draws); 0 = none")
     parser.add_argument("--seeds", type=int, default=2, help="data seeds per real mixture")
     parser.add_argument("overrides", nargs="*")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.config, args.overrides, args.run_dir = tiny_run("experts")
+        apply_smoke(args, dirichlet=2, real_mixtures=2, seeds=2, out=str(Path(args.run_dir) / "task_signal"))
+    elif not (args.config and args.run_dir):
+        parser.error("--config and --run-dir are required (or --smoke)")
 
     import jax
 
     from mergemix_jax.config import load_config
-    from mergemix_jax.eval import build_suite, load_expert_stack
-    from mergemix_jax.merge.operators import linear_merge
-    from mergemix_jax.pipeline import training, with_overrides
-    from mergemix_jax.pipeline.engine import natural_prior
+    from mergemix_jax.pipeline import with_overrides
+    from mergemix_jax.pipeline.engine import Engine, warn_unreachable
+    from mergemix_jax.pipeline.mixtures import natural_prior
     from mergemix_jax.pipeline.run_dir import config_hash
     from mergemix_jax.validate.references import train_and_score
 
@@ -57,17 +68,18 @@ def main() -> None:
     config = with_overrides(config, eval={"task_dir": args.task_dir, "task_max_len": config.model.max_seq_len}, train={"progress": False})
     run_dir, out = Path(args.run_dir), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stack, model_cfg = load_expert_stack(training.base_dir(config, run_dir), training.expert_dirs(config, run_dir), config.model)
-    suite = build_suite(dataclasses.replace(config, model=model_cfg))
+    engine = Engine(config, run_dir, mesh=None)  # the run's experts as the pipeline merges them (dilution, checkpoint step)
+    stack, model_cfg, suite = engine.stack, engine.model_cfg, engine.suite
     k = len(stack.names)
     natural = natural_prior(config)
     rng = np.random.default_rng(0)
     interior = np.concatenate([np.full((1, k), 1 / k), natural[None], rng.dirichlet(np.ones(k), size=args.dirichlet)])
     merged_w = np.concatenate([np.eye(k), interior])
+    warn_unreachable(stack, merged_w, "task_signal's merged mixtures")
 
     scores = jax.jit(lambda p, t: _jit_scores(model_cfg, p, t))
     score = {name: scores for name in suite.tasks}
-    merge = jax.jit(linear_merge)
+    merge = jax.jit(engine.merge_fn)
     seconds = {}
     merged: dict[str, dict[str, list[np.ndarray]]] = {t: {} for t in suite.tasks}  # task -> metric -> [per-mixture item arrays]
     for i, w in enumerate(merged_w):

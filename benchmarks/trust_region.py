@@ -8,6 +8,7 @@ pick's real utility (as mean held-out loss, lower is better), its rank among the
 reference mixtures and its regret against the best reference.
 
   python benchmarks/trust_region.py --config configs/demo.yaml --floors 0 0.25 0.5 [--run-dir RUN] [key=value ...]
+  python benchmarks/trust_region.py --smoke   # a tiny demo run up to the probe, gradient at floors 0 and 0.5: checks it runs
 """
 
 from __future__ import annotations
@@ -17,18 +18,25 @@ import json
 from pathlib import Path
 
 import numpy as np
+from smoke import add_smoke_flag, apply_smoke, tiny_run  # benchmarks/smoke.py
 
 from mergemix_jax.reliability.atomic import atomic_write_json
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True)
+    parser.add_argument("--config", help="the run's config (required unless --smoke)")
     parser.add_argument("--floors", type=float, nargs="+", default=[0.0, 0.25, 0.5])
     parser.add_argument("--methods", nargs="+", default=["gradient", "cmaes"])
     parser.add_argument("--run-dir", default="", help="a finished run folder (default: the config's own)")
     parser.add_argument("overrides", nargs="*")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:
+        config_path, overrides, run_dir = tiny_run("probe")
+        apply_smoke(args, config=config_path, overrides=overrides, run_dir=str(run_dir), floors=[0.0, 0.5], methods=["gradient"])
+    elif not args.config:
+        parser.error("--config is required (or --smoke)")
 
     from mergemix_jax.config import load_config
     from mergemix_jax.pipeline.run_dir import run_dir_for

@@ -1,11 +1,12 @@
 """Verification's decision rule on simulated runs (no training): power, harm and cost per budget.
 
     python benchmarks/verification_rule.py [--noise 0.018] [--seed-sd 0.03] [--draws 2000] [--rounds 0 1 2 3]
+    python benchmarks/verification_rule.py --smoke     # 20 draws, rounds 0 and 1: checks it runs
 
 Runs the stage's own confirmation, sequential test and decision (mergemix_jax/verify/simulate.py)
 on the demo's verification shape (uniform and natural on 2 seeds, three candidates screened on 1).
 A run's utility is truth + seed effect (shared by every mixture on that data seed, sd `--seed-sd`)
-+ its own noise (sd `--noise`); the defaults are the demo's measured split (README). Three truths, in
++ its own noise (sd `--noise`); the defaults are the demo's measured split (docs/results.md). Three truths, in
 units of one run's total sd: one candidate better by 1 sd, all equal, all candidates worse by 1 sd;
 each once with the demo's split and once with the same total sd as per-run noise only. For each
 `pipeline.verify_extra_rounds` it prints how often the best mixture is recommended, how often a
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from smoke import add_smoke_flag, apply_smoke  # benchmarks/smoke.py
 
 from mergemix_jax.config.schema import PipelineConfig
 from mergemix_jax.verify.simulate import rule_table
@@ -36,7 +38,8 @@ def main() -> None:
     parser.add_argument("--seed-sd", type=float, default=0.03, help="sd of the data seed's effect, shared by every mixture")
     parser.add_argument("--draws", type=int, default=2000, help="simulated verifications per row")
     parser.add_argument("--rounds", type=int, nargs="+", default=[0, 1, 2, 3], help="verify_extra_rounds values")
-    args = parser.parse_args()
+    add_smoke_flag(parser)
+    args = apply_smoke(parser.parse_args(), draws=20, rounds=[0, 1])
     total = float(np.hypot(args.noise, args.seed_sd))
     pipeline = PipelineConfig(verify_seeds=2, verify_screen_seeds=1, verify_extra_seeds=2, verify_confidence=0.9)
     print(f"one run's sd {total:.4f}; {args.draws} draws per row; confidence {pipeline.verify_confidence}")

@@ -38,6 +38,7 @@ def two_bases_and_an_expert(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow  # its module fixture trains two bases and an expert
 def test_training_records_the_fingerprint_of_its_base(two_bases_and_an_expert):
     folder = two_bases_and_an_expert
     expected = params_fingerprint(jax.device_get(init_params(CFG, 1)))
@@ -47,6 +48,7 @@ def test_training_records_the_fingerprint_of_its_base(two_bases_and_an_expert):
     assert json.loads((folder / "expert" / "done.json").read_text())["base_fingerprint"] == expected
 
 
+@pytest.mark.slow  # its module fixture trains two bases and an expert
 def test_expert_of_another_base_with_the_same_folder_name_is_refused(two_bases_and_an_expert):
     folder = two_bases_and_an_expert
     with pytest.raises(CheckpointError, match=r"fine-tuned from other parameters than the base .*a/base holds .*pass the expert's own base with --base"):

@@ -128,6 +128,7 @@ def test_long_continuations_are_cut_to_fit_when_asked():
     assert cut.batch["inputs"].shape[1] <= 32 and int(cut.batch["loss_mask"].sum()) == 32 + 1 - 8  # context keeps 32 // 4 tokens
 
 
+@pytest.mark.slow  # a pipeline end to end and its validation
 def test_pipeline_verifies_with_the_searches_normalised_benchmark_utility(tmp_path):
     """A tiny run whose utility is a task NLL, rank-normalised: the verification stage's real utilities
     are the saved maps applied to the trained models' task scores (not a refit, not the raw sum)."""

@@ -56,6 +56,7 @@ def doc_ids(texts) -> set[str]:
     return {t[:4] for t in texts}
 
 
+@pytest.mark.slow  # a long data stream
 def test_mixture_frequencies_match_weights_over_a_long_stream(tmp_path):
     cfg = letter_domains(tmp_path)
     weights = {"dom0": 0.5, "dom1": 0.3, "dom2": 0.0, "dom3": 0.2}  # dom3 has few documents: must repeat

@@ -157,6 +157,7 @@ def test_recipe_fields_change_the_run_folder(tmp_path):
     assert len(folders) == 5
 
 
+@pytest.mark.slow  # trains a base and diluted experts
 def test_experts_are_merged_from_the_chosen_checkpoint_step(tmp_path):
     config = tiny(tmp_path, expert_steps=4, expert_checkpoint_step=2, base_steps=2)
     run = tmp_path / "run"

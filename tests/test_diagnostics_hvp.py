@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+import pytest
 
 from mergemix_jax.data import batch_from_sequences
 from mergemix_jax.diagnostics import curvature_ratios, domain_loss_fn, hvp, task_vector_cosines
@@ -40,6 +41,7 @@ def _fd_hvp(grad, params, vector, eps: float = 1e-2) -> np.ndarray:
     return (_flat(plus) - _flat(minus)) / (2 * eps)
 
 
+@pytest.mark.slow  # Hessian-vector products compiled over a whole model
 def test_hvp_matches_finite_differences_and_gamma_follows_its_definition():
     cfg, base, stack, suite = _setup()
     deltas = [jax.tree.map(lambda e, b, j=j: e[j] - b, stack.experts, base) for j in range(3)]

@@ -5,6 +5,7 @@ the program text as dense constants, K+1 models of them)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from mergemix_jax.config import ModelConfig
 from mergemix_jax.data import batch_from_sequences
@@ -33,6 +34,7 @@ def _lowered_step_text(d_model: int) -> tuple[int, int]:
     return num_params(stack), len(text)
 
 
+@pytest.mark.slow  # lowers gradient steps at several model sizes: large compiles
 def test_lowered_gradient_step_does_not_grow_with_the_parameter_count():
     small_params, small_text = _lowered_step_text(16)
     large_params, large_text = _lowered_step_text(64)

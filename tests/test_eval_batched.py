@@ -66,6 +66,7 @@ def test_sharded_over_8_devices_equals_unsharded(setup):
         np.testing.assert_allclose(sharded[name], plain[name], rtol=2e-5, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.slow  # sharded scorer compiled on 8 devices
 def test_fsdp_sharded_experts_equal_unsharded(setup, tmp_path):
     stack, suite, scorer = setup
     mesh = build_mesh(MeshConfig(data=1, fsdp=4, tensor=2))
@@ -82,6 +83,7 @@ def test_fsdp_sharded_experts_equal_unsharded(setup, tmp_path):
         np.testing.assert_allclose(sharded[name], plain[name], rtol=2e-5, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.slow  # TIES merge compiled into the batched scorer
 def test_ties_merge_runs_batched(setup):
     stack, suite, scorer = setup
     weights = sample_dirichlet(2, K, seed=3)

@@ -35,6 +35,9 @@ def _write_corpus(root):
         (root / "tasks" / f"{task}.jsonl").write_text("\n".join(items) + "\n")
 
 
+pytestmark = pytest.mark.slow  # the module fixture trains a base and experts; the CLI scores, resumes and fits proxies
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """(config path, base run, expert runs): base 3 steps on both domains, each expert 2 more on its own

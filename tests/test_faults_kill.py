@@ -19,6 +19,8 @@ from mergemix_jax.train import load_params
 from mergemix_jax.train.metrics import read_metrics
 from tests.fault_injection import job_env, kill_points, mergemix, run_and_kill, run_to_end
 
+pytestmark = pytest.mark.slow  # CLI jobs as subprocesses, killed and resumed
+
 KILLS = int(os.environ.get("MERGEMIX_FAULT_KILLS", "3"))
 SEED = int(os.environ.get("MERGEMIX_FAULT_SEED", "0"))
 STEPS = 10

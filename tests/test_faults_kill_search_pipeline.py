@@ -18,6 +18,8 @@ from mergemix_jax.pipeline.run_dir import run_dir_for
 from tests.fault_injection import job_env, kill_points, mergemix, run_and_kill, run_to_end
 from tests.pipeline_helpers import tiny_pipeline_raw, write_config
 
+pytestmark = pytest.mark.slow  # pipelines as subprocesses, killed and resumed
+
 KILLS = int(os.environ.get("MERGEMIX_FAULT_KILLS", "2"))
 SEED = int(os.environ.get("MERGEMIX_FAULT_SEED", "0"))
 
@@ -45,7 +47,6 @@ def test_surrogate_search_killed_at_seeded_points_resumes_to_the_same_mixture(tm
     assert chosen_weights(tmp_path / "killed" / "mixture.json") == chosen_weights(tmp_path / "reference" / "mixture.json")
 
 
-@pytest.mark.slow
 def test_pipeline_killed_at_a_seeded_point_resumes_to_the_same_mixture(tmp_path):
     env = job_env(devices=1)
     configs = {}

@@ -16,6 +16,8 @@ from mergemix_jax.pipeline.stages import probe_weights
 from mergemix_jax.search.gradient import GradientOptions, gradient_search
 from tests.pipeline_helpers import tiny_pipeline_raw, write_config
 
+pytestmark = pytest.mark.slow  # a pipeline to the experts, then scoring and search compiled on 8 devices
+
 OPTIONS = GradientOptions(steps=4, chunk=2, restarts=2, rel_tol=0.0)
 
 

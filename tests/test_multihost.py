@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 portpicker = pytest.importorskip("portpicker")
+pytestmark = pytest.mark.slow  # two processes per test, a pipeline among them
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests" / "multihost_worker.py"

@@ -13,6 +13,7 @@ from mergemix_jax.pipeline import read_stage_log, run_dir_for, run_pipeline
 from tests.pipeline_helpers import file_mtimes, finished_tiny_run, tiny_pipeline_raw, write_config
 
 
+@pytest.mark.slow  # a tiny pipeline end to end, in two goes
 def test_interrupted_run_resumes_without_redoing_finished_stages():
     run = finished_tiny_run()  # stopped after the experts (as if killed), then finished by `mergemix run`
     run_dir = run.run_dir
@@ -61,6 +62,7 @@ def test_run_folder_is_named_by_a_hash_of_the_results_relevant_config(tmp_path):
     assert run_dir_for(moved, "tiny.yaml").name == run_dir_for(config, "tiny.yaml").name
 
 
+@pytest.mark.slow  # a tiny pipeline end to end
 def test_finished_run_outputs_are_consistent():
     run_dir = finished_tiny_run().run_dir
     probe = (run_dir / "eval" / "probe.csv").read_text().splitlines()

@@ -55,6 +55,7 @@ def _parse(text: str) -> _Collector:
     return parser
 
 
+@pytest.mark.slow  # a tiny pipeline end to end
 def test_report_is_well_formed_and_every_image_exists():
     run = finished_tiny_run()
     page = render_report(run.run_dir)

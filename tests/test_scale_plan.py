@@ -42,6 +42,7 @@ def tiny_config() -> Config:
     )
 
 
+@pytest.mark.slow  # compiles every program of a plan
 def test_tiny_plan_compiles_every_program_and_sizes_follow_the_sharding(scale_plan):
     config = tiny_config()
     rows = {r["program"].split(" (")[0]: r for r in scale_plan.plan(config, 8, 16 * GIB)}

@@ -31,6 +31,7 @@ def one_step(mesh_shape, batch):
         return jax.device_get(metrics), jax.device_get(state.params)
 
 
+@pytest.mark.slow  # the train step compiled for an 8-device mesh and for one device
 def test_sharded_step_equals_single_device():
     batch = next(iter(random_dataset(64, 8, 16)))
     metrics_1, params_1 = one_step((1, 1, 1), batch)

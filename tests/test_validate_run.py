@@ -13,6 +13,7 @@ from mergemix_jax.pipeline.stages import read_table
 from tests.pipeline_helpers import finished_tiny_run
 
 
+@pytest.mark.slow  # a tiny pipeline end to end and its validation
 def test_validate_trains_references_and_reports_rank_statistics(capsys):
     run = finished_tiny_run()
     assert main(["validate", "--config", str(run.config_path), "--no-progress"]) == 0

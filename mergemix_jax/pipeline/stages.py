@@ -266,7 +266,12 @@ def stage_select(engine: Engine) -> Path:
 def stage_verify(engine: Engine) -> Path | None:
     """Train the top proxy candidates, uniform and natural for real; verify/verification.json (None when off)."""
     from mergemix_jax.verify.acquire_stage import run_acquisition
-    from mergemix_jax.verify.stage import VERIFICATION_FILE, run_verification, verification_is_current, write_verification
+    from mergemix_jax.verify.stage import (
+        VERIFICATION_FILE,
+        run_verification,
+        verification_is_current,
+        write_verification,
+    )
 
     p = engine.config.pipeline
     acquisition = p.verify_strategy == "acquisition"
