@@ -87,3 +87,14 @@ def test_overrides_parse_to_nested_values(values):
     assert load_config(None, [f"train.{k}={v}" for k, v in values.items()]).train == Config().train.__class__(
         **{**Config().train.__dict__, **values}
     )
+
+
+def test_config_registries_name_the_merge_operators_and_task_kinds():
+    """config/registries.py lists, for the config check, the merge operators and task metrics the
+    higher packages register: adding an operator or task kind without listing it here fails."""
+    from mergemix_jax.config.registries import MERGE_METHODS, TASK_METRICS
+    from mergemix_jax.eval.tasks import TASK_KINDS
+    from mergemix_jax.merge.operators import MERGE_OPERATORS
+
+    assert tuple(MERGE_OPERATORS) == MERGE_METHODS
+    assert {name: kind.metrics for name, kind in TASK_KINDS.items()} == TASK_METRICS

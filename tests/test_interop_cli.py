@@ -148,7 +148,7 @@ def test_import_takes_the_tokenizer_only_from_the_checkpoint_folder_and_says_whi
 
 def test_data_tokenizer_must_be_the_imported_bases_own(tmp_path, hf_dir):
     from mergemix_jax.config import ConfigError
-    from mergemix_jax.interop.run_dir import check_base_tokenizer
+    from mergemix_jax.train.base_tokenizer import check_base_tokenizer
 
     assert main(["import-base", str(hf_dir), "--out", str(tmp_path / "base")]) == 0
     with pytest.raises(ConfigError, match=r"pipeline\.base_dir .* carries its own tokenizer .* data\.tokenizer is 'byte'.*set data\.tokenizer="):

@@ -183,10 +183,20 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
 
 
 def save_config(config: Config, path: str | os.PathLike) -> None:
-    """Write a config as YAML that `load_config` reads back to an equal `Config` (atomically)."""
-    from mergemix_jax.reliability.atomic import atomic_write_text
-
-    atomic_write_text(path, config_to_yaml(config))
+    """Write a config as YAML that `load_config` reads back to an equal `Config` (atomically: a temp
+    file in the same folder, fsynced, renamed over `path`; config is the lowest package, so it does not
+    use reliability/atomic.py, and callers in a multi-host job write from process 0 only)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(config_to_yaml(config))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def config_to_yaml(config: Config) -> str:

@@ -6,6 +6,7 @@ import dataclasses
 import math
 import re
 
+from mergemix_jax.config.registries import MERGE_METHODS, TASK_METRICS
 from mergemix_jax.config.schema import Config, SearchConfig
 
 SCHEDULES = ("constant", "cosine", "wsd")
@@ -165,8 +166,6 @@ EVAL_PROXIES = ("merged", "ensemble")
 
 
 def _eval_problems(config: Config) -> list[str]:
-    from mergemix_jax.merge.operators import MERGE_METHODS  # the operator registry (imports jax)
-
     e = config.eval
     problems = _positive({f"eval.{k}": getattr(e, k) for k in ("task_max_len", "heldout_sequences", "seq_len", "mixtures_per_device", "mixtures_per_step", "quadratic_max_centres")})
     problems += [f"key 'eval.{k}' must be >= 0, got {getattr(e, k)}" for k in ("task_max_items", "task_offset", "micro_batch", "quadratic_tol", "heldout_offset") if getattr(e, k) < 0]
@@ -253,9 +252,7 @@ def _pipeline_problems(config: Config) -> list[str]:
 
 def metric_families() -> tuple[str, ...]:
     """The metric families the evaluation suite produces: loss/<domain|mean> and <kind metric>/<task>."""
-    from mergemix_jax.eval.tasks import TASK_KINDS  # imports jax
-
-    return ("loss", *(m for kind in TASK_KINDS.values() for m in kind.metrics))
+    return ("loss", *(m for metrics in TASK_METRICS.values() for m in metrics))
 
 
 def _metric_problems(config: Config, key: str, metrics: list[str]) -> list[str]:

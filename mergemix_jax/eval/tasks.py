@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import jax
 import numpy as np
 
+from mergemix_jax.config.registries import TASK_METRICS
 from mergemix_jax.data.errors import DataError
 from mergemix_jax.data.tokenizer import Tokenizer
 from mergemix_jax.eval.metrics import answer_metrics, choice_metrics
@@ -165,6 +166,6 @@ class TaskKind:
 
 # The one registry of task kinds; adding a kind = its functions + one entry (the first match wins).
 TASK_KINDS: dict[str, TaskKind] = {
-    CHOICE: TaskKind(lambda item: "choices" in item, _choice_continuations, ("acc", "ce", "acc_norm", "ce_norm"), _choice_scores),
-    ANSWER: TaskKind(lambda item: "choices" not in item, _answer_continuations, ("answer_nll", "exact"), _answer_scores),
+    CHOICE: TaskKind(lambda item: "choices" in item, _choice_continuations, TASK_METRICS[CHOICE], _choice_scores),
+    ANSWER: TaskKind(lambda item: "choices" not in item, _answer_continuations, TASK_METRICS[ANSWER], _answer_scores),
 }

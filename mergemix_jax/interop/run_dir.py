@@ -9,7 +9,6 @@ records `imported_from`, and its tokenizer (when the source had one) lies beside
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import shutil
@@ -19,10 +18,9 @@ from pathlib import Path
 
 from mergemix_jax.config import ModelConfig
 from mergemix_jax.interop.llama_layout import InteropError
+from mergemix_jax.train.base_tokenizer import TOKENIZER_FILES, base_tokenizer_file
 
 log = logging.getLogger(__name__)
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")  # HF `tokenizers`, sentencepiece: the names load_tokenizer reads
 
 
 def save_base(params: dict, model_cfg: ModelConfig, run_dir: str | os.PathLike, source: str) -> Path:
@@ -35,13 +33,6 @@ def save_base(params: dict, model_cfg: ModelConfig, run_dir: str | os.PathLike, 
     return Path(run_dir)
 
 
-def is_imported_base(run_dir: str | os.PathLike) -> bool:
-    """True for a folder `mergemix import-base` wrote (its newest checkpoint records `imported_from`)."""
-    from mergemix_jax.reliability.lineage import newest_metadata
-
-    return "imported_from" in newest_metadata(run_dir)
-
-
 def copy_tokenizer(checkpoint_dir: Path, run_dir: Path) -> Path | None:
     """Copy the checkpoint folder's own tokenizer (tokenizer.json, else sentencepiece tokenizer.model)
     beside the run; None when the folder has neither (nothing is taken from anywhere else)."""
@@ -51,42 +42,6 @@ def copy_tokenizer(checkpoint_dir: Path, run_dir: Path) -> Path | None:
             shutil.copyfile(found, run_dir / name)
             return run_dir / name
     return None
-
-
-def base_tokenizer_file(run_dir: str | os.PathLike) -> Path | None:
-    """The tokenizer file stored beside a run (imported bases), or None."""
-    for name in TOKENIZER_FILES:
-        if (Path(run_dir) / name).is_file():
-            return Path(run_dir) / name
-    return None
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def check_base_tokenizer(base_dir: str | os.PathLike, tokenizer: str, key: str) -> None:
-    """Refuse a config whose `data.tokenizer` is not the tokenizer an imported base carries.
-
-    A base imported with its tokenizer was trained on that tokenizer's ids: training or scoring it on
-    another tokenizer's ids is a silent wrong answer. `data.tokenizer` must name a file with the same
-    contents (the copy in the base folder, or the original). Raises ConfigError naming `key` (the
-    option that named the base) and the fix. A base with no tokenizer file is not judged (a warning).
-    """
-    from mergemix_jax.config import ConfigError
-
-    stored = base_tokenizer_file(base_dir)
-    if stored is None:
-        if is_imported_base(base_dir):
-            log.warning("%s %s was imported without a tokenizer: data.tokenizer (%s) is assumed to be the one it was trained with", key, base_dir, tokenizer)
-        return
-    given = Path(tokenizer) if tokenizer not in ("", "byte") else None
-    if given is not None and given.is_file() and _digest(given) == _digest(stored):
-        return
-    raise ConfigError(
-        f"{key} {base_dir} carries its own tokenizer ({stored}) but data.tokenizer is {tokenizer!r}: its weights only make sense with "
-        f"the token ids they were trained on; set data.tokenizer={stored} (and model.vocab_size to the base's)"
-    )
 
 
 def run_tokenizer(run_dir: str | os.PathLike):

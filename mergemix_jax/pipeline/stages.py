@@ -62,8 +62,8 @@ def check_reused_base(config: Config) -> None:
     (`mergemix import-base`), was trained on another held-out split (pipeline/training.py
     check_base_split) or carries another tokenizer than data.tokenizer; nothing to check when the
     run trains its own base."""
-    from mergemix_jax.interop.run_dir import check_base_tokenizer, is_imported_base
     from mergemix_jax.train import is_finished
+    from mergemix_jax.train.base_tokenizer import check_base_tokenizer, is_imported_base
     from mergemix_jax.train.checkpoint import check_loadable
 
     base = config.pipeline.base_dir

@@ -97,7 +97,7 @@ def train(config: Config, *, resume: bool = True, dataset: Any = None, config_so
     run_dir = Path(tc.output_dir).resolve()
     finished = _recorded_result(run_dir, tc.steps) if resume else None
     if tc.init_from and dataset is None:  # an imported base's own tokenizer must be the one that makes the data
-        from mergemix_jax.interop.run_dir import check_base_tokenizer
+        from mergemix_jax.train.base_tokenizer import check_base_tokenizer
 
         check_base_tokenizer(tc.init_from, config.data.tokenizer, "train.init_from")
     if resume:  # refuse, before anything is written, a resume that would mix two trainings
