@@ -4,7 +4,7 @@ more than one module. A shared piece belongs in the lower module both sides impo
 into a function to dodge the cycle still counts here.
 
 An import of a package (`from mergemix_jax.pipeline import X`) is an edge to its `__init__`; an
-import of a submodule (`from mergemix_jax.pipeline import training`) is an edge to that submodule.
+import of a submodule (`from mergemix_jax.runs import training`) is an edge to that submodule.
 The implicit import of a submodule's parent package is not an edge (every package re-exporting its
 own submodules would otherwise be a cycle).
 

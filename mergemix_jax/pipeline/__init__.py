@@ -1,6 +1,5 @@
 """The end-to-end pipeline behind `mergemix run`: stages, the config-hash run folder, resume."""
 
-from mergemix_jax.pipeline.run_dir import config_hash, hashed_settings, read_stage_log, run_dir_for
 from mergemix_jax.pipeline.stages import (
     STAGES,
     Engine,
@@ -10,6 +9,7 @@ from mergemix_jax.pipeline.stages import (
     run_pipeline,
     with_overrides,
 )
+from mergemix_jax.runs.run_dir import config_hash, hashed_settings, read_stage_log, run_dir_for
 
 __all__ = [
     "STAGES",

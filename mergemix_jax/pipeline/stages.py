@@ -21,11 +21,11 @@ from mergemix_jax.config import Config
 from mergemix_jax.config.loading import config_to_yaml
 from mergemix_jax.parallel.mesh import maybe_initialize_distributed
 from mergemix_jax.parallel.multihost import is_writer, sync, write_once
-from mergemix_jax.pipeline import mixtures, training
-from mergemix_jax.pipeline.engine import Engine, natural_prior, read_table  # noqa: F401 (re-exported)
-from mergemix_jax.pipeline.problem import utility_weights
-from mergemix_jax.pipeline.run_dir import log_stage, run_dir_for, run_stage, write_json_atomic
 from mergemix_jax.reliability.atomic import atomic_write_text
+from mergemix_jax.runs import mixtures, training
+from mergemix_jax.runs.engine import Engine, natural_prior, read_table  # noqa: F401 (re-exported)
+from mergemix_jax.runs.problem import utility_weights
+from mergemix_jax.runs.run_dir import log_stage, run_dir_for, run_stage, write_json_atomic
 from mergemix_jax.search.problem import SearchProblem
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def prepare_run_dir(config: Config, config_path: str | os.PathLike | None, comma
 
 def check_reused_base(config: Config) -> None:
     """Errors for a `pipeline.base_dir` that is neither a finished train run nor an imported base
-    (`mergemix import-base`), was trained on another held-out split (pipeline/training.py
+    (`mergemix import-base`), was trained on another held-out split (runs/training.py
     check_base_split) or carries another tokenizer than data.tokenizer; nothing to check when the
     run trains its own base."""
     from mergemix_jax.train import is_finished
@@ -89,7 +89,7 @@ def stage_base(config: Config, run_dir: Path) -> None:
 
 def stage_experts(config: Config, run_dir: Path) -> None:
     """Train one expert per domain from the base (`pipeline.expert_steps`; the expert recipe of
-    pipeline/training.py: constant LR on the domain alone by default, or DeMix's components)."""
+    runs/training.py: constant LR on the domain alone by default, or DeMix's components)."""
     from mergemix_jax.train import is_finished
 
     for domain, out in zip(config.data.domains, training.expert_dirs(config, run_dir), strict=True):
@@ -186,7 +186,7 @@ def benchmark_utility(engine: Engine, reference: dict | None, note: dict):
     kind, problem, weights = engine.config.search.normalise, engine.problem, engine.weights
     if kind != "none" and reference is None:
         raise ValueError(f"search.normalise={kind} fits its maps on the probe table, which is missing; rerun the probe stage")
-    utility = engine.utility  # the same fitted maps select, verify and validate use (pipeline/utility.py)
+    utility = engine.utility  # the same fitted maps select, verify and validate use (runs/utility.py)
     smooth, warnings = objective_weights(weights, engine.metrics, reference, kind)
     for text in warnings:
         log.warning("%s", text)

@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import stats
 
+from mergemix_jax.runs.stats import format_with_interval
+
 Table = Mapping[str, np.ndarray]
 LEVEL = 0.9  # coverage of every interval
 N_BOOT = 2000  # bootstrap resamples
@@ -192,15 +194,6 @@ def rank_rows(
             row["recovery"] = float(np.mean(proxy[mask] / np.where(t == 0, np.nan, t)))
         rows.append(row)
     return rows
-
-
-def format_with_interval(row: Mapping, key: str) -> str:
-    """`row[key]` as "0.612 [0.21, 0.87]" with its `_lo`/`_hi` interval when both are finite; "–" when undefined."""
-    v = row.get(key, float("nan"))
-    if v is None or not np.isfinite(v):
-        return "–"
-    lo, hi = row.get(f"{key}_lo", float("nan")), row.get(f"{key}_hi", float("nan"))
-    return f"{v:.3f} [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) and np.isfinite(hi) else f"{v:.3f}"
 
 
 TABLE_COLUMNS = (

@@ -25,7 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
+
+from mergemix_jax.runs.stats import one_sided_quantile
 
 BASELINES = ("uniform", "natural")
 
@@ -91,12 +92,6 @@ def fit_seed_blocks(real_utilities: Sequence[Sequence[float]]) -> SeedBlocks:
     pick = [column[m] for m in owner]
     cov = np.linalg.pinv(X.T @ X)[: len(unique), : len(unique)]
     return SeedBlocks(beta[pick] + offset, noise, max(dof, 0), cov[np.ix_(pick, pick)])
-
-
-def one_sided_quantile(confidence: float, dof: int | None = None) -> float:
-    """The one-sided quantile of `confidence`: Student-t with `dof` degrees of freedom when the noise is
-    estimated from that many, the normal one when `dof` is None (noise known, e.g. many replicates)."""
-    return float(stats.norm.ppf(confidence) if dof is None else stats.t.ppf(confidence, dof))
 
 
 def decision_margin(noise: float | None, seeds: int, confidence: float, other_seeds: int = 0, dof: int | None = None) -> float:
