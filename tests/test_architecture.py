@@ -8,6 +8,13 @@ import of a submodule (`from mergemix_jax.runs import training`) is an edge to t
 The implicit import of a submodule's parent package is not an edge (every package re-exporting its
 own submodules would otherwise be a cycle).
 
+The same holds one level up, for packages (a package = the first folder under mergemix_jax/, or a
+top-level module): no two packages import each other, directly or around a loop, counting every import
+as above. The layers, lowest first: config (imports no other package) -> parallel, reliability ->
+model, data -> train, merge -> eval -> interop, search, calibrate, diagnostics, export -> runs (what
+every stage shares: run folder, training recipes, Engine, mixtures, utility) -> report (renders a run
+folder's files; imports no stage) -> verify -> pipeline -> validate -> api -> cli.
+
 JSON output files have one writer, reliability.atomic.atomic_write_json (atomic, usual permissions):
 no module writes `json.dump(...)` to a handle or hands `json.dumps(...)` straight to a text writer
 (JSONL logs, appended a line at a time, are another contract).
@@ -134,6 +141,61 @@ def test_cycle_finder_names_the_modules(tmp_path):
     cycles = import_cycles(graph)
     assert cycles == [["pkg.a", "pkg.c", "pkg.sub.b"]]
     assert "pkg.sub.b -> pkg.c (line 2)" in describe(cycles[0], graph)
+
+
+def package_graph(graph: dict[str, dict[str, int]], package: str = PACKAGE) -> dict[str, dict[str, str]]:
+    """{package: {imported package: "module:line" of the first such import}} from the module graph; a
+    package is the first name under `package` (mergemix_jax.pipeline.stages -> pipeline); the root
+    module itself is left out (it re-exports the public API and nothing imports it)."""
+
+    def name(module: str) -> str | None:
+        parts = module.split(".")
+        return parts[1] if len(parts) > 1 else None
+
+    packages: dict[str, dict[str, str]] = {}
+    for module, imports in graph.items():
+        source = name(module)
+        if source is None:
+            continue
+        packages.setdefault(source, {})
+        for target, line in imports.items():
+            other = name(target)
+            if other is not None and other != source:
+                packages[source].setdefault(other, f"{module}:{line}")
+    return packages
+
+
+def test_no_package_cycles():
+    """No package-level import cycle (e.g. pipeline -> verify -> pipeline through function-level imports)."""
+    packages = package_graph(import_graph())
+    assert {"config", "runs", "pipeline", "verify", "validate", "report"} <= set(packages)
+    cycles = import_cycles(packages)
+    assert not cycles, "move the shared piece to the lower package (runs/ for what every stage shares):\n" + "\n".join(
+        f"package cycle among {', '.join(c)}: " + "; ".join(f"{a} -> {b} ({packages[a][b]})" for a in c for b in sorted(packages[a]) if b in c) for c in cycles
+    )
+
+
+def test_lowest_and_report_layers_import_no_higher_package():
+    """config imports no other package; report renders files and imports no stage (pipeline, verify, validate)."""
+    packages = package_graph(import_graph())
+    assert packages["config"] == {}, packages["config"]
+    assert not {"pipeline", "verify", "validate", "api", "cli"} & set(packages["report"]), packages["report"]
+    assert not {"pipeline", "verify", "validate", "report"} & set(packages["runs"]), packages["runs"]
+
+
+def test_package_cycle_finder(tmp_path):
+    """The check itself: two packages that import each other only inside a function are a cycle."""
+    pkg = tmp_path / "pkg"
+    for sub in ("low", "high", "top"):
+        (pkg / sub).mkdir(parents=True)
+        (pkg / sub / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("from pkg.top import m\n")
+    (pkg / "low" / "a.py").write_text("def f():\n    from pkg.high.b import g\n    return g\n")
+    (pkg / "high" / "b.py").write_text("from pkg.low import a\n\ng = 1\n")
+    (pkg / "top" / "m.py").write_text("from pkg.high import b\n")
+    packages = package_graph(import_graph(pkg, "pkg"), "pkg")
+    assert packages == {"low": {"high": "pkg.low.a:2"}, "high": {"low": "pkg.high.b:1"}, "top": {"high": "pkg.top.m:1"}}
+    assert import_cycles(packages) == [["high", "low"]]
 
 
 def _is_json_dumps(node: ast.AST) -> bool:
