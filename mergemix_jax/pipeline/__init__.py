@@ -1,4 +1,7 @@
-"""The end-to-end pipeline behind `mergemix run`: stages, the config-hash run folder, resume."""
+"""The end-to-end pipeline behind `mergemix run`: the stages and their order, resume.
+
+The run folder, the Engine, training recipes, mixtures and the utility every stage shares live in
+mergemix_jax/runs/ (below pipeline, verify and validate); the names re-exported here are the public API."""
 
 from mergemix_jax.pipeline.stages import (
     STAGES,

@@ -1,7 +1,7 @@
 """`run_pipeline`: base -> experts -> merged probe evaluation -> diagnostics -> search -> mixture -> report.
 
 Every stage leaves a file (or a finished train folder) that marks it done; a rerun with the same
-config finds the same run folder (see run_dir.py) and reuses what is there, logging "reused".
+config finds the same run folder (see runs/run_dir.py) and reuses what is there, logging "reused".
 A killed training stage resumes from its last checkpoint; a killed evaluation resumes its CSV.
 """
 

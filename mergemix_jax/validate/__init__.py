@@ -1,1 +1,2 @@
-"""Validation against real mixture training: reference models, rank statistics, noise ceiling, baselines."""
+"""Validation against real mixture training: rank statistics, noise ceiling, baselines (the reference
+models are trained by runs/references.py, which verification shares)."""
