@@ -74,7 +74,7 @@ def build(args):
     """(model config, expert stack, suite of held-out text: rows/K sequences of seq_len per expert's domain),
     loaded by the pipeline's Engine on one device, as every command loads them."""
     from mergemix_jax.pipeline import with_overrides
-    from mergemix_jax.runs.engine import Engine
+    from mergemix_jax.runkit.engine import Engine
 
     root = train_experts(args)
     domains = DOMAINS[: args.k]

@@ -59,10 +59,10 @@ def main() -> None:
 
     from mergemix_jax.config import load_config
     from mergemix_jax.pipeline import with_overrides
-    from mergemix_jax.runs.engine import Engine, warn_unreachable
-    from mergemix_jax.runs.mixtures import natural_prior
-    from mergemix_jax.runs.references import train_and_score
-    from mergemix_jax.runs.run_dir import config_hash
+    from mergemix_jax.runkit.engine import Engine, warn_unreachable
+    from mergemix_jax.runkit.mixtures import natural_prior
+    from mergemix_jax.runkit.references import train_and_score
+    from mergemix_jax.runkit.run_dir import config_hash
 
     config = load_config(args.config, args.overrides)
     config = with_overrides(config, eval={"task_dir": args.task_dir, "task_max_len": config.model.max_seq_len}, train={"progress": False})

@@ -4,14 +4,14 @@ more than one module. A shared piece belongs in the lower module both sides impo
 into a function to dodge the cycle still counts here.
 
 An import of a package (`from mergemix_jax.pipeline import X`) is an edge to its `__init__`; an
-import of a submodule (`from mergemix_jax.runs import training`) is an edge to that submodule.
+import of a submodule (`from mergemix_jax.runkit import training`) is an edge to that submodule.
 The implicit import of a submodule's parent package is not an edge (every package re-exporting its
 own submodules would otherwise be a cycle).
 
 The same holds one level up, for packages (a package = the first folder under mergemix_jax/, or a
 top-level module): no two packages import each other, directly or around a loop, counting every import
 as above. The layers, lowest first: config (imports no other package) -> parallel, reliability ->
-model, data -> train, merge -> eval -> interop, search, calibrate, diagnostics, export -> runs (what
+model, data -> train, merge -> eval -> interop, search, calibrate, diagnostics, export -> runkit (what
 every stage shares: run folder, training recipes, Engine, mixtures, utility) -> report (renders a run
 folder's files; imports no stage) -> verify -> pipeline -> validate -> api -> cli.
 
@@ -168,9 +168,9 @@ def package_graph(graph: dict[str, dict[str, int]], package: str = PACKAGE) -> d
 def test_no_package_cycles():
     """No package-level import cycle (e.g. pipeline -> verify -> pipeline through function-level imports)."""
     packages = package_graph(import_graph())
-    assert {"config", "runs", "pipeline", "verify", "validate", "report"} <= set(packages)
+    assert {"config", "runkit", "pipeline", "verify", "validate", "report"} <= set(packages)
     cycles = import_cycles(packages)
-    assert not cycles, "move the shared piece to the lower package (runs/ for what every stage shares):\n" + "\n".join(
+    assert not cycles, "move the shared piece to the lower package (runkit/ for what every stage shares):\n" + "\n".join(
         f"package cycle among {', '.join(c)}: " + "; ".join(f"{a} -> {b} ({packages[a][b]})" for a in c for b in sorted(packages[a]) if b in c) for c in cycles
     )
 
@@ -180,7 +180,7 @@ def test_lowest_and_report_layers_import_no_higher_package():
     packages = package_graph(import_graph())
     assert packages["config"] == {}, packages["config"]
     assert not {"pipeline", "verify", "validate", "api", "cli"} & set(packages["report"]), packages["report"]
-    assert not {"pipeline", "verify", "validate", "report"} & set(packages["runs"]), packages["runs"]
+    assert not {"pipeline", "verify", "validate", "report"} & set(packages["runkit"]), packages["runkit"]
 
 
 def test_package_cycle_finder(tmp_path):

@@ -193,7 +193,7 @@ def test_a_resume_with_changed_settings_or_past_its_steps_is_refused(tmp_path):
 
 
 def test_an_unfinished_expert_is_not_scored(tmp_path):
-    from mergemix_jax.runs.training import check_scorable
+    from mergemix_jax.runkit.training import check_scorable
     from mergemix_jax.train.checkpoint import CheckpointError
 
     expert = tmp_path / "code"
@@ -207,7 +207,7 @@ def test_an_unfinished_expert_is_not_scored(tmp_path):
 
 
 def test_a_utility_metric_the_suite_does_not_produce_lists_the_families():
-    from mergemix_jax.runs.problem import utility_weights
+    from mergemix_jax.runkit.problem import utility_weights
 
     with pytest.raises(ConfigError, match=r"\['acc/qa'\] .* families \['answer_nll/', 'loss/'\]"):
         utility_weights({"acc/qa": 1.0}, ["loss/web", "loss/mean", "answer_nll/qa"])

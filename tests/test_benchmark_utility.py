@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mergemix_jax.runs.utility import UTILITY_FILE, RunUtility, fit_run_utility, read_run_utility, run_utility
+from mergemix_jax.runkit.utility import UTILITY_FILE, RunUtility, fit_run_utility, read_run_utility, run_utility
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = {"answer_nll/sums": np.asarray([1.0, 1.5, 2.0, 3.0]), "acc/words": np.asarray([0.25, 0.5, 0.5, 0.75]), "loss/mean": np.asarray([2.0, 2.2, 2.1, 2.4])}

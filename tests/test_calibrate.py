@@ -78,7 +78,7 @@ def test_utility_metrics_besides_domain_losses_get_their_own_maps():
 def test_vertices_count_as_real_runs_only_for_reference_recipe_experts(tmp_path):
     """A vertex of the probe table is a real run only when expert k is the one-hot reference."""
     from mergemix_jax.config import config_from_dict
-    from mergemix_jax.runs import training
+    from mergemix_jax.runkit import training
     from tests.pipeline_helpers import tiny_pipeline_raw
 
     def cfg(**pipeline):

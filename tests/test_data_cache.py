@@ -97,7 +97,7 @@ def test_an_unreadable_cache_entry_is_rebuilt(data_cfg, calls, tmp_path):
 
 
 def test_the_cache_folder_changes_neither_the_run_folder_nor_the_search_settings(tmp_path):
-    from mergemix_jax.runs.run_dir import run_dir_for
+    from mergemix_jax.runkit.run_dir import run_dir_for
     from mergemix_jax.search.cache import search_settings
 
     plain, cached = load_config(None), load_config(None, [f"data.cache_dir={tmp_path}"])

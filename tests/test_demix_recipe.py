@@ -23,7 +23,7 @@ from mergemix_jax.merge.dilution import (
     unreachable_rows,
 )
 from mergemix_jax.model import init_params
-from mergemix_jax.runs import training
+from mergemix_jax.runkit import training
 from mergemix_jax.train.checkpoint import CheckpointError, load_params
 from mergemix_jax.train.optimizer import learning_rate_schedule
 from tests.helpers import TINY_MODEL

@@ -13,7 +13,7 @@ from mergemix_jax.config import ConfigError, config_from_dict, load_config
 from mergemix_jax.data.sources import split_signature
 from mergemix_jax.model import init_params
 from mergemix_jax.reliability.lineage import newest_metadata, params_fingerprint
-from mergemix_jax.runs import training
+from mergemix_jax.runkit import training
 from mergemix_jax.train import is_finished, load_params
 from mergemix_jax.train.checkpoint import save_params
 from tests.pipeline_helpers import tiny_pipeline_raw

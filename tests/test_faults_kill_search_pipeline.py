@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mergemix_jax.config import load_config
-from mergemix_jax.runs.run_dir import run_dir_for
+from mergemix_jax.runkit.run_dir import run_dir_for
 from tests.fault_injection import job_env, kill_points, mergemix, run_and_kill, run_to_end
 from tests.pipeline_helpers import tiny_pipeline_raw, write_config
 

@@ -12,8 +12,8 @@ import pytest
 from mergemix_jax.config import load_config
 from mergemix_jax.pipeline import run_pipeline
 from mergemix_jax.pipeline.stages import probe_weights
-from mergemix_jax.runs import mixtures, training
-from mergemix_jax.runs.engine import Engine, problem_from_checkpoints
+from mergemix_jax.runkit import mixtures, training
+from mergemix_jax.runkit.engine import Engine, problem_from_checkpoints
 from mergemix_jax.search.gradient import GradientOptions, gradient_search
 from tests.pipeline_helpers import tiny_pipeline_raw, write_config
 

@@ -9,7 +9,7 @@ import numpy as np
 from mergemix_jax.config import load_config
 from mergemix_jax.data import token_counts
 from mergemix_jax.pipeline.stages import search_problem
-from mergemix_jax.runs.utility import RunUtility
+from mergemix_jax.runkit.utility import RunUtility
 from mergemix_jax.search.problem import synthetic_quadratic
 from tests.pipeline_helpers import write_corpus
 
@@ -22,7 +22,7 @@ def fake_engine(tmp_path, *overrides):
     problem = problem.__class__(**{**problem.__dict__, "domains": tuple(d["name"] for d in domains)})
     run_dir = tmp_path / "run"
     (run_dir / "eval").mkdir(parents=True)
-    utility = RunUtility({"loss/mean": 1.0})  # the run's utility (runs/utility.py), as Engine.utility gives it
+    utility = RunUtility({"loss/mean": 1.0})  # the run's utility (runkit/utility.py), as Engine.utility gives it
     return SimpleNamespace(config=config, problem=problem, domains=problem.domains, run_dir=run_dir, weights={"loss/mean": 1.0}, metrics=["loss/mean"], utility=utility)
 
 

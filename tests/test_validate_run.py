@@ -119,7 +119,7 @@ def test_validation_scores_task_items_the_search_never_saw(tmp_path, caplog):
 def test_eval_task_offset_names_a_new_run_folder_only_when_set(tmp_path):
     from mergemix_jax.config.loading import config_from_dict
     from mergemix_jax.pipeline.stages import with_overrides
-    from mergemix_jax.runs.run_dir import hashed_settings, run_dir_for
+    from mergemix_jax.runkit.run_dir import hashed_settings, run_dir_for
     from tests.pipeline_helpers import tiny_pipeline_raw
 
     config = config_from_dict(tiny_pipeline_raw(tmp_path))

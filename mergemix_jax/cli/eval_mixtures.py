@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from mergemix_jax.eval.weights_file import read_weights_file
     from mergemix_jax.merge import sample_dirichlet
     from mergemix_jax.reliability import oom_hint
-    from mergemix_jax.runs.engine import Engine
+    from mergemix_jax.runkit.engine import Engine
 
     sample = parse_sample(args.sample) if args.sample else None  # a wrong --sample fails before any checkpoint is read
     config = load_config(args.config, args.overrides)

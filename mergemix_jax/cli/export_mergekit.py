@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from mergemix_jax.config import load_config
     from mergemix_jax.export import read_mixture
     from mergemix_jax.export.mergekit import mergekit_config, write_mergekit_yaml
-    from mergemix_jax.runs import training
+    from mergemix_jax.runkit import training
 
     run_dir = Path(args.run)
     config_file, mixture_file = run_dir / "config.yaml", Path(args.mixture or run_dir / "mixture.json")

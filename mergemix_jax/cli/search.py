@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mergemix_jax.config import load_config
     from mergemix_jax.export import mixture_from_result, write_grain_mixture, write_mixture
-    from mergemix_jax.runs.engine import build_problem
+    from mergemix_jax.runkit.engine import build_problem
     from mergemix_jax.search.cache import CachedScorer, search_settings
     from mergemix_jax.search.problem import caps_from_tokens
     from mergemix_jax.search.ratios import weights_to_ratios

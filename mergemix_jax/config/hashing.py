@@ -1,6 +1,6 @@
 """The one settings hash: a short, stable name for a dict of settings (a config, a scoring setup).
 
-`config_hash` names run folders (`runs.run_dir`, 8 hex), validate folders and evaluation-suite
+`config_hash` names run folders (`runkit.run_dir`, 8 hex), validate folders and evaluation-suite
 caches (8 hex), the mixture file's provenance (16 hex), the settings recorded beside a results CSV
 and the ensemble's log-probability cache (16 hex, `compact=False`: json's default separators,
 kept so that files written before still match).

@@ -258,7 +258,7 @@ def metric_families() -> tuple[str, ...]:
 def _metric_problems(config: Config, key: str, metrics: list[str]) -> list[str]:
     """Metric names the configured suite cannot produce: an unknown family, loss/ of no domain, a
     task metric without eval.task_dir or of a task eval.tasks leaves out (task kinds need the files:
-    runs/problem.py checks those against the built suite)."""
+    runkit/problem.py checks those against the built suite)."""
     families, names, e = metric_families(), [d.name for d in config.data.domains], config.eval
     problems = []
     for metric in metrics:

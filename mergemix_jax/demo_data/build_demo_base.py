@@ -4,10 +4,10 @@ MergeMix and DeMix start from an existing base model; the demo ships one so that
 spends its time on what the product does (experts, merging, search, verification), like a user who
 brings their own base. It is exactly the base `mergemix run` trains when `pipeline.base_dir` is
 empty: `pipeline.base_steps` steps on the uniform mixture of the demo's training split, from
-scratch, with the config's optimizer and `train.seed` (runs/training.py `base_config`). Only the
+scratch, with the config's optimizer and `train.seed` (runkit/training.py `base_config`). Only the
 final parameters are kept (no optimizer state), with the checkpoint metadata a trained base records:
 its training mixture, the held-out split signature of every domain (checked whenever a base is
-reused: runs/training.py `check_base_split`) and its parameter fingerprint (checked against the
+reused: runkit/training.py `check_base_split`) and its parameter fingerprint (checked against the
 experts' lineage).
 
     python3 mergemix_jax/demo_data/build_demo_base.py [--config configs/demo.yaml] [--out mergemix_jax/demo_data/base]
@@ -33,7 +33,7 @@ def build(config_path: Path, out: Path) -> Path:
     from mergemix_jax.config import load_config
     from mergemix_jax.reliability.atomic import atomic_write_json
     from mergemix_jax.reliability.lineage import newest_metadata
-    from mergemix_jax.runs import training
+    from mergemix_jax.runkit import training
     from mergemix_jax.train import load_params
     from mergemix_jax.train.checkpoint import save_params
 

@@ -1,7 +1,7 @@
 """The end-to-end pipeline behind `mergemix run`: the stages and their order, resume.
 
 The run folder, the Engine, training recipes, mixtures and the utility every stage shares live in
-mergemix_jax/runs/ (below pipeline, verify and validate); the names re-exported here are the public API."""
+mergemix_jax/runkit/ (below pipeline, verify and validate); the names re-exported here are the public API."""
 
 from mergemix_jax.pipeline.stages import (
     STAGES,
@@ -12,7 +12,7 @@ from mergemix_jax.pipeline.stages import (
     run_pipeline,
     with_overrides,
 )
-from mergemix_jax.runs.run_dir import config_hash, hashed_settings, read_stage_log, run_dir_for
+from mergemix_jax.runkit.run_dir import config_hash, hashed_settings, read_stage_log, run_dir_for
 
 __all__ = [
     "STAGES",

@@ -1,7 +1,7 @@
 """`run_pipeline`: base -> experts -> merged probe evaluation -> diagnostics -> search -> mixture -> report.
 
 Every stage leaves a file (or a finished train folder) that marks it done; a rerun with the same
-config finds the same run folder (see runs/run_dir.py) and reuses what is there, logging "reused".
+config finds the same run folder (see runkit/run_dir.py) and reuses what is there, logging "reused".
 A killed training stage resumes from its last checkpoint; a killed evaluation resumes its CSV.
 """
 
@@ -22,10 +22,10 @@ from mergemix_jax.config.loading import config_to_yaml
 from mergemix_jax.parallel.mesh import maybe_initialize_distributed
 from mergemix_jax.parallel.multihost import is_writer, sync, write_once
 from mergemix_jax.reliability.atomic import atomic_write_text
-from mergemix_jax.runs import mixtures, training
-from mergemix_jax.runs.engine import Engine, natural_prior, read_table  # noqa: F401 (re-exported)
-from mergemix_jax.runs.problem import utility_weights
-from mergemix_jax.runs.run_dir import log_stage, run_dir_for, run_stage, write_json_atomic
+from mergemix_jax.runkit import mixtures, training
+from mergemix_jax.runkit.engine import Engine, natural_prior, read_table  # noqa: F401 (re-exported)
+from mergemix_jax.runkit.problem import utility_weights
+from mergemix_jax.runkit.run_dir import log_stage, run_dir_for, run_stage, write_json_atomic
 from mergemix_jax.search.problem import SearchProblem
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def prepare_run_dir(config: Config, config_path: str | os.PathLike | None, comma
 
 def check_reused_base(config: Config) -> None:
     """Errors for a `pipeline.base_dir` that is neither a finished train run nor an imported base
-    (`mergemix import-base`), was trained on another held-out split (runs/training.py
+    (`mergemix import-base`), was trained on another held-out split (runkit/training.py
     check_base_split) or carries another tokenizer than data.tokenizer; nothing to check when the
     run trains its own base."""
     from mergemix_jax.train import is_finished
@@ -89,7 +89,7 @@ def stage_base(config: Config, run_dir: Path) -> None:
 
 def stage_experts(config: Config, run_dir: Path) -> None:
     """Train one expert per domain from the base (`pipeline.expert_steps`; the expert recipe of
-    runs/training.py: constant LR on the domain alone by default, or DeMix's components)."""
+    runkit/training.py: constant LR on the domain alone by default, or DeMix's components)."""
     from mergemix_jax.train import is_finished
 
     for domain, out in zip(config.data.domains, training.expert_dirs(config, run_dir), strict=True):
@@ -186,7 +186,7 @@ def benchmark_utility(engine: Engine, reference: dict | None, note: dict):
     kind, problem, weights = engine.config.search.normalise, engine.problem, engine.weights
     if kind != "none" and reference is None:
         raise ValueError(f"search.normalise={kind} fits its maps on the probe table, which is missing; rerun the probe stage")
-    utility = engine.utility  # the same fitted maps select, verify and validate use (runs/utility.py)
+    utility = engine.utility  # the same fitted maps select, verify and validate use (runkit/utility.py)
     smooth, warnings = objective_weights(weights, engine.metrics, reference, kind)
     for text in warnings:
         log.warning("%s", text)

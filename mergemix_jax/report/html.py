@@ -24,7 +24,7 @@ from mergemix_jax.report import plots
 from mergemix_jax.report.real_runs import real_runs_section
 from mergemix_jax.report.units import Scale, configured_utility, scale_of_run
 from mergemix_jax.report.verdict import render_verdict, verdict_of
-from mergemix_jax.runs.stats import format_with_interval
+from mergemix_jax.runkit.stats import format_with_interval
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
@@ -93,9 +93,9 @@ def _methods_section(run_dir: Path, out: Path, domains: list[str], scale: Scale,
 
 def _heatmap_section(run_dir: Path, out: Path, domains: list[str], utility: dict, marks: dict, scale: Scale) -> str:
     from mergemix_jax.eval.results import read_table
-    from mergemix_jax.runs.mixtures import face_grid, row_lookup
-    from mergemix_jax.runs.problem import utility_of
-    from mergemix_jax.runs.utility import read_run_utility
+    from mergemix_jax.runkit.mixtures import face_grid, row_lookup
+    from mergemix_jax.runkit.problem import utility_of
+    from mergemix_jax.runkit.utility import read_run_utility
 
     layout = _load_json(run_dir / "eval" / "probe.done.json")
     if not layout or not layout.get("faces"):
@@ -150,7 +150,7 @@ def _benchmark_rows(run_dir: Path, domains: list[str]) -> tuple[dict[str, dict[s
 def _benchmark_section(run_dir: Path, domains: list[str]) -> str:
     """Per-benchmark scores of the recommended mixture, uniform and natural: each utility metric raw and
     normalised by the run's fixed maps (eval/utility.json), the utility, and held-out loss for reference."""
-    from mergemix_jax.runs.utility import read_run_utility
+    from mergemix_jax.runkit.utility import read_run_utility
 
     utility = read_run_utility(run_dir)
     if utility is None:
@@ -303,7 +303,7 @@ def _verdict_section(run_dir: Path, domains: list[str], validation: dict | None,
         return "<p>No recommendation yet: `mergemix run` has not reached the mixture file.</p>"
     grain = run_dir / "mixture.grain.yaml"
     box = render_verdict(verdict_of(mixture, validation, scale), domains, grain.read_text() if grain.is_file() else "", scale)
-    from mergemix_jax.runs.utility import read_run_utility
+    from mergemix_jax.runkit.utility import read_run_utility
 
     utility = read_run_utility(run_dir)
     if utility is not None and not utility.is_loss:

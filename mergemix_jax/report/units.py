@@ -58,7 +58,7 @@ def configured_utility(config: dict) -> dict[str, float]:
 def scale_of_run(run_dir: str | os.PathLike, config: dict) -> Scale:
     """The run's Scale: from its saved utility (eval/utility.json), else from config.yaml's
     pipeline.utility and search.normalise (before the probe stage)."""
-    from mergemix_jax.runs.utility import read_run_utility
+    from mergemix_jax.runkit.utility import read_run_utility
 
     saved = read_run_utility(Path(run_dir))
     if saved is not None:

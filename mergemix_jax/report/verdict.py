@@ -100,7 +100,7 @@ def verdict_of(mixture: Mapping, validation: Mapping | None = None, scale: Scale
     confidence (0.9 when absent): q * noise * sqrt(1/runs_a + 1/runs_b), q the normal quantile for
     validation's replicate noise and the Student-t one for the verification runs' residual noise (its dof).
     `scale` only words the sentences (their unit)."""
-    from mergemix_jax.runs.stats import one_sided_quantile
+    from mergemix_jax.runkit.stats import one_sided_quantile
 
     ver = mixture.get("verification") or {}
     weights = dict(mixture.get("weights", {}))

@@ -2,7 +2,7 @@
 
 `SearchProblem` is what every search method takes. `synthetic_quadratic` builds one with a known
 optimum (inside the simplex, on a face or at a vertex), so each method can be checked now; the
-merge engine supplies real problems (search.merged, built from a config by runs.engine, whose
+merge engine supplies real problems (search.merged, built from a config by runkit.engine, whose
 `build_problem` is the one place the CLI asks).
 """
 

@@ -1,2 +1,2 @@
 """Validation against real mixture training: rank statistics, noise ceiling, baselines (the reference
-models are trained by runs/references.py, which verification shares)."""
+models are trained by runkit/references.py, which verification shares)."""

@@ -26,9 +26,9 @@ import yaml
 from mergemix_jax.config import Config
 from mergemix_jax.merge.weights import weights_hash
 from mergemix_jax.pipeline.stages import Engine, natural_prior, run_pipeline, with_overrides
-from mergemix_jax.runs import mixtures
-from mergemix_jax.runs.references import TIME_FILE, make_model_scorer, suite_key, train_and_score
-from mergemix_jax.runs.run_dir import config_hash, log_stage, write_json_atomic
+from mergemix_jax.runkit import mixtures
+from mergemix_jax.runkit.references import TIME_FILE, make_model_scorer, suite_key, train_and_score
+from mergemix_jax.runkit.run_dir import config_hash, log_stage, write_json_atomic
 from mergemix_jax.validate import baselines, stats
 
 log = logging.getLogger(__name__)
@@ -235,7 +235,7 @@ def compare_baselines(utility, domains, kinds, weights_NxK, replicates, extra, e
     pick, uniform = the centre, natural): real and proxy loss (= -utility), rank, regret with a 90% interval.
     `utility`: the run's RunUtility (or a {metric: weight} dict, the plain weighted sum).
     `proxy_all`/`calibrated_all` hold the N references' rows followed by one row per `extra` mixture."""
-    from mergemix_jax.runs.utility import RunUtility
+    from mergemix_jax.runkit.utility import RunUtility
 
     utility = utility if isinstance(utility, RunUtility) else RunUtility(dict(utility))
     n = len(kinds)

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import stats
 
-from mergemix_jax.runs.stats import format_with_interval
+from mergemix_jax.runkit.stats import format_with_interval
 
 Table = Mapping[str, np.ndarray]
 LEVEL = 0.9  # coverage of every interval

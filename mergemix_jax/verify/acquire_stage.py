@@ -49,7 +49,7 @@ def around_natural(natural_K: np.ndarray, n: int, seed: int) -> np.ndarray:
 def acquisition_pool(engine: Any) -> list[Candidate]:
     """uniform, natural, the draws around natural and the rounds strategy's pool (module doc), unique,
     named uniform / natural / a0, a1, ... and scored by the merged proxy."""
-    from mergemix_jax.runs.mixtures import natural_prior
+    from mergemix_jax.runkit.mixtures import natural_prior
 
     natural = natural_prior(engine.config)
     baselines = baseline_candidates(engine, natural, len(natural))
@@ -78,7 +78,7 @@ def proxy_features(engine: Any, pool: list[Candidate]) -> tuple[np.ndarray, list
 
 def run_acquisition(engine: Any) -> dict:
     """Run (or resume) the acquisition; returns the verification block (module doc)."""
-    from mergemix_jax.runs.references import make_model_scorer
+    from mergemix_jax.runkit.references import make_model_scorer
 
     cfg, p = engine.config, engine.config.pipeline
     score = make_model_scorer(cfg, engine.suite)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mergemix_jax.runs.stats import one_sided_quantile
+from mergemix_jax.runkit.stats import one_sided_quantile
 
 BASELINES = ("uniform", "natural")
 

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from mergemix_jax.calibrate import Calibration, fit_calibration, save_calibration
-from mergemix_jax.runs import training
-from mergemix_jax.runs.run_dir import verification_key, write_json_atomic
+from mergemix_jax.runkit import training
+from mergemix_jax.runkit.run_dir import verification_key, write_json_atomic
 from mergemix_jax.verify.candidates import Candidate, pool_from_tables, select_diverse, tv_distance
 from mergemix_jax.verify.decide import (
     BASELINES,
@@ -107,7 +107,7 @@ def reachable(engine: Any, weights_K: np.ndarray) -> bool:
     experts; for diluted ones (pipeline.expert_general_share) only when every w_k >= share * general_k,
     since outside that the clipped merge cannot tell the mixture from the region's edge (merge/dilution.py)."""
     from mergemix_jax.merge.dilution import unreachable_rows
-    from mergemix_jax.runs.training import expert_dilution
+    from mergemix_jax.runkit.training import expert_dilution
 
     return not unreachable_rows(weights_K, expert_dilution(engine.config))[0]
 
@@ -121,7 +121,7 @@ def dirichlet_pool(engine: Any) -> np.ndarray:
 def drop_one_mixtures(engine: Any) -> np.ndarray:
     """[K, K]: natural proportions with one domain left out (renormalised), one row per domain: the
     candidates that answer "would we do better without this domain?"."""
-    from mergemix_jax.runs.mixtures import natural_prior
+    from mergemix_jax.runkit.mixtures import natural_prior
 
     natural = natural_prior(engine.config)
     rows = np.tile(natural, (len(natural), 1)) * (1.0 - np.eye(len(natural)))
@@ -177,7 +177,7 @@ def first_round(engine: Any, pool: list[Candidate], baselines: list[Candidate], 
 
 def train_candidate(engine: Any, candidate: Candidate, round_: int, score, seeds: list[int] | None = None) -> Verified:
     """Train `candidate` for real with every verification seed, or `seeds` (cached per seed)."""
-    from mergemix_jax.runs.references import suite_key, train_and_score
+    from mergemix_jax.runkit.references import suite_key, train_and_score
 
     cfg, key = engine.config, run_key(candidate.weights_K)
     seeds = seeds or verification_seeds(cfg)
@@ -239,8 +239,8 @@ def refit_calibration(engine: Any, vertices: dict, verified: list[Verified]) -> 
 def run_verification(engine: Any) -> dict:
     """Run (or resume) verification; returns the `verification` block of mixture.json (see contract)."""
     from mergemix_jax.eval.results import read_table
-    from mergemix_jax.runs.mixtures import natural_prior
-    from mergemix_jax.runs.references import make_model_scorer
+    from mergemix_jax.runkit.mixtures import natural_prior
+    from mergemix_jax.runkit.references import make_model_scorer
 
     cfg, p, k = engine.config, engine.config.pipeline, len(engine.domains)
     score = make_model_scorer(cfg, engine.suite)

@@ -35,9 +35,9 @@ from mergemix_jax.merge.dilution import unreachable_rows
 from mergemix_jax.merge.stack import ExpertStack
 from mergemix_jax.parallel.mesh import configured_mesh
 from mergemix_jax.parallel.multihost import is_writer, sync
-from mergemix_jax.runs import training
-from mergemix_jax.runs.mixtures import natural_prior
-from mergemix_jax.runs.problem import utility_weights
+from mergemix_jax.runkit import training
+from mergemix_jax.runkit.mixtures import natural_prior
+from mergemix_jax.runkit.problem import utility_weights
 from mergemix_jax.search.merged import merged_problem, parse_metric_weights
 from mergemix_jax.search.problem import SearchProblem, parse_synthetic, synthetic_quadratic
 
@@ -88,10 +88,10 @@ class Engine:
 
     @functools.cached_property
     def utility(self):
-        """The run's utility (runs/utility.py RunUtility): `pipeline.utility`'s metrics normalised by
+        """The run's utility (runkit/utility.py RunUtility): `pipeline.utility`'s metrics normalised by
         `search.normalise` with maps fitted once on the probe table and saved in <run>/eval/utility.json;
         every stage that ranks mixtures (search, select, verify, validate) scores through it."""
-        from mergemix_jax.runs.utility import run_utility
+        from mergemix_jax.runkit.utility import run_utility
 
         return run_utility(self.config, self.run_dir, self.weights)
 

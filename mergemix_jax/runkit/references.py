@@ -14,8 +14,8 @@ import numpy as np
 from mergemix_jax.config import Config
 from mergemix_jax.eval.suite import EvalSuite, evaluate
 from mergemix_jax.mixture import Mixture
-from mergemix_jax.runs import training
-from mergemix_jax.runs.run_dir import config_hash, write_json_atomic
+from mergemix_jax.runkit import training
+from mergemix_jax.runkit.run_dir import config_hash, write_json_atomic
 
 TIME_FILE = "train_time.json"
 LEGACY_EVAL_FILE = "eval.json"  # written before suites were keyed; holds the training time

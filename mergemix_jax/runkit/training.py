@@ -116,7 +116,7 @@ def general_mixture(config: Config) -> dict[str, float]:
 
         meta = newest_metadata(config.pipeline.base_dir)
         if "mixture" not in meta:
-            from mergemix_jax.runs.mixtures import natural_prior
+            from mergemix_jax.runkit.mixtures import natural_prior
 
             log.info("%s records no training mixture: diluted experts draw their general data in natural proportions", config.pipeline.base_dir)
             return dict(zip(names, natural_prior(config).tolist(), strict=True))

@@ -1,6 +1,6 @@
 """The pipeline's utility: the configured metric weights, checked against the suite, and the utility
 of a table of metrics (metric directions from search.merged). The search problem itself is built by
-runs.engine (`Engine.search_problem`)."""
+runkit.engine (`Engine.search_problem`)."""
 
 from __future__ import annotations
 

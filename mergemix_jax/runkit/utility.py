@@ -102,7 +102,7 @@ def run_utility(config, run_dir: Path | None, weights: Mapping[str, float]) -> R
     """The run's utility: read from <run>/eval/utility.json when it holds these weights and this
     normalisation, else fitted on <run>/eval/probe.csv and saved there (see module doc)."""
     from mergemix_jax.eval.results import read_table
-    from mergemix_jax.runs.run_dir import write_json_atomic
+    from mergemix_jax.runkit.run_dir import write_json_atomic
 
     kind = config.search.normalise
     if run_dir is None:
