@@ -53,7 +53,7 @@ def simulate(seeds=(0, 1, 2), budgets=(3, 5, 7, 9), pool_size=6):
     # mergemix: trajectories per seed; seed 1 recommends a pool mixture and uniform, so picks repeat across seeds
     variants = {
         "shipped": {s: [point(4, pool[0] if s == 1 else TARGET)] for s in seeds},
-        "acq": {s: [point(0, uniform), point(2, pool[1]), point(5, TARGET + [0.05, -0.05, 0.0])] for s in seeds},
+        "acq": {s: [point(0, uniform), point(2, pool[1]), point(5, TARGET + np.asarray([0.05, -0.05, 0.0]))] for s in seeds},
     }
     picks = budget.pick_mixtures(variants, DOMAINS)
     budget.evaluate(runs, {f"pick {k}": w for k, w in picks.items()}, [10_000, 10_001])
@@ -152,5 +152,60 @@ def test_t_interval_and_paired_differences():
     assert acq["vs_random"]["lo"] == pytest.approx(budget.t_interval(diffs)[1])
     assert "vs_random_2B" in acq and acq["vs_random_2B"]["n"] == 0  # 10 > the pool: no random search at 2B
     assert rows[("acq", 3)]["picks"][0] == run_key(np.full(3, 1 / 3)) and rows[("acq", 9)]["runs_beyond_experts"][0] == 5
+    uni, noise, dof = rows[("uniform", 0)], result["noise"], result["noise_dof"]
+    half = stats.t.ppf(0.95, dof) * noise * np.sqrt(2 / 2)  # two evaluation seeds
+    assert uni["interval"] == "evaluation noise" and uni["hi"] - uni["mean"] == pytest.approx(half) and uni["n"] == 3
     assert rand["expected"] >= 0 and min(r["mean"] for r in result["rows"]) >= 0
     assert ("shipped", 3) not in rows  # K + 4 = 7 > 3: no answer at B = 3
+
+
+def _cli():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("budget_cli", Path(__file__).resolve().parents[1] / "benchmarks" / "budget.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bad_variant_and_eval_seeds_are_one_line_errors(tmp_path, capsys):
+    import yaml
+    from pipeline_helpers import tiny_pipeline_raw
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_pipeline_raw(tmp_path)))
+    cli = _cli()
+    out = tmp_path / "out"
+    assert cli.main(["--config", str(config), "--seeds", "0", "--budgets", "4", "--variant", "bad=pipeline.verify_candidates", "--out", str(out)]) == 2
+    assert "--variant bad" in capsys.readouterr().err
+    assert cli.main(["--config", str(config), "--seeds", "0", "--budgets", "4", "--eval-seeds", "1", "--out", str(out)]) == 2
+    assert "--eval-seeds" in capsys.readouterr().err
+    assert cli.main(["--config", str(config), "--seeds", "0", "--budgets", "4", "--variant", "x=pipeline.no_such_key=1", "--out", str(out)]) == 2
+    assert "no_such_key" in capsys.readouterr().err
+    assert not out.exists()  # nothing half-written
+
+
+@pytest.mark.slow
+def test_smoke_end_to_end_and_rerun_reuses_every_run(tmp_path):
+    import json
+
+    import yaml
+    from pipeline_helpers import tiny_pipeline_raw
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_pipeline_raw(tmp_path)))
+    out = tmp_path / "out"
+    argv = ["--config", str(config), "--seeds", "0", "5", "--budgets", "3", "8", "12", "--smoke", "--out", str(out)]
+    assert _cli().main(argv) == 0
+    payload = json.loads((out / "budget.json").read_text())
+    assert payload["seeds"] == [0] and len(payload["pool"]["keys"]) == 3
+    strategies = {r["strategy"] for r in payload["rows"]}
+    assert {"uniform", "natural", "random", "shipped"} <= strategies
+    assert (out / "budget.md").read_text().count("| shipped |") >= 1 and (out / "budget.png").stat().st_size > 0
+    runs = sorted(p.name for p in (out / "runs").glob("*/*"))
+    assert len(runs) == len({(e["key"], e["data_seed"]) for e in payload["runs"]}) == len(payload["runs"])
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/*/train_time.json")}
+    assert _cli().main(argv) == 0  # resumed: every real run reused, none retrained
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/*/train_time.json")} == stamps
+    assert json.loads((out / "budget.json").read_text())["rows"] == payload["rows"]

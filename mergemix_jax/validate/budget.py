@@ -267,10 +267,21 @@ def analyse(s: Strategies, ev: Evaluation) -> dict:
                     paired = [row["per_seed"][seed] - random_by_b[other][seed] for seed in row["per_seed"] if other in random_by_b]
                     row[label] = _interval_dict(paired)
                 rows.append(row)
+    noise, dof = ev.noise()
     for row in rows:
         row.update(_interval_dict(list(row["per_seed"].values())))
-    noise, dof = ev.noise()
+        if row["B"] == 0:  # the same mixture for every pipeline seed: only the evaluation noise is uncertain
+            row.update(noise_interval(row["mean"], noise, dof, len(ev.utility[s.baselines[row["strategy"]]])), n=len(s.seeds))
     return {"rows": rows, "oracle": {"key": oracle_key, "eval_mean": oracle_mean}, "noise": noise, "noise_dof": dof}
+
+
+def noise_interval(regret: float, noise: float | None, dof: int, n_eval: int, level: float = LEVEL) -> dict:
+    """The interval of a fixed mixture's regret from the evaluation noise alone: a difference of two
+    n_eval-run means, t(dof) x noise x sqrt(2 / n_eval) (it ignores that the oracle is a maximum)."""
+    if noise is None or dof < 1:
+        return {"mean": regret, "lo": float("nan"), "hi": float("nan"), "resolved": False, "interval": "evaluation noise"}
+    half = float(stats.t.ppf(0.5 + level / 2, dof) * noise * np.sqrt(2.0 / n_eval))
+    return {"mean": regret, "lo": regret - half, "hi": regret + half, "resolved": resolved(regret - half, regret + half), "interval": "evaluation noise"}
 
 
 def _interval_dict(values: list[float]) -> dict:
@@ -292,7 +303,7 @@ def format_table(result: dict, unit: str) -> str:
     lines = [
         f"Regret = the oracle's evaluation mean minus the pick's, in {unit} (0 = the best evaluated mixture; lower is better). "
         f"One run's noise (residual sd of the evaluation runs, mixture + seed fit): {'–' if noise is None else f'{noise:.4f}'} ({result['noise_dof']} dof). "
-        "Intervals: 90% Student-t over pipeline seeds; paired = mergemix minus random search on the same seed (negative: mergemix better); "
+        "Intervals: 90% Student-t over pipeline seeds (B = 0 rows: from the evaluation noise, marked †); paired = mergemix minus random search on the same seed (negative: mergemix better); "
         "**resolved** = the interval excludes 0.",
         "",
         "| strategy | B (real runs) | seeds | mean regret [90%] | E[random search] (all subsets) | paired vs random at B [90%] | paired vs random at 2B [90%] |",
@@ -300,5 +311,6 @@ def format_table(result: dict, unit: str) -> str:
     ]
     for row in result["rows"]:
         expected = f"{row['expected']:+.4f}" if "expected" in row else ""
-        lines.append(f"| {row['strategy']} | {row['B']} | {row['n']} | {_cell(row)} | {expected} | {_cell(row.get('vs_random', {}))} | {_cell(row.get('vs_random_2B', {}))} |")
+        mark = " †" if row.get("interval") == "evaluation noise" else ""
+        lines.append(f"| {row['strategy']}{mark} | {row['B']} | {row['n']} | {_cell(row)} | {expected} | {_cell(row.get('vs_random', {}))} | {_cell(row.get('vs_random_2B', {}))} |")
     return "\n".join(lines)
