@@ -267,13 +267,19 @@ def write_outputs(out: Path, payload: dict) -> None:
     from mergemix_jax.reliability.atomic import atomic_write_text
 
     write_json_atomic(out / "budget.json", payload)
+    oracle = payload["oracle"]
     head = (
         f"# Budget benchmark: {payload['config']}\n\nPipeline seeds {payload['seeds']}; pool of {len(payload['pool']['keys'])} Dirichlet mixtures around "
         f"the natural proportions, each trained once on data seed {payload['select_seed']}; every final mixture evaluated on data seeds {payload['eval_seeds']}. "
-        f"One real run took {payload['seconds_per_run_median'] or float('nan'):.1f} s (median).\n\n"
+        f"One real run took {payload['seconds_per_run_median'] or float('nan'):.1f} s (median). "
+        f"Oracle (best evaluation mean): {_describe(payload['mixtures'][oracle['key']])}, utility {oracle['eval_mean']:.4f}.\n\n"
     )
     atomic_write_text(out / "budget.md", head + budget.format_table(payload, payload["unit"]) + "\n")
     plot(payload, out / "budget.png")
+
+
+def _describe(weights: dict[str, float]) -> str:
+    return ", ".join(f"{d} {w:.2f}" for d, w in weights.items())
 
 
 def plot(payload: dict, path: Path) -> None:
