@@ -294,7 +294,9 @@ def plot(payload: dict, path: Path) -> None:
     for i, name in enumerate(strategies):
         rows = [r for r in payload["rows"] if r["strategy"] == name]
         if rows[0]["B"] == 0:
-            ax.axhline(rows[0]["mean"], ls=":", color=f"C{i}", label=f"{name} (B = 0)")
+            ax.axhline(rows[0]["mean"], ls=":", color=f"C{i}", label=f"{name} (B = 0; band: evaluation noise, 90%)")
+            if np.isfinite(rows[0]["lo"]):
+                ax.axhspan(rows[0]["lo"], rows[0]["hi"], color=f"C{i}", alpha=0.08)
             continue
         b = np.asarray([r["B"] for r in rows], np.float64) + 0.08 * (i - len(strategies) / 2)
         mean = np.asarray([r["mean"] for r in rows])
