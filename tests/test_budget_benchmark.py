@@ -148,13 +148,16 @@ def test_t_interval_and_paired_differences():
     rows = {(r["strategy"], r["B"]): r for r in result["rows"]}
     acq, rand = rows[("acq", 5)], rows[("random", 5)]
     diffs = [acq["per_seed"][s] - rand["per_seed"][s] for s in (0, 1, 2)]
+    noise, dof = result["noise"], result["noise_dof"]
+    eval_half = stats.t.ppf(0.95, dof) * noise * np.sqrt(2 / 2)  # two evaluation seeds
+    seeds_half = stats.t.ppf(0.95, 2) * np.std(diffs, ddof=1) / np.sqrt(3)
     assert acq["vs_random"]["mean"] == pytest.approx(np.mean(diffs))
-    assert acq["vs_random"]["lo"] == pytest.approx(budget.t_interval(diffs)[1])
+    assert acq["vs_random"]["lo_seeds"] == pytest.approx(np.mean(diffs) - seeds_half)
+    assert acq["vs_random"]["hi"] == pytest.approx(np.mean(diffs) + np.hypot(seeds_half, eval_half))
     assert "vs_random_2B" in acq and acq["vs_random_2B"]["n"] == 0  # 10 > the pool: no random search at 2B
     assert rows[("acq", 3)]["picks"][0] == run_key(np.full(3, 1 / 3)) and rows[("acq", 9)]["runs_beyond_experts"][0] == 5
-    uni, noise, dof = rows[("uniform", 0)], result["noise"], result["noise_dof"]
-    half = stats.t.ppf(0.95, dof) * noise * np.sqrt(2 / 2)  # two evaluation seeds
-    assert uni["interval"] == "evaluation noise" and uni["hi"] - uni["mean"] == pytest.approx(half) and uni["n"] == 3
+    uni = rows[("uniform", 0)]  # the same mixture for every seed: the evaluation noise alone
+    assert uni["hi"] - uni["mean"] == pytest.approx(eval_half) and uni["n"] == 3
     assert rand["expected"] >= 0 and min(r["mean"] for r in result["rows"]) >= 0
     assert ("shipped", 3) not in rows  # K + 4 = 7 > 3: no answer at B = 3
 

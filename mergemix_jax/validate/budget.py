@@ -238,6 +238,8 @@ def analyse(s: Strategies, ev: Evaluation) -> dict:
     charged, and for mergemix the paired difference to random search (same seed) at B and at 2B."""
     k, rows = len(s.domains), []
     oracle_key, oracle_mean = ev.oracle
+    noise, dof = ev.noise()
+    eval_half = noise_half(noise, dof, len(next(iter(ev.utility.values()))))
     for name, key in s.baselines.items():
         rows.append({"strategy": name, "B": 0, "per_seed": {seed: ev.regret(key) for seed in s.seeds}, "picks": {seed: key for seed in s.seeds}, "charged": {seed: 0 for seed in s.seeds}})
     pool_regret = np.asarray([ev.regret(key) for key in s.pool_keys])
@@ -265,28 +267,31 @@ def analyse(s: Strategies, ev: Evaluation) -> dict:
             if row["per_seed"]:
                 for label, other in (("vs_random", b), ("vs_random_2B", 2 * b)):
                     paired = [row["per_seed"][seed] - random_by_b[other][seed] for seed in row["per_seed"] if other in random_by_b]
-                    row[label] = _interval_dict(paired)
+                    row[label] = interval(paired, eval_half)
                 rows.append(row)
-    noise, dof = ev.noise()
     for row in rows:
-        row.update(_interval_dict(list(row["per_seed"].values())))
-        if row["B"] == 0:  # the same mixture for every pipeline seed: only the evaluation noise is uncertain
-            row.update(noise_interval(row["mean"], noise, dof, len(ev.utility[s.baselines[row["strategy"]]])), n=len(s.seeds))
+        row.update(interval(list(row["per_seed"].values()), eval_half))
     return {"rows": rows, "oracle": {"key": oracle_key, "eval_mean": oracle_mean}, "noise": noise, "noise_dof": dof}
 
 
-def noise_interval(regret: float, noise: float | None, dof: int, n_eval: int, level: float = LEVEL) -> dict:
-    """The interval of a fixed mixture's regret from the evaluation noise alone: a difference of two
-    n_eval-run means, t(dof) x noise x sqrt(2 / n_eval) (it ignores that the oracle is a maximum)."""
+def noise_half(noise: float | None, dof: int, n_eval: int, level: float = LEVEL) -> float:
+    """Half-width of the evaluation noise of a difference of two n_eval-run means,
+    t(level, dof) x noise x sqrt(2 / n_eval) (nan without a noise estimate)."""
     if noise is None or dof < 1:
-        return {"mean": regret, "lo": float("nan"), "hi": float("nan"), "resolved": False, "interval": "evaluation noise"}
-    half = float(stats.t.ppf(0.5 + level / 2, dof) * noise * np.sqrt(2.0 / n_eval))
-    return {"mean": regret, "lo": regret - half, "hi": regret + half, "resolved": resolved(regret - half, regret + half), "interval": "evaluation noise"}
+        return float("nan")
+    return float(stats.t.ppf(0.5 + level / 2, dof) * noise * np.sqrt(2.0 / n_eval))
 
 
-def _interval_dict(values: list[float]) -> dict:
+def interval(values: list[float], eval_half: float) -> dict:
+    """Mean of per-seed values with two intervals: `lo_seeds`/`hi_seeds`, the Student-t interval over
+    pipeline seeds, and `lo`/`hi`, its half-width combined in quadrature with the evaluation noise's
+    `eval_half`. The seeds' spread holds the evaluation noise only where their picks differ; where
+    they coincide (uniform, random search at B = P) it holds none, so the combined interval, which
+    decides `resolved`, is the safe one (a little wide where picks differ)."""
     mean, lo, hi = t_interval(values)
-    return {"n": len(values), "mean": mean, "lo": lo, "hi": hi, "resolved": resolved(lo, hi)}
+    seeds_half = (hi - mean) if np.isfinite(hi) else (0.0 if len(values) == 1 else float("nan"))
+    half = float(np.hypot(seeds_half, eval_half))
+    return {"n": len(values), "mean": mean, "lo_seeds": lo, "hi_seeds": hi, "lo": mean - half, "hi": mean + half, "resolved": resolved(mean - half, mean + half)}
 
 
 def _cell(d: dict) -> str:
@@ -303,7 +308,7 @@ def format_table(result: dict, unit: str) -> str:
     lines = [
         f"Regret = the oracle's evaluation mean minus the pick's, in {unit} (0 = the best evaluated mixture; lower is better). "
         f"One run's noise (residual sd of the evaluation runs, mixture + seed fit): {'–' if noise is None else f'{noise:.4f}'} ({result['noise_dof']} dof). "
-        "Intervals: 90% Student-t over pipeline seeds (B = 0 rows: from the evaluation noise, marked †); paired = mergemix minus random search on the same seed (negative: mergemix better); "
+        "Intervals: 90%, Student-t over pipeline seeds combined in quadrature with the evaluation noise (t x noise x sqrt(2/E)); paired = mergemix minus random search on the same seed (negative: mergemix better); "
         "**resolved** = the interval excludes 0.",
         "",
         "| strategy | B (real runs) | seeds | mean regret [90%] | E[random search] (all subsets) | paired vs random at B [90%] | paired vs random at 2B [90%] |",
@@ -311,6 +316,5 @@ def format_table(result: dict, unit: str) -> str:
     ]
     for row in result["rows"]:
         expected = f"{row['expected']:+.4f}" if "expected" in row else ""
-        mark = " †" if row.get("interval") == "evaluation noise" else ""
-        lines.append(f"| {row['strategy']}{mark} | {row['B']} | {row['n']} | {_cell(row)} | {expected} | {_cell(row.get('vs_random', {}))} | {_cell(row.get('vs_random_2B', {}))} |")
+        lines.append(f"| {row['strategy']} | {row['B']} | {row['n']} | {_cell(row)} | {expected} | {_cell(row.get('vs_random', {}))} | {_cell(row.get('vs_random_2B', {}))} |")
     return "\n".join(lines)
