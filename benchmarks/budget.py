@@ -45,7 +45,7 @@ def build_plan(argv: list[str] | None = None):
     parser.add_argument("--eval-seeds", type=int, default=2, help="evaluation data seeds per final mixture (10000, 10001, ...; default 2)")
     parser.add_argument("--pool-seed", type=int, default=20_261_207, help="seed of the Dirichlet pool (independent of the pipeline seeds)")
     parser.add_argument("--seed-template", default=SEED_TEMPLATE, help=f"overrides of pipeline seed {{s}} (default {SEED_TEMPLATE!r})")
-    parser.add_argument("--variant", action="append", default=[], metavar='NAME="k=v ..."', help="a mergemix variant (repeatable; default one, 'shipped', with no overrides)")
+    parser.add_argument("--variant", action="append", default=[], metavar='NAME="k=v ..."', help="a mergemix variant besides 'shipped' (the config as it is; repeatable)")
     parser.add_argument("--out", default="", help="output and cache folder (default runs/budget/<config stem>-<hash8>)")
     parser.add_argument("--no-pipeline", action="store_true", help="run no pipeline: measure random search and the baselines, read the variants' finished runs")
     parser.add_argument("--smoke", action="store_true", help="tiny models and suites, 1 seed, P = 3 (checks the plumbing, measures nothing)")
@@ -53,9 +53,10 @@ def build_plan(argv: list[str] | None = None):
     extra = list(SMOKE) if args.smoke else []
     seeds = args.seeds[:1] if args.smoke else args.seeds
     pool = 3 if args.smoke else args.pool
-    variants = dict(parse_variant(v) for v in args.variant) if args.variant else {"shipped": []}
-    if len(variants) != len(args.variant or [None]):
+    given = [parse_variant(v) for v in args.variant]
+    if len({name for name, _ in given}) != len(given):
         raise ConfigError("--variant: two variants share a name; give each its own NAME=")
+    variants = {"shipped": []} | dict(given)  # the shipped defaults always run; a variant named "shipped" replaces them
     out = Path(args.out) if args.out else Path("runs") / "budget" / f"{Path(args.config).stem}-{config_hash(hashed_settings(load_config(args.config, extra)), 8)}"
     plan = Plan(Path(args.config), out, seeds, sorted(set(args.budgets)), pool, [10_000 + j for j in range(args.eval_seeds)], args.pool_seed, args.seed_template, variants, extra, not args.no_pipeline)
     return plan
