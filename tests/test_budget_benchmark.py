@@ -212,3 +212,25 @@ def test_smoke_end_to_end_and_rerun_reuses_every_run(tmp_path):
     assert _cli().main(argv) == 0  # resumed: every real run reused, none retrained
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/*/train_time.json")} == stamps
     assert json.loads((out / "budget.json").read_text())["rows"] == payload["rows"]
+
+
+def test_a_variant_run_on_another_base_or_scoring_the_evaluation_items_is_refused(tmp_path):
+    import yaml
+    from pipeline_helpers import tiny_pipeline_raw
+
+    from mergemix_jax.config import ConfigError, config_from_dict
+    from mergemix_jax.pipeline.stages import with_overrides
+    from mergemix_jax.validate.budget_runs import check_disjoint, check_same_base
+    from mergemix_jax.validate.run import scoring_config
+
+    config = config_from_dict(tiny_pipeline_raw(tmp_path))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"pipeline": {"base_dir": str(tmp_path / "base")}}))
+    check_same_base(config, run, str((tmp_path / "base").resolve()), "variant v seed 0")
+    with pytest.raises(ConfigError, match="used base"):
+        check_same_base(config, run, str(tmp_path / "other"), "variant v seed 0")
+    scoring = scoring_config(config, run)  # the search scored 2 held-out sequences: evaluation starts after them
+    check_disjoint(scoring, config, "variant v seed 0")
+    with pytest.raises(ConfigError, match="eval"):
+        check_disjoint(scoring, with_overrides(config, eval={"heldout_sequences": 3}), "variant v seed 0")
