@@ -34,7 +34,7 @@ def build_plan(argv: list[str] | None = None):
     """The checked Plan of the command line (ConfigError on bad input)."""
     from mergemix_jax.config import ConfigError, load_config
     from mergemix_jax.config.hashing import config_hash
-    from mergemix_jax.pipeline.run_dir import hashed_settings
+    from mergemix_jax.runkit.run_dir import hashed_settings
     from mergemix_jax.validate.budget_runs import SEED_TEMPLATE, SMOKE, Plan
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)

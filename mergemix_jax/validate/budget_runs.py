@@ -23,8 +23,8 @@ import numpy as np
 
 from mergemix_jax.config import Config, ConfigError, load_config
 from mergemix_jax.config.hashing import config_hash
-from mergemix_jax.pipeline import training
-from mergemix_jax.pipeline.run_dir import hashed_settings, run_dir_for, write_json_atomic
+from mergemix_jax.runkit import training
+from mergemix_jax.runkit.run_dir import hashed_settings, run_dir_for, write_json_atomic
 from mergemix_jax.validate import budget
 from mergemix_jax.validate.budget import EVAL, SELECT, RealRuns, Strategies, TrajectoryPoint
 
@@ -108,7 +108,7 @@ def ensure_base(plan: Plan) -> str:
 def recipe_key(config: Config) -> str:
     """Hash of what a real run depends on besides its mixture and data seed (model, data, optimiser,
     train settings, steps, learning rate and base)."""
-    from mergemix_jax.validate.references import reference_config
+    from mergemix_jax.runkit.references import reference_config
 
     cfg = reference_config(config, Path("."), Path("."), np.full(len(config.data.domains), 1.0 / len(config.data.domains)), 0)
     raw = hashed_settings(cfg)
@@ -124,7 +124,7 @@ class ReferenceRunner:
 
     def __init__(self, config: Config, scoring: Config, root: Path):
         from mergemix_jax.eval import build_suite
-        from mergemix_jax.validate.references import make_model_scorer, suite_key
+        from mergemix_jax.runkit.references import make_model_scorer, suite_key
 
         self.config, self.root = config, root
         self.suites = {}
@@ -134,7 +134,7 @@ class ReferenceRunner:
         self.seconds: dict[str, float] = {}
 
     def run(self, weights_K: np.ndarray, data_seed: int, suite: str) -> dict[str, float]:
-        from mergemix_jax.validate.references import train_and_score
+        from mergemix_jax.runkit.references import train_and_score
         from mergemix_jax.verify.stage import run_key
 
         folder = self.root / f"{run_key(weights_K)}-s{data_seed}"
@@ -202,7 +202,7 @@ def judge_utility(plan: Plan, base: str, weights: dict[str, float]):
     """The one utility every pick is judged by: the run's utility (pipeline/utility.py); a normalised
     one fits its maps on the probe table of pipeline seed seeds[0] of the first variant (run up to the probe)."""
     from mergemix_jax.pipeline.stages import run_pipeline
-    from mergemix_jax.pipeline.utility import run_utility
+    from mergemix_jax.runkit.utility import run_utility
 
     variant = next(iter(plan.variants))
     cfg = variant_config(plan, variant, plan.seeds[0], base)
@@ -215,8 +215,8 @@ def judge_utility(plan: Plan, base: str, weights: dict[str, float]):
 def measure(plan: Plan) -> dict:
     """Run (or resume) the whole benchmark; returns budget.json's content and writes the outputs."""
     from mergemix_jax.eval import build_suite, metric_names
-    from mergemix_jax.pipeline.mixtures import natural_prior
-    from mergemix_jax.pipeline.problem import utility_weights
+    from mergemix_jax.runkit.mixtures import natural_prior
+    from mergemix_jax.runkit.problem import utility_weights
     from mergemix_jax.validate.run import scoring_config
     from mergemix_jax.verify.stage import run_key
 
