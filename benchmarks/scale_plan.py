@@ -84,7 +84,7 @@ def train_step_plan(config: Config, mesh: jax.sharding.Mesh) -> dict:
     data = batch_sharding(mesh)
     shape = (config.train.batch_size, config.train.seq_len)
     batch = {k: _abstract(shape, jnp.float32 if k == "loss_mask" else jnp.int32, data) for k in TRAIN_KEYS}
-    step = make_train_step(config.model, tx, mesh)
+    step = make_train_step(config.model, tx, mesh, accum_steps=config.train.grad_accum_steps)
     with jax.set_mesh(mesh):
         return _measure("train step", step.lower(state, batch))
 

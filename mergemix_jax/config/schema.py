@@ -27,6 +27,8 @@ class ModelConfig:
     tie_embeddings: bool = True  # share the input embedding with the output projection
     compute_dtype: str = "float32"  # float32 | bfloat16 (parameters stay float32)
     remat: bool = False  # rematerialise each block in the backward pass (saves memory)
+    remat_policy: str = "full"  # with remat: what a block keeps, full (its input only) | dots_saveable | dots_with_no_batch_dims_saveable (also matmul outputs: less recompute, more memory)
+    attention_block: int = 0  # > 0: attend this many queries at a time (divides every seq_len; bounds the [H, L, L] scores); 0 = whole sequence
     init_std: float = 0.02
 
     @property
@@ -94,6 +96,7 @@ class TrainConfig:
     batch_size: int = 16  # global batch, sequences
     seq_len: int = 128
     seed: int = 0  # parameter init
+    grad_accum_steps: int = 1  # micro-batches per step (gradients summed, then one update: the same step as the whole batch, in less memory)
     data_seed: int = 0  # data order
     mixture: dict[str, float] = field(default_factory=dict)  # domain -> weight; {} = uniform
     init_from: str = ""  # checkpoint directory of a base model; "" trains from scratch

@@ -35,6 +35,21 @@ def _model_problems(config: Config) -> list[str]:
         problems.append(f"rotary embeddings need an even head size; d_model/n_heads = {m.resolved_head_dim}")
     if m.compute_dtype not in DTYPES:
         problems.append(f"key 'model.compute_dtype' must be one of {DTYPES}, got {m.compute_dtype!r}")
+    return problems + _memory_problems(config)
+
+
+def _memory_problems(config: Config) -> list[str]:
+    """model.remat_policy, model.attention_block, train.grad_accum_steps (the memory knobs)."""
+    from mergemix_jax.model.transformer import REMAT_POLICIES  # imports jax
+
+    m, t = config.model, config.train
+    problems = []
+    if m.remat_policy not in REMAT_POLICIES:
+        problems.append(f"key 'model.remat_policy' must be one of {tuple(REMAT_POLICIES)}, got {m.remat_policy!r}")
+    if m.attention_block < 0:
+        problems.append(f"key 'model.attention_block' must be >= 0 (0 = whole sequence), got {m.attention_block}")
+    if t.grad_accum_steps < 1 or (t.batch_size > 0 and t.batch_size % t.grad_accum_steps):
+        problems.append(f"key 'train.grad_accum_steps' must be >= 1 and divide train.batch_size ({t.batch_size}), got {t.grad_accum_steps}")
     return problems
 
 

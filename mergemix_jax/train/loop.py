@@ -99,7 +99,7 @@ def train(config: Config, *, resume: bool = True, dataset: Any = None, config_so
     run_dir = Path(tc.output_dir).resolve()
     finished = _recorded_result(run_dir, tc.steps) if resume else None
     mesh = build_mesh(config.mesh, source=config_source)
-    tx, step_fn = training_parts(config.model, config.optim, tc.steps, mesh)
+    tx, step_fn = training_parts(config.model, config.optim, tc.steps, mesh, tc.grad_accum_steps)
     data = dataset if dataset is not None else build_dataset(config)
     whole = dataset is None and _whole_batches(config)  # every process holds the whole global batch
     data_iterator = iter(data)
