@@ -15,7 +15,7 @@ import sys
 from mergemix_jax.cli.errors import user_error_message
 
 # module name under mergemix_jax.cli, in the order `mergemix --help` lists them
-COMMAND_MODULES = ("data", "train", "eval_mixtures", "search", "base", "export_mergekit", "tensorboard", "run", "validate")
+COMMAND_MODULES = ("data", "train", "eval_mixtures", "search", "base", "export_mergekit", "tensorboard", "plan", "run", "validate")
 
 
 def build_parser() -> argparse.ArgumentParser:

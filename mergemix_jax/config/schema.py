@@ -144,6 +144,7 @@ class PipelineConfig:
     output_root: str = "runs"  # the run folder is <output_root>/<name>-<hash8 of the config>
     name: str = ""  # "" = the config file's stem
     base_dir: str = ""  # reuse a finished base run folder instead of training one
+    expert_dirs: dict[str, str] = field(default_factory=dict)  # domain -> finished run folder of its expert trained elsewhere (tpu_scripts/experts.sh), every domain, from pipeline.base_dir; {} = train them
     base_steps: int = 300  # steps of the base, trained on the uniform mixture
     expert_steps: int = 80  # steps of each domain expert (and of each reference in `validate`)
     expert_learning_rate: float = 0.0  # 0 = optim.learning_rate (experts' peak LR; references always train at a constant LR)

@@ -201,7 +201,21 @@ def _pipeline_problems(config: Config) -> list[str]:
     bad = {m: w for m, w in p.utility.items() if not (isinstance(w, (int, float)) and math.isfinite(w))}
     if bad:
         problems.append(f"key 'pipeline.utility' needs a finite weight per metric, got {bad}")
-    return problems + _expert_recipe_problems(p)
+    return problems + _expert_recipe_problems(p) + _expert_dirs_problems(config)
+
+
+def _expert_dirs_problems(config: Config) -> list[str]:
+    """pipeline.expert_dirs: one folder per domain of data.domains, with the base they started from."""
+    given, names = config.pipeline.expert_dirs, [d.name for d in config.data.domains]
+    if not given:
+        return []
+    problems = []
+    if set(given) != set(names):
+        problems.append(f"key 'pipeline.expert_dirs' must name every domain of data.domains {names} once, got {sorted(given)}")
+    if not config.pipeline.base_dir:
+        problems.append("key 'pipeline.expert_dirs' needs 'pipeline.base_dir': the base the experts started from (their task vectors are expert - base)")
+    problems += [f"key 'pipeline.expert_dirs.{name}' is a URL ({path}); {REMOTE_HINT}" for name, path in given.items() if "://" in str(path)]
+    return problems
 
 
 EXPERT_SCHEDULES = ("constant", "cosine")

@@ -22,6 +22,8 @@ from mergemix_jax.parallel.multihost import agree, is_writer, sync, write_once
 from mergemix_jax.reliability.atomic import atomic_write_json, json_default
 
 STAGE_LOG = "stages.jsonl"
+# keys added later, left out at their defaults so run folders named before them keep their names
+_NEWER_DEFAULTS = (("model", "remat_policy", "full"), ("model", "attention_block", 0), ("train", "grad_accum_steps", 1), ("pipeline", "expert_dirs", {}))
 _UNHASHED = {("pipeline", "output_root"), ("pipeline", "name"), ("train", "output_dir"), ("train", "progress"), ("train", "log_every")}
 
 
@@ -35,6 +37,9 @@ def hashed_settings(config: Config) -> dict[str, Any]:
         raw["data"].pop("split_by_process")
     if raw.get("eval", {}).get("task_offset") == 0:  # likewise
         raw["eval"].pop("task_offset")
+    for section, key, default in _NEWER_DEFAULTS:  # likewise
+        if raw.get(section, {}).get(key, default) == default:
+            raw.get(section, {}).pop(key, None)
     return raw
 
 

@@ -21,6 +21,7 @@ from mergemix_jax.config import Config
 from mergemix_jax.config.loading import config_to_yaml
 from mergemix_jax.parallel.mesh import maybe_initialize_distributed
 from mergemix_jax.parallel.multihost import is_writer, sync, write_once
+from mergemix_jax.parallel.plan import record_plan
 from mergemix_jax.pipeline import mixtures, training
 from mergemix_jax.pipeline.engine import Engine, natural_prior, read_table  # noqa: F401 (re-exported)
 from mergemix_jax.pipeline.problem import utility_weights
@@ -318,6 +319,7 @@ def run_pipeline(config: Config, config_path: str | os.PathLike | None = None, c
     check_reused_base(config)  # before the run folder exists: a refused base leaves nothing behind
     run_dir = prepare_run_dir(config, config_path, command)
     log.info("run folder: %s", run_dir)
+    record_plan(config, run_dir, str(config_path or "mergemix run"))  # plan.md / plan.json: the cost before it is spent
     stage_base(config, run_dir)
     if stop_after == "base":
         return run_dir
