@@ -10,6 +10,7 @@ for attention (counted as if not causal).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import asdict, dataclass
@@ -105,9 +106,10 @@ def _activation_bytes(m: ModelConfig, tokens_per_device: int, tensor: int, seq_l
 def eval_memory_bytes(config: Config, accelerator_type: str) -> float:
     """Per-device bytes of one merged-evaluation chunk (rough): the float32 expert stack (base + K
     experts; sharded over fsdp x tensor with `eval.shard_experts`, else whole on every device), one
-    merged model and one micro-batch's forward activations (float32 logits, one layer's scores)."""
+    merged model and one micro-batch's forward activations (float32 logits, one layer's scores; with
+    sharded experts the micro-batch's rows split over the chips, else each chip runs its own)."""
     _, chips = parse_accelerator_type(accelerator_type)
-    _, fsdp, tensor = resolve_mesh_shape(config.mesh, chips, f"mesh for {accelerator_type}")
+    data, fsdp, tensor = resolve_mesh_shape(config.mesh, chips, f"mesh for {accelerator_type}")
     e, m = config.eval, config.model
     split = fsdp * tensor if e.shard_experts else 1
     per_step = e.mixtures_per_step
@@ -115,6 +117,8 @@ def eval_memory_bytes(config: Config, accelerator_type: str) -> float:
     stack = (len(config.data.domains) + 1) * params / split
     merged = per_step * params / split
     rows = per_step * (e.micro_batch or e.heldout_sequences)
+    if e.shard_experts:  # every mixture uses all chips: its rows split over data x fsdp
+        rows = math.ceil(rows / (data * fsdp))
     length = max(e.seq_len, e.task_max_len if e.task_dir else 0)
     score_rows = min(m.attention_block or length, length)
     forward = rows * length * (4 * 2 * m.vocab_size / tensor + 4 * 4 * m.d_model) + rows * 2 * 4 * m.n_heads * score_rows * length / tensor

@@ -203,7 +203,8 @@ def _runs(row: dict) -> str:
 
 
 def _range(best: float, worst: float, fmt: str) -> str:
-    return format(best, fmt) if math.isclose(best, worst) else f"{format(best, fmt)}-{format(worst, fmt)}"
+    low, high = format(best, fmt), format(worst, fmt)
+    return low if low == high else f"{low}-{high}"
 
 
 def format_plan(plan: dict, title: str = "") -> str:

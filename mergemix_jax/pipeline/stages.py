@@ -60,13 +60,15 @@ def prepare_run_dir(config: Config, config_path: str | os.PathLike | None, comma
 
 def check_reused_base(config: Config) -> None:
     """Errors for a `pipeline.base_dir` that is unfinished or trained on another held-out split
-    (pipeline/training.py check_base_split); nothing to check when the run trains its own base."""
+    (pipeline/training.py check_base_split), and for `pipeline.expert_dirs` not finished or not from
+    that base; nothing to check when the run trains its own base."""
     from mergemix_jax.train import is_finished
 
     if config.pipeline.base_dir:
         if not is_finished(config.pipeline.base_dir):
             raise FileNotFoundError(f"pipeline.base_dir {config.pipeline.base_dir} is not a finished train run (no done.json)")
         training.check_base_split(config)
+        training.check_given_experts(config)  # pipeline.expert_dirs: finished, from this base
 
 
 def stage_base(config: Config, run_dir: Path) -> None:
