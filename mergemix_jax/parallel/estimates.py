@@ -100,14 +100,23 @@ def _activation_bytes(m: ModelConfig, tokens_per_device: int, tensor: int, seq_l
     else:
         stored = tokens_per_device * m.n_layers * per_token_layer + m.n_layers * scores
     logits = 2 * 4 * tokens_per_device * m.vocab_size / tensor  # float32 logits and their gradient
-    return stored + logits
+    return stored + logits + _gathered_tables_bytes(m)
+
+
+def _gathered_tables_bytes(m: ModelConfig) -> float:
+    """The embedding lookup gathers the whole table (and FSDP the whole output projection) on every
+    device: each once in float32 and once in the compute dtype (training: the float32 copy is its
+    gradient). At 8B (untied, vocab 128256) that is 6 GiB per device, whatever the mesh."""
+    act = 2 if m.compute_dtype == "bfloat16" else 4
+    return (act + 4) * m.vocab_size * m.d_model * (1 if m.tie_embeddings else 2)
 
 
 def eval_memory_bytes(config: Config, accelerator_type: str) -> float:
     """Per-device bytes of one merged-evaluation chunk (rough): the float32 expert stack (base + K
     experts; sharded over fsdp x tensor with `eval.shard_experts`, else whole on every device), one
-    merged model and one micro-batch's forward activations (float32 logits, one layer's scores; with
-    sharded experts the micro-batch's rows split over the chips, else each chip runs its own)."""
+    merged model, the gathered vocabulary tables and one micro-batch's forward activations (float32
+    logits, one layer's scores; with sharded experts the micro-batch's rows split over the chips,
+    else each chip runs its own)."""
     _, chips = parse_accelerator_type(accelerator_type)
     data, fsdp, tensor = resolve_mesh_shape(config.mesh, chips, f"mesh for {accelerator_type}")
     e, m = config.eval, config.model
@@ -122,7 +131,7 @@ def eval_memory_bytes(config: Config, accelerator_type: str) -> float:
     length = max(e.seq_len, e.task_max_len if e.task_dir else 0)
     score_rows = min(m.attention_block or length, length)
     forward = rows * length * (4 * 2 * m.vocab_size / tensor + 4 * 4 * m.d_model) + rows * 2 * 4 * m.n_heads * score_rows * length / tensor
-    return stack + merged + forward
+    return stack + merged + forward + _gathered_tables_bytes(m)
 
 
 def estimate(config: Config, accelerator_type: str, mfu: float = 0.4) -> dict:

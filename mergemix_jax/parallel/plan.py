@@ -213,7 +213,7 @@ def format_plan(plan: dict, title: str = "") -> str:
     unit = "CPU-hours" if plan["accelerator_spec"]["name"] == "cpu" else "chip-hours"
     how = f"MFU {rate['mfu']} ({rate['source']})" if rate["mfu"] is not None else f"{rate['flops_per_second_per_chip']:.2e} FLOP per CPU-second (measured)"
     lines = [
-        f"{title or 'mergemix run'} on {plan['accelerator']} ({plan['chips']} chips; {plan['params']['total'] / 1e9:.3f}B parameters; {how})",
+        f"{title or 'mergemix run'} on {plan['accelerator']} ({plan['chips']} chip{'s' if plan['chips'] != 1 else ''}; {plan['params']['total'] / 1e9:.3f}B parameters; {how})",
         "",
         f"| stage | runs / evaluations | tokens | FLOPs | memory per chip GiB (source) | fits | {unit} | note |",
         "|---|---|---|---|---|---|---|---|",
