@@ -11,6 +11,7 @@ SCHEDULES = ("constant", "cosine", "wsd")
 DTYPES = ("float32", "bfloat16")
 DOMAIN_FORMATS = ("text", "jsonl", "source", "parquet", "arrow", "hf_disk", "array_record")  # the last four: data/rows.py
 SPLIT_MODES = ("file", "blank_line")
+REMAT_POLICIES = ("full", "dots_saveable", "dots_with_no_batch_dims_saveable")  # full: keep a block's input only; else jax.checkpoint_policies.<name>
 
 
 def validate(config: Config) -> list[str]:
@@ -40,8 +41,6 @@ def _model_problems(config: Config) -> list[str]:
 
 def _memory_problems(config: Config) -> list[str]:
     """model.remat_policy, model.attention_block, train.grad_accum_steps (the memory knobs)."""
-    from mergemix_jax.model.transformer import REMAT_POLICIES  # imports jax
-
     m, t = config.model, config.train
     problems = []
     if m.remat_policy not in REMAT_POLICIES:

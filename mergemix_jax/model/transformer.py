@@ -10,13 +10,6 @@ from mergemix_jax.config import ModelConfig
 from mergemix_jax.model.layers import Block, RMSNorm, _param
 from mergemix_jax.parallel.partitioning import constrain
 
-# model.remat_policy -> what a rematerialised block keeps for the backward pass (None: its input only)
-REMAT_POLICIES = {
-    "full": None,
-    "dots_saveable": jax.checkpoint_policies.dots_saveable,
-    "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-}
-
 
 def _remat_scan(blocks: nnx.List, policy: str, x_BxLxD: jax.Array, positions_BxL: jax.Array, segment_ids_BxL) -> jax.Array:
     """The blocks as one `lax.scan` over their stacked parameters, each step rematerialised: the
@@ -28,7 +21,8 @@ def _remat_scan(blocks: nnx.List, policy: str, x_BxLxD: jax.Array, positions_BxL
     def step(h_BxLxD, state):
         return nnx.merge(graphdef, state)(h_BxLxD, positions_BxL, segment_ids_BxL), None
 
-    x, _ = jax.lax.scan(jax.checkpoint(step, policy=REMAT_POLICIES[policy]), x_BxLxD, stacked)
+    saved = None if policy == "full" else getattr(jax.checkpoint_policies, policy)  # model.remat_policy (validated)
+    x, _ = jax.lax.scan(jax.checkpoint(step, policy=saved), x_BxLxD, stacked)
     return x
 
 

@@ -66,7 +66,7 @@ def suite_tokens(config: Config) -> int:
 
 def probe_evaluations(config: Config) -> int:
     """Rows of the probe table (vertices, centre, Dirichlet draws, heatmap faces), as stage_probe scores."""
-    from mergemix_jax.pipeline.stages import probe_weights
+    from mergemix_jax.pipeline.mixtures import probe_weights
 
     return len(probe_weights(config, len(config.data.domains))[0])
 

@@ -24,6 +24,7 @@ from mergemix_jax.parallel.multihost import is_writer, sync, write_once
 from mergemix_jax.parallel.plan import record_plan
 from mergemix_jax.pipeline import mixtures, training
 from mergemix_jax.pipeline.engine import Engine, natural_prior, read_table  # noqa: F401 (re-exported)
+from mergemix_jax.pipeline.mixtures import probe_weights  # noqa: F401 (re-exported)
 from mergemix_jax.pipeline.problem import utility_weights
 from mergemix_jax.pipeline.run_dir import log_stage, run_dir_for, run_stage, write_json_atomic
 from mergemix_jax.reliability.atomic import atomic_write_text
@@ -101,20 +102,10 @@ def _timed_train(cfg: Config, run_dir: Path, name: str) -> None:
     write_json_atomic(timings, record)
 
 
-def probe_weights(config: Config, k: int) -> tuple[np.ndarray, dict]:
-    """Vertices, centre, Dirichlet draws and the heatmap face grids, deduplicated; and the layout."""
-    p = config.pipeline
-    spread, _ = mixtures.spread_mixtures(k, p.probe_mixtures, seed=p.search_seed)
-    faces = mixtures.heatmap_faces(k) if k >= 3 else []
-    grids = [mixtures.face_grid(k, f, p.heatmap_resolution) for f in faces]
-    table = mixtures.unique_rows(np.concatenate([spread, *grids]) if grids else spread)
-    return table, {"faces": [list(f) for f in faces], "resolution": p.heatmap_resolution}
-
-
 def stage_probe(engine: Engine) -> None:
     """Score the probe mixtures exactly (resumable CSV eval/probe.csv)."""
     out = engine.run_dir / "eval" / "probe.csv"
-    weights, layout = probe_weights(engine.config, len(engine.domains))
+    weights, layout = mixtures.probe_weights(engine.config, len(engine.domains))
     marker = engine.run_dir / "eval" / "probe.done.json"
 
     def work():
