@@ -112,3 +112,12 @@ def test_accumulated_sharded_step_equals_the_plain_step():
 def test_bad_memory_knobs_are_refused_naming_the_key(sections, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         tiny_config(**sections)
+
+
+def test_the_new_keys_at_their_defaults_keep_run_folder_names():
+    from mergemix_jax.pipeline.run_dir import hashed_settings
+
+    plain = hashed_settings(tiny_config())
+    assert "remat_policy" not in plain["model"] and "attention_block" not in plain["model"]
+    assert "grad_accum_steps" not in plain["train"] and "expert_dirs" not in plain["pipeline"]
+    assert hashed_settings(tiny_config(train={"grad_accum_steps": 2}))["train"]["grad_accum_steps"] == 2

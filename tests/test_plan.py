@@ -78,6 +78,9 @@ def test_record_plan_writes_json_and_markdown(demo, tmp_path):
     plan = record_plan(demo, tmp_path, "demo")
     assert json.loads((tmp_path / "plan.json").read_text())["total"] == pytest.approx(plan["total"])
     assert "| experts |" in (tmp_path / "plan.md").read_text()
+    stamps = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    record_plan(demo, tmp_path, "demo")  # a resumed run rewrites nothing
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == stamps
 
 
 def test_cli_prints_the_table_and_refuses_a_bad_accelerator(capsys):

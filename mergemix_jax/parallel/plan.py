@@ -237,15 +237,19 @@ def format_plan(plan: dict, title: str = "") -> str:
 
 
 def write_plan(run_dir, plan: dict, title: str = "") -> None:
-    """plan.json and plan.md into a run folder (atomically; multi-host: process 0 writes)."""
+    """plan.json and plan.md into a run folder (atomically; multi-host: process 0 writes); an
+    unchanged plan is left as it is, so a resumed run rewrites nothing."""
     from pathlib import Path
 
     from mergemix_jax.parallel.multihost import write_once
     from mergemix_jax.pipeline.run_dir import write_json_atomic
     from mergemix_jax.reliability.atomic import atomic_write_text
 
+    text, markdown = format_plan(plan, title) + "\n", Path(run_dir) / "plan.md"
+    if markdown.is_file() and markdown.read_text() == text and (Path(run_dir) / "plan.json").is_file():
+        return
     write_json_atomic(Path(run_dir) / "plan.json", plan)
-    write_once(lambda: atomic_write_text(Path(run_dir) / "plan.md", format_plan(plan, title) + "\n"), "write plan.md")
+    write_once(lambda: atomic_write_text(markdown, text), "write plan.md")
 
 
 def default_accelerator() -> str:
