@@ -90,3 +90,14 @@ def test_cli_prints_the_table_and_refuses_a_bad_accelerator(capsys):
     assert main(["plan", "--config", str(CONFIGS / "demo.yaml"), "--accelerator", "v9-8"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "v9-8" in err and "v5p-64" in err
+
+
+def test_suite_tokens_count_held_out_rows_and_task_items(demo, tmp_path):
+    from mergemix_jax.parallel.plan import suite_tokens
+
+    (tmp_path / "qa.jsonl").write_text('{"q": 1}\n{"q": 2}\n\n{"q": 3}\n')
+    e = dataclasses.replace(demo.eval, task_dir=str(tmp_path), tasks=[], task_max_items=0, task_offset=1)
+    held_out = len(demo.data.domains) * e.heldout_sequences * e.seq_len
+    assert suite_tokens(dataclasses.replace(demo, eval=e)) == held_out + 2 * e.task_max_len  # 3 items, 1 skipped
+    capped = dataclasses.replace(e, task_max_items=1)
+    assert suite_tokens(dataclasses.replace(demo, eval=capped)) == held_out + e.task_max_len

@@ -55,12 +55,21 @@ class StageCost:
 
 
 def suite_tokens(config: Config) -> int:
-    """Tokens one merged evaluation scores: held-out rows of every domain plus (at most) the task rows."""
+    """Tokens one merged evaluation scores: held-out rows of every domain plus the task rows, one row
+    of `eval.task_max_len` per item (items: `eval.task_max_items`, or the lines of the task file
+    when 0; a multiple-choice task outside `eval.choice_as_answer` scores one row per choice: more)."""
     e = config.eval
     tokens = len(config.data.domains) * e.heldout_sequences * e.seq_len
-    if e.task_dir:
-        n_tasks = len(e.tasks) or len([f for f in os.listdir(e.task_dir) if f.endswith(".jsonl")]) if os.path.isdir(e.task_dir) or e.tasks else 0
-        tokens += n_tasks * (e.task_max_items or 100) * e.task_max_len  # 100: a guess for "all items"
+    if not e.task_dir or not os.path.isdir(e.task_dir):
+        return tokens
+    names = e.tasks or sorted(f[: -len(".jsonl")] for f in os.listdir(e.task_dir) if f.endswith(".jsonl"))
+    for name in names:
+        path = os.path.join(e.task_dir, f"{name}.jsonl")
+        items = e.task_max_items
+        if not items and os.path.isfile(path):
+            with open(path, "rb") as handle:
+                items = max(0, sum(1 for line in handle if line.strip()) - e.task_offset)
+        tokens += items * e.task_max_len
     return tokens
 
 
