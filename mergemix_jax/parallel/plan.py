@@ -206,6 +206,10 @@ def _memory(config: Config, accelerator: str, spec: Accelerator, compiled: dict[
     return out
 
 
+def _count(n: float) -> str:
+    return f"{n / 1e9:.3f}B" if n >= 1e9 else f"{n / 1e6:.2f}M"
+
+
 def _runs(row: dict) -> str:
     best, worst = row["runs_best"], row["runs_worst"]
     return f"{best:.0f}" if best == worst else f"{best:.0f}-{worst:.0f}"
@@ -222,7 +226,7 @@ def format_plan(plan: dict, title: str = "") -> str:
     unit = "CPU-hours" if plan["accelerator_spec"]["name"] == "cpu" else "chip-hours"
     how = f"MFU {rate['mfu']} ({rate['source']})" if rate["mfu"] is not None else f"{rate['flops_per_second_per_chip']:.2e} FLOP per CPU-second (measured)"
     lines = [
-        f"{title or 'mergemix run'} on {plan['accelerator']} ({plan['chips']} chip{'s' if plan['chips'] != 1 else ''}; {plan['params']['total'] / 1e9:.3f}B parameters; {how})",
+        f"{title or 'mergemix run'} on {plan['accelerator']} ({plan['chips']} chip{'s' if plan['chips'] != 1 else ''}; {_count(plan['params']['total'])} parameters; {how})",
         "",
         f"| stage | runs / evaluations | tokens | FLOPs | memory per chip GiB (source) | fits | {unit} | note |",
         "|---|---|---|---|---|---|---|---|",

@@ -312,7 +312,7 @@ def run_pipeline(config: Config, config_path: str | os.PathLike | None = None, c
     check_reused_base(config)  # before the run folder exists: a refused base leaves nothing behind
     run_dir = prepare_run_dir(config, config_path, command)
     log.info("run folder: %s", run_dir)
-    record_plan(config, run_dir, str(config_path or "mergemix run"))  # plan.md / plan.json: the cost before it is spent
+    record_plan(config, run_dir, Path(config_path).name if config_path else "mergemix run")  # plan.md / plan.json: the cost before it is spent
     stage_base(config, run_dir)
     if stop_after == "base":
         return run_dir
