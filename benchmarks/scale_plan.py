@@ -1,18 +1,13 @@
-"""A compiled scale plan: lower and compile (never run) the train step and the merged-evaluation chunk
-of a real-scale config on a fake CPU mesh of the target's device count, from abstract arrays
-(jax.ShapeDtypeStruct) only, and print per-device memory, FLOPs per step and the HBM headroom.
+"""The compiled scale plan of the real-scale configs: lower and compile (never run) the train step and
+the merged-evaluation chunk on a fake CPU mesh of the target's device count and print per-device
+memory, FLOPs per step and the HBM headroom (the work is in mergemix_jax.runkit.compiled.py).
 
-  python benchmarks/scale_plan.py                       # both real configs (minutes: the 8B compile is slow)
+  python benchmarks/scale_plan.py                       # both real configs (a few minutes)
   python benchmarks/scale_plan.py --config configs/llama_1b_v5p.yaml --accelerator v5p-64
+  python benchmarks/scale_plan.py --programs train,eval,eval_sharded   # both evaluation modes
 
-Per-device bytes = arguments + outputs - aliased (donated) + temporaries of the SPMD-partitioned
-program (`compiled.memory_analysis()`); FLOPs from `compiled.cost_analysis()` (per device; a loop body
-counts once, so an evaluation chunk's FLOPs are those of `eval.mixtures_per_step` mixtures). Arguments
-(parameters, optimizer moments, the expert stack) are exact. Temporaries are XLA:CPU's and only an
-upper bound for TPU: the CPU scheduler is not memory-aware and keeps every layer's activations
-whether or not `model.remat` is set (measured: 2 layers, 8x1024 tokens, 1017 MiB with remat and
-1005 MiB without), while XLA:TPU schedules the recomputation layer by layer. The evaluation chunk is compiled both ways:
-experts replicated (mixtures split over devices) and experts sharded (`eval.shard_experts=true`).
+By default each config compiles the programs its run executes: the train step and the evaluation
+chunk of its `eval.shard_experts` mode.
 """
 
 from __future__ import annotations
@@ -27,148 +22,32 @@ if "jax" not in sys.modules:  # fake CPU devices must be requested before jax st
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from mergemix_jax.config import Config, load_config  # noqa: E402
-from mergemix_jax.eval.api import merge_fn_from_config  # noqa: E402
-from mergemix_jax.eval.batched import make_chunk_scorer, mixture_devices  # noqa: E402
-from mergemix_jax.eval.suite import BATCH_KEYS, EvalSuite  # noqa: E402
-from mergemix_jax.merge.stack import ExpertStack  # noqa: E402
-from mergemix_jax.model.params import param_partition_specs, param_shapes  # noqa: E402
+from mergemix_jax.config import load_config  # noqa: E402
 from mergemix_jax.parallel.estimates import parse_accelerator_type  # noqa: E402
-from mergemix_jax.parallel.mesh import build_mesh  # noqa: E402
-from mergemix_jax.parallel.partitioning import logical_to_spec  # noqa: E402
-from mergemix_jax.train.optimizer import make_optimizer  # noqa: E402
-from mergemix_jax.train.step import BATCH_KEYS as TRAIN_KEYS  # noqa: E402
-from mergemix_jax.train.step import abstract_train_state, batch_sharding, make_train_step  # noqa: E402
+from mergemix_jax.runkit.compiled import default_programs, format_rows, plan  # noqa: E402 (plan: tests)
 
-GIB = 1024**3
 TARGETS = (("configs/llama_1b_v5p.yaml", "v5p-64"), ("configs/llama_8b_v6e.yaml", "v6e-64"))
-
-
-def _abstract(shape, dtype, sharding) -> jax.ShapeDtypeStruct:
-    return jax.ShapeDtypeStruct(tuple(shape), jnp.dtype(dtype), sharding=sharding)
-
-
-def _measure(name: str, lowered) -> dict:
-    """Compile a lowered program and read its per-device memory and FLOPs."""
-    start = time.perf_counter()
-    compiled = lowered.compile()
-    mem = compiled.memory_analysis()
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list | tuple) else cost
-    args, out, alias, temp = (int(getattr(mem, f"{k}_size_in_bytes")) for k in ("argument", "output", "alias", "temp"))
-    return {
-        "program": name,
-        "argument_bytes": args,
-        "temp_bytes": temp,
-        "per_device_bytes": args + out - alias + temp,
-        "flops_per_device": float(cost.get("flops", 0.0)),
-        "compile_s": time.perf_counter() - start,
-    }
-
-
-def train_step_plan(config: Config, mesh: jax.sharding.Mesh) -> dict:
-    """Compile one sharded train step (donated state) of the config's model, batch and optimizer."""
-    tx = make_optimizer(config.optim, config.train.steps)
-    state = abstract_train_state(config.model, tx, mesh)
-    data = batch_sharding(mesh)
-    shape = (config.train.batch_size, config.train.seq_len)
-    batch = {k: _abstract(shape, jnp.float32 if k == "loss_mask" else jnp.int32, data) for k in TRAIN_KEYS}
-    step = make_train_step(config.model, tx, mesh)
-    with jax.set_mesh(mesh):
-        return _measure("train step", step.lower(state, batch))
-
-
-def _abstract_suite(config: Config, sharding) -> EvalSuite:
-    e = config.eval
-    shape = (e.heldout_sequences, e.seq_len)
-    batch = {k: _abstract(shape, jnp.float32 if k == "loss_mask" else jnp.int32, sharding) for k in BATCH_KEYS}
-    return EvalSuite(heldout={d.name: batch for d in config.data.domains}, tasks={}, micro_batch=e.micro_batch)
-
-
-def _abstract_stack(config: Config, mesh: jax.sharding.Mesh, shard: bool) -> ExpertStack:
-    k = len(config.data.domains)
-    shapes = param_shapes(config.model)
-    specs = param_partition_specs(config.model)
-    is_spec = lambda x: isinstance(x, PartitionSpec)  # noqa: E731
-    base_spec = specs if shard else jax.tree.map(lambda _: PartitionSpec(), specs, is_leaf=is_spec)
-    base = jax.tree.map(lambda a, s: _abstract(a.shape, a.dtype, NamedSharding(mesh, s)), shapes, base_spec)
-    experts = jax.tree.map(lambda a, s: _abstract((k, *a.shape), a.dtype, NamedSharding(mesh, PartitionSpec(None, *s))), shapes, base_spec)
-    return ExpertStack(base, experts, tuple(d.name for d in config.data.domains))
-
-
-def eval_chunk_plan(config: Config, mesh: jax.sharding.Mesh, shard: bool) -> dict:
-    """Compile one merged-evaluation chunk: experts replicated (mixtures split) or sharded."""
-    replicated = NamedSharding(mesh, PartitionSpec())
-    scorer = make_chunk_scorer(config.model, merge_fn_from_config(config.eval), mesh, shard, config.eval.mixtures_per_step)
-    chunk = config.eval.mixtures_per_device * mixture_devices(mesh, shard)
-    k = len(config.data.domains)
-    weight_sharding = replicated if shard else NamedSharding(mesh, PartitionSpec(*logical_to_spec(("mixture",)), None))
-    weights = _abstract((chunk, k), jnp.float32, weight_sharding)
-    name = f"eval chunk, experts {'sharded' if shard else 'replicated'} ({chunk} mixtures)"
-    with jax.set_mesh(mesh):
-        lowered = scorer.lower(_abstract_stack(config, mesh, shard), weights, _abstract_suite(config, replicated))
-        return _measure(name, lowered)
-
-
-def plan(config: Config, n_devices: int, hbm_bytes: float, programs: tuple[str, ...] = ("train", "eval", "eval_sharded")) -> list[dict]:
-    """Rows (one per compiled program) with per-device bytes, FLOPs and the headroom left in `hbm_bytes`."""
-    devices = jax.devices()
-    if len(devices) < n_devices:
-        raise SystemExit(f"need {n_devices} devices, jax has {len(devices)}; set XLA_FLAGS=--xla_force_host_platform_device_count={n_devices}")
-    mesh = build_mesh(config.mesh, "scale plan", devices=devices[:n_devices])
-    builders = {
-        "train": lambda: train_step_plan(config, mesh),
-        "eval": lambda: eval_chunk_plan(config, mesh, False),
-        "eval_sharded": lambda: eval_chunk_plan(config, mesh, True),
-    }
-    rows = []
-    for name in programs:
-        row = builders[name]()
-        row["fits"] = row["per_device_bytes"] <= hbm_bytes
-        row["headroom_bytes"] = hbm_bytes - row["per_device_bytes"]
-        rows.append(row)
-    return rows
-
-
-def format_rows(title: str, rows: list[dict], hbm_bytes: float) -> str:
-    """A markdown table of `plan` rows."""
-    lines = [
-        f"{title} (HBM {hbm_bytes / GIB:.0f} GiB per chip)",
-        "",
-        "| program | per-device GiB (args / temp) | TFLOP per step per device | fits | headroom GiB | compile s |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['program']} | {r['per_device_bytes'] / GIB:.2f} ({r['argument_bytes'] / GIB:.2f} / {r['temp_bytes'] / GIB:.2f}) "
-            f"| {r['flops_per_device'] / 1e12:.2f} | {'yes' if r['fits'] else 'NO'} | {r['headroom_bytes'] / GIB:.2f} | {r['compile_s']:.0f} |"
-        )
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="", help="one config (default: both real-scale configs)")
     parser.add_argument("--accelerator", default="", help="Cloud TPU type of --config, e.g. v5p-64")
-    parser.add_argument("--programs", default="train,eval,eval_sharded", help="comma list of train, eval, eval_sharded")
+    parser.add_argument("--programs", default="", help="comma list of train, eval, eval_sharded (default: the train step and the config's evaluation mode)")
     args = parser.parse_args(argv)
     targets = [(args.config, args.accelerator)] if args.config else [(str(ROOT / c), a) for c, a in TARGETS]
     for path, accelerator in targets:
         acc, chips = parse_accelerator_type(accelerator)
         config = load_config(path)
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, tokenizer=""))
-        rows = plan(config, chips, acc.hbm_bytes, tuple(args.programs.split(",")))
+        programs = tuple(args.programs.split(",")) if args.programs else default_programs(config)
+        rows = plan(config, chips, acc.hbm_bytes, programs)
         print(format_rows(f"{Path(path).name} on {accelerator} ({chips} devices)", rows, acc.hbm_bytes), flush=True)
         print()
     return 0

@@ -2,10 +2,12 @@
 
     python benchmarks/train_throughput.py [--config configs/demo.yaml] [--steps 20] [key=value ...]
 
-Prints tokens/s of the jitted sharded train step and MFU = model FLOPs/s / peak FLOPs/s, where the
-peak is a large float32 matmul timed in the same run (ratios, not absolute times, are comparable
-across these shared machines). Model FLOPs per token: 6 * params + 12 * layers * d_model * seq_len
-(forward + backward, with attention), as in the PaLM paper's MFU definition.
+Prints tokens/s of the jitted sharded train step (with the config's remat, attention blocks and
+gradient accumulation) and MFU = model FLOPs/s / peak FLOPs/s against two peaks: a large float32
+matmul timed in the same run (ratios, not absolute times, are comparable across shared machines)
+and, on a TPU named in parallel/estimates.py's table, the chip's bf16 spec peak: that MFU is the
+one to pass to `mergemix plan --mfu X --measured`. Model FLOPs per token: estimates.flops_per_token
+(6 N for the matmul weights + attention, forward + backward, the PaLM paper's MFU definition).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from mergemix_jax.config import load_config
 from mergemix_jax.data import batch_from_sequences
 from mergemix_jax.model import count_params, init_params
+from mergemix_jax.parallel.estimates import ACCELERATORS, flops_per_token
 from mergemix_jax.parallel.mesh import build_mesh
 from mergemix_jax.train.optimizer import make_optimizer
 from mergemix_jax.train.step import batch_sharding, init_train_state, make_train_step, train_state_shardings
@@ -44,9 +47,13 @@ def matmul_peak_flops(size: int = 2048, repeats: int = 10) -> float:
     return 2 * size**3 * repeats / best
 
 
-def model_flops_per_token(n_params: int, n_layers: int, d_model: int, seq_len: int) -> float:
-    """Training FLOPs per token: 6N for the weights plus 12 * L * d * T for attention."""
-    return 6 * n_params + 12 * n_layers * d_model * seq_len
+def spec_peak_flops() -> float | None:
+    """Peak bf16 FLOP/s of all devices from the accelerator table, when this is a TPU generation in it."""
+    device = jax.devices()[0]
+    kind = device.device_kind.lower().replace(" ", "")
+    names = {"tpuv4": "v4", "tpuv5lite": "v5litepod", "tpuv5e": "v5litepod", "tpuv5p": "v5p", "tpuv5": "v5p", "tpuv6lite": "v6e", "tpuv6e": "v6e"}
+    name = next((v for k, v in sorted(names.items(), key=lambda kv: -len(kv[0])) if kind.startswith(k)), None)
+    return ACCELERATORS[name].peak_flops * jax.device_count() if name and device.platform == "tpu" else None
 
 
 def measure_training(config, steps: int) -> dict:
@@ -60,7 +67,7 @@ def measure_training(config, steps: int) -> dict:
         params = init_params(config.model, 0, mesh)
         n_params = count_params(params)
         state = jax.device_put(init_train_state(params, tx), train_state_shardings(config.model, tx, mesh))
-        step = make_train_step(config.model, tx, mesh)
+        step = make_train_step(config.model, tx, mesh, accum_steps=config.train.grad_accum_steps)
         batch = jax.device_put(batch, batch_sharding(mesh))
         state, metrics = step(state, batch)
         jax.block_until_ready(metrics)
@@ -82,12 +89,15 @@ def main() -> None:
     peak = matmul_peak_flops()
     result = measure_training(config, args.steps)
     m = config.model
-    achieved = result["tokens_per_second"] * model_flops_per_token(result["params"], m.n_layers, m.d_model, config.train.seq_len)
+    achieved = result["tokens_per_second"] * flops_per_token(m, config.train.seq_len)
     print(f"devices: {jax.device_count()} x {jax.devices()[0].platform}")
     print(f"matmul peak (float32, measured): {peak / 1e9:,.1f} GFLOP/s")
     print(f"model: {result['params'] / 1e6:.2f}M params, batch {config.train.batch_size} x {config.train.seq_len}")
     print(f"train step: {result['seconds_per_step'] * 1e3:,.1f} ms, {result['tokens_per_second']:,.0f} tokens/s")
     print(f"model FLOP/s: {achieved / 1e9:,.2f} GFLOP/s   MFU vs measured peak: {achieved / peak:.1%}")
+    spec = spec_peak_flops()
+    if spec:
+        print(f"MFU vs the chips' spec peak ({spec / 1e12:,.0f} TFLOP/s): {achieved / spec:.3f}  (mergemix plan --mfu {achieved / spec:.3f} --measured)")
 
 
 if __name__ == "__main__":

@@ -47,10 +47,10 @@ def test_flops_per_token_is_6n_plus_attention():
 
 
 def test_memory_falls_with_more_sharding_and_with_remat():
-    config = load_config(CONFIGS / "llama_8b_v6e.yaml")
+    config = load_config(CONFIGS / "llama_8b_v6e.yaml", ["train.grad_accum_steps=1"])  # 128 rows over 128 chips
     big, small = estimate(config, "v6e-64"), estimate(config, "v6e-128", mfu=0.4)
     assert small["memory_per_device_gib"]["params_grads_adam"] == pytest.approx(big["memory_per_device_gib"]["params_grads_adam"] / 2)
-    no_remat = estimate(load_config(CONFIGS / "llama_8b_v6e.yaml", ["model.remat=false"]), "v6e-64")
+    no_remat = estimate(load_config(CONFIGS / "llama_8b_v6e.yaml", ["train.grad_accum_steps=1", "model.remat=false"]), "v6e-64")
     assert no_remat["memory_per_device_gib"]["total"] > big["memory_per_device_gib"]["total"]
     assert big["step_seconds"] == pytest.approx(2 * estimate(config, "v6e-64", mfu=0.8)["step_seconds"])
 
@@ -71,3 +71,15 @@ def test_batch_not_divisible_by_the_mesh_is_named():
     config = load_config(CONFIGS / "llama_8b_v6e.yaml", ["train.batch_size=100"])
     with pytest.raises(ConfigError, match=r"train.batch_size \(100\) must be divisible by mesh data\*fsdp \(64\)"):
         estimate(config, "v6e-64")
+
+
+def test_memory_falls_with_gradient_accumulation_and_attention_blocks():
+    path = CONFIGS / "llama_1b_v5p.yaml"
+    whole = estimate(load_config(path, ["train.grad_accum_steps=1", "model.attention_block=0"]), "v5p-64")
+    accumulated = estimate(load_config(path, ["train.grad_accum_steps=4", "model.attention_block=0"]), "v5p-64")
+    blocked = estimate(load_config(path, ["train.grad_accum_steps=1", "model.attention_block=512"]), "v5p-64")
+    for est in (accumulated, blocked):
+        assert est["memory_per_device_gib"]["activations_and_logits"] < whole["memory_per_device_gib"]["activations_and_logits"]
+        assert est["flops_per_step"] == whole["flops_per_step"]  # the same step, in less memory
+    with pytest.raises(ConfigError, match=r"train.grad_accum_steps \(16\)"):
+        estimate(load_config(path, ["train.grad_accum_steps=16"]), "v5p-64")

@@ -65,3 +65,17 @@ def test_a_program_that_does_not_fit_says_so(scale_plan):
     (row,) = scale_plan.plan(tiny_config(), 8, 1024, programs=("eval",))
     assert not row["fits"] and row["headroom_bytes"] < 0
     assert "| NO |" in scale_plan.format_rows("tiny", [row], 1024)
+
+
+@pytest.mark.slow
+def test_shipped_pod_configs_fit_in_the_compiled_plan():
+    """The benchmark smoke: both real-scale configs, the programs their runs execute, at full size
+    (a subprocess: the plan needs 32 and 64 fake devices; minutes on 2 cores)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(PATH)], capture_output=True, text=True, timeout=3000, cwd=PATH.parents[1])
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| train step") or line.startswith("| eval chunk")]
+    assert len(rows) == 4 and all("| yes |" in row for row in rows), result.stdout
+    assert "experts sharded" in result.stdout  # the 8B config evaluates with eval.shard_experts

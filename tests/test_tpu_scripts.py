@@ -150,3 +150,21 @@ def test_every_script_passes_shellcheck():
     assert len(files) >= 7
     result = subprocess.run(["shellcheck", "-x", *files], cwd=SCRIPTS, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_install_brings_the_data_format_extras_and_mounts_the_bucket():
+    (_, _, pip) = commands(script("install.sh", "--accelerator", "v5p-64", "--dry-run").stdout)
+    assert "mergemix[interop,formats,sentencepiece]" in flags(pip)["command"]  # Parquet domains need pyarrow
+    mounted = commands(script("install.sh", "--accelerator", "v5p-64", "--bucket", "my-bkt", "--dry-run").stdout)
+    assert "gcsfuse --implicit-dirs my-bkt /gcs/my-bkt" in flags(mounted[-1])["command"] and flags(mounted[-1])["worker"] == "all"
+    bad = script("install.sh", "--bucket", "gs://my-bkt/x", "--dry-run", check=False)
+    assert bad.returncode == 2 and "MM_BUCKET / --bucket" in bad.stderr
+
+
+def test_resume_remounts_the_bucket_before_every_attempt(tmp_path):
+    env = fake_gcloud(tmp_path) | {"FAIL_JOBS": "1", "STATE": "PREEMPTED", "MM_BUCKET": "my-bkt"}
+    script("launch.sh", "--resume", "--job", "run", "--", "mergemix", "run", "--config", "configs/llama_1b_v5p.yaml", env=env)
+    calls = (tmp_path / "calls").read_text().splitlines()
+    jobs = [c for c in calls if "MERGEMIX_DISTRIBUTED" in c]
+    assert len(jobs) == 2 and all("mountpoint -q /gcs/my-bkt || gcsfuse --implicit-dirs my-bkt /gcs/my-bkt" in c for c in jobs)
+    assert verbs(tmp_path) == ["tpu-vm ssh+job", "tpu-vm describe", "tpu-vm delete", "tpu-vm create", "tpu-vm scp", "tpu-vm ssh", "tpu-vm ssh", "tpu-vm ssh+job"]

@@ -27,7 +27,7 @@ main() {
   [[ -n "$config" && -n "$base" && -n "$out" && -n "$domains" ]] \
     || die "--config, --base, --out and --domains are all required"
   export MM_PROJECT MM_ZONE MM_TPU_NAME MM_ACCELERATOR MM_RUNTIME MM_PROVISIONING MM_QUEUED MM_QUEUE_TIMEOUT \
-    MM_REMOTE_DIR MM_VENV MM_PYTHON MM_DRY_RUN
+    MM_REMOTE_DIR MM_VENV MM_PYTHON MM_DRY_RUN MM_BUCKET
   IFS=, read -r -a domain_list <<<"$domains"
   for domain in "${domain_list[@]}"; do
     [[ "$domain" =~ ^[A-Za-z0-9_-]+$ ]] || die "domain name '$domain' may use only letters, digits, '_' and '-'"

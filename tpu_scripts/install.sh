@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Copy this checkout to every worker of the TPU and install it there with TPU jax.
 #
-# Usage: tpu_scripts/install.sh [shared flags] [--extras interop]
+# Usage: tpu_scripts/install.sh [shared flags] [--extras interop,formats,sentencepiece]
 # Ships the working tree (less .git and what .gitignore names, so put local files such as a
 # tokenizer.json in place first), makes a Python $MM_PYTHON venv with uv
-# (TPU images ship an older Python) and installs "jax[tpu]" at the version pinned in pyproject.toml.
+# (TPU images ship an older Python) and installs "jax[tpu]" at the version pinned in pyproject.toml,
+# with the extras the data and checkpoints need (default: interop for HF bases, formats for
+# Parquet/Arrow domains, sentencepiece for tokenizer.model). With --bucket / MM_BUCKET it then
+# mounts the bucket on every worker (gcsfuse at /gcs/<bucket>).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # The remote install script: one line of shell run on every worker.
@@ -23,7 +26,7 @@ remote_install_command() {
 
 main() {
   parse_common_flags "$@"
-  local extras=interop scope tarball
+  local extras=interop,formats,sentencepiece scope tarball
   set -- "${REST[@]+"${REST[@]}"}"
   while (($#)); do
     case "$1" in
@@ -36,6 +39,9 @@ main() {
   run tar --exclude-vcs --exclude-vcs-ignores -czf "$tarball" -C "$MM_REPO_ROOT" .
   run gcloud compute tpus tpu-vm scp "$tarball" "$MM_TPU_NAME:mergemix-src.tar.gz" "${scope[@]}" --worker=all
   on_all_workers "$(remote_install_command "$extras")"
+  if [[ -n "$MM_BUCKET" ]]; then
+    on_all_workers "$(mount_line)"
+  fi
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then

@@ -11,7 +11,9 @@
 #            delete and re-create the TPU (same flags), re-install, and run the command again.
 #            `mergemix train` resumes from the last orbax checkpoint in train.output_dir, so put
 #            output_dir in a gcsfuse-mounted bucket (a re-created VM has a fresh disk). A failure on a healthy TPU
-#            is a real error and stops the loop.
+#            is a real error and stops the loop. `mergemix run` resumes too (finished stages are reused).
+# With --bucket / MM_BUCKET every launch first mounts the bucket where it is not mounted (after a
+# preemption, a restart or a re-creation the mount is gone), so /gcs/<bucket>/... paths keep working.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 JOB=job
@@ -44,6 +46,9 @@ remote_command() {
   quoted="$(printf '%q ' "${COMMAND[@]}")"
   log_file="\$HOME/mergemix-logs/$JOB.log"
   inner="cd \"\$HOME/$MM_REMOTE_DIR\" && source \"\$HOME/$MM_VENV/bin/activate\" && export MERGEMIX_DISTRIBUTED=1 PYTHONUNBUFFERED=1 && $quoted"
+  if [[ -n "$MM_BUCKET" ]]; then
+    inner="$(mount_line) && $inner"
+  fi
   # shellcheck disable=SC2016  # $HOME and $(hostname) expand on the worker
   if ((DETACH)); then
     printf 'mkdir -p "$HOME/mergemix-logs"; nohup bash -c %q >> "%s" 2>&1 < /dev/null & echo "started on $(hostname)"' \
@@ -65,7 +70,7 @@ main() {
   parse_launch_flags "${REST[@]+"${REST[@]}"}"
   # The shared settings, passed on to create/install/teardown when --resume re-creates the TPU.
   export MM_PROJECT MM_ZONE MM_TPU_NAME MM_ACCELERATOR MM_RUNTIME MM_PROVISIONING MM_QUEUED MM_QUEUE_TIMEOUT \
-    MM_REMOTE_DIR MM_VENV MM_PYTHON MM_DRY_RUN
+    MM_REMOTE_DIR MM_VENV MM_PYTHON MM_DRY_RUN MM_BUCKET
   PASS_FLAGS=()
   local attempt=0 state
   while true; do

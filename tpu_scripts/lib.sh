@@ -14,6 +14,8 @@
 #   MM_VENV         --venv          virtualenv folder on every worker          [mergemix-venv]
 #   MM_PYTHON       --python        Python version on the workers              [3.11]
 #   MM_DRY_RUN      --dry-run       1: print every command, run none           [0]
+#   MM_BUCKET       --bucket        GCS bucket gcsfuse-mounts at /gcs/<bucket> on every worker, again
+#                                   before every launch (a restarted or re-created VM has lost it) [none]
 # Remote folders are relative to the worker's home directory.
 
 set -euo pipefail
@@ -30,6 +32,7 @@ MM_REMOTE_DIR="${MM_REMOTE_DIR:-mergemix}"
 MM_VENV="${MM_VENV:-mergemix-venv}"
 MM_PYTHON="${MM_PYTHON:-3.11}"
 MM_DRY_RUN="${MM_DRY_RUN:-0}"
+MM_BUCKET="${MM_BUCKET:-}"
 MM_POLL_SECONDS="${MM_POLL_SECONDS:-60}"
 MM_SCRIPTS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 MM_REPO_ROOT="$(cd "$MM_SCRIPTS_DIR/.." && pwd)"
@@ -68,7 +71,7 @@ run() {
 }
 
 common_usage() {
-  sed -n '4,18p' "$MM_SCRIPTS_DIR/lib.sh" | sed 's/^# \{0,1\}//'
+  sed -n '4,19p' "$MM_SCRIPTS_DIR/lib.sh" | sed 's/^# \{0,1\}//'
 }
 
 # Parse the shared flags; everything else is left in REST for the calling script.
@@ -90,6 +93,7 @@ parse_common_flags() {
       --venv) MM_VENV="${2:?--venv needs a value}"; shift 2 ;;
       --python) MM_PYTHON="${2:?--python needs a value}"; shift 2 ;;
       --dry-run) MM_DRY_RUN=1; shift ;;
+      --bucket) MM_BUCKET="${2:?--bucket needs a value}"; shift 2 ;;
       --) REST+=("$@"); break ;;
       *) REST+=("$1"); shift ;;
     esac
@@ -98,6 +102,8 @@ parse_common_flags() {
   [[ -n "$MM_ZONE" ]] || die "no zone: set MM_ZONE or pass --zone"
   [[ "$MM_ACCELERATOR" =~ ^(v4|v5litepod|v5p|v6e)-[0-9]+$ ]] \
     || die "accelerator '$MM_ACCELERATOR' is not like v5p-64, v6e-64, v5litepod-16 or v4-8 (MM_ACCELERATOR / --accelerator)"
+  [[ -z "$MM_BUCKET" || "$MM_BUCKET" =~ ^[a-z0-9][a-z0-9._-]*$ ]] \
+    || die "bucket '$MM_BUCKET' is not a bucket name (MM_BUCKET / --bucket: the name only, no gs:// and no folder)"
   case "$MM_PROVISIONING" in on-demand | spot | preemptible) ;; *)
     die "MM_PROVISIONING must be on-demand, spot or preemptible, got '$MM_PROVISIONING'" ;;
   esac
@@ -145,4 +151,11 @@ tpu_state() {
     return 0
   fi
   gcloud compute tpus tpu-vm describe "$MM_TPU_NAME" "${scope[@]}" --format='value(state)' 2>/dev/null || echo NOT_FOUND
+}
+
+# The shell line that mounts MM_BUCKET at /gcs/<bucket> on a worker unless it is mounted (empty without a bucket).
+mount_line() {
+  [[ -n "$MM_BUCKET" ]] || return 0
+  local dir="/gcs/$MM_BUCKET"
+  printf '%s' "sudo mkdir -p $dir && sudo chmod 777 $dir && (mountpoint -q $dir || gcsfuse --implicit-dirs $MM_BUCKET $dir)"
 }

@@ -17,7 +17,7 @@ import traceback
 from mergemix_jax.cli.errors import is_shutdown_noise, user_error_message
 
 # module name under mergemix_jax.cli, in the order `mergemix --help` lists them
-COMMAND_MODULES = ("data", "train", "eval_mixtures", "search", "base", "export_mergekit", "export_mixture", "tensorboard", "run", "validate")
+COMMAND_MODULES = ("data", "train", "eval_mixtures", "search", "base", "export_mergekit", "export_mixture", "tensorboard", "plan", "run", "validate")
 
 
 class Parser(argparse.ArgumentParser):

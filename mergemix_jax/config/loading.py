@@ -225,6 +225,8 @@ def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     pipeline = raw.get("pipeline")
     if isinstance(pipeline, dict) and isinstance(pipeline.get("base_dir"), str) and pipeline["base_dir"] and not is_absolute_location(pipeline["base_dir"]):
         pipeline["base_dir"] = str(base / pipeline["base_dir"])
+    if isinstance(pipeline, dict) and isinstance(pipeline.get("expert_dirs"), dict):
+        pipeline["expert_dirs"] = {k: str(v) if is_absolute_location(str(v)) else str(base / str(v)) for k, v in pipeline["expert_dirs"].items()}
     search = raw.get("search")
     surrogate = search.get("surrogate") if isinstance(search, dict) else None
     if isinstance(surrogate, dict) and isinstance(surrogate.get("swarm_csv"), str) and surrogate["swarm_csv"] and not is_absolute_location(surrogate["swarm_csv"]):

@@ -39,6 +39,8 @@ class ModelConfig:
     tie_embeddings: bool = True  # share the input embedding with the output projection
     compute_dtype: str = "float32"  # float32 | bfloat16 (parameters stay float32)
     remat: bool = False  # rematerialise each block in the backward pass (saves memory)
+    remat_policy: str = "full"  # with remat: what a block keeps, full (its input only) | dots_saveable | dots_with_no_batch_dims_saveable (also matmul outputs: less recompute, more memory)
+    attention_block: int = 0  # > 0: attend this many queries at a time (divides every seq_len; bounds the [H, L, L] scores); 0 = whole sequence
     init_std: float = 0.02
 
     def __post_init__(self):
@@ -113,6 +115,7 @@ class TrainConfig:
     batch_size: int = 16  # global batch, sequences
     seq_len: int = 128
     seed: int = 0  # parameter init
+    grad_accum_steps: int = 1  # micro-batches per step (gradients summed, then one update: the same step as the whole batch, in less memory)
     data_seed: int = 0  # data order
     mixture: dict[str, float] = field(default_factory=dict)  # domain -> weight; {} = uniform
     init_from: str = ""  # checkpoint directory of a base model; "" trains from scratch
@@ -161,6 +164,7 @@ class PipelineConfig:
     output_root: str = "runs"  # the run folder is <output_root>/<name>-<hash8 of the config>
     name: str = ""  # "" = the config file's stem
     base_dir: str = ""  # reuse a finished base run folder instead of training one
+    expert_dirs: dict[str, str] = field(default_factory=dict)  # domain -> finished run folder of its expert trained elsewhere (tpu_scripts/experts.sh), every domain, from pipeline.base_dir; {} = train them
     base_steps: int = 300  # steps of the base, trained on the uniform mixture
     expert_steps: int = 80  # steps of each domain expert (and of each reference in `validate`)
     expert_learning_rate: float = 0.0  # 0 = optim.learning_rate (experts' peak LR; references always train at a constant LR)

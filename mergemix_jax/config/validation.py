@@ -23,6 +23,7 @@ FORMAT_BY_EXTENSION = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parqu
 AMBIGUOUS_EXTENSIONS = {".json": "set format: jsonl if each line is one JSON object, or convert a JSON array file to JSON lines"}
 FIELD_FORMATS = ("jsonl", "parquet", "arrow", "hf_disk", "array_record")  # formats that read DomainConfig.text_field
 BYTE_VOCAB = 259  # data/tokenizer.py ByteTokenizer.vocab_size
+REMAT_POLICIES = ("full", "dots_saveable", "dots_with_no_batch_dims_saveable")  # full: keep a block's input only; else jax.checkpoint_policies.<name>
 
 
 def validate(config: Config) -> list[str]:
@@ -47,7 +48,7 @@ def _model_problems(config: Config) -> list[str]:
         problems.append(f"rotary embeddings need an even head size; d_model/n_heads = {m.resolved_head_dim}")
     if m.compute_dtype not in DTYPES:
         problems.append(f"key 'model.compute_dtype' must be one of {DTYPES}, got {m.compute_dtype!r}")
-    return problems + _rope_scaling_problems(m.rope_scaling)
+    return problems + _rope_scaling_problems(m.rope_scaling) + _memory_problems(config)
 
 
 def _rope_scaling_problems(r) -> list[str]:
@@ -57,6 +58,19 @@ def _rope_scaling_problems(r) -> list[str]:
     problems += _positive({f"model.rope_scaling.{k}": getattr(r, k) for k in ("factor", "low_freq_factor", "original_max_position_embeddings")})
     if not r.high_freq_factor > r.low_freq_factor:
         problems.append(f"key 'model.rope_scaling.high_freq_factor' ({r.high_freq_factor}) must exceed 'model.rope_scaling.low_freq_factor' ({r.low_freq_factor})")
+    return problems
+
+
+def _memory_problems(config: Config) -> list[str]:
+    """model.remat_policy, model.attention_block, train.grad_accum_steps (the memory knobs)."""
+    m, t = config.model, config.train
+    problems = []
+    if m.remat_policy not in REMAT_POLICIES:
+        problems.append(f"key 'model.remat_policy' must be one of {tuple(REMAT_POLICIES)}, got {m.remat_policy!r}")
+    if m.attention_block < 0:
+        problems.append(f"key 'model.attention_block' must be >= 0 (0 = whole sequence), got {m.attention_block}")
+    if t.grad_accum_steps < 1 or (t.batch_size > 0 and t.batch_size % t.grad_accum_steps):
+        problems.append(f"key 'train.grad_accum_steps' must be >= 1 and divide train.batch_size ({t.batch_size}), got {t.grad_accum_steps}")
     return problems
 
 
@@ -247,7 +261,21 @@ def _pipeline_problems(config: Config) -> list[str]:
     if bad:
         problems.append(f"key 'pipeline.utility' needs a finite weight per metric, got {bad}")
     problems += _metric_problems(config, "pipeline.utility", list(p.utility))
-    return problems + _expert_recipe_problems(p)
+    return problems + _expert_recipe_problems(p) + _expert_dirs_problems(config)
+
+
+def _expert_dirs_problems(config: Config) -> list[str]:
+    """pipeline.expert_dirs: one folder per domain of data.domains, with the base they started from."""
+    given, names = config.pipeline.expert_dirs, [d.name for d in config.data.domains]
+    if not given:
+        return []
+    problems = []
+    if set(given) != set(names):
+        problems.append(f"key 'pipeline.expert_dirs' must name every domain of data.domains {names} once, got {sorted(given)}")
+    if not config.pipeline.base_dir:
+        problems.append("key 'pipeline.expert_dirs' needs 'pipeline.base_dir': the base the experts started from (their task vectors are expert - base)")
+    problems += [f"key 'pipeline.expert_dirs.{name}' is a URL ({path}); {REMOTE_HINT}" for name, path in given.items() if "://" in str(path)]
+    return problems
 
 
 def metric_families() -> tuple[str, ...]:

@@ -12,6 +12,7 @@ from flax import nnx
 
 from mergemix_jax.config import ModelConfig
 from mergemix_jax.config.schema import RopeScaling
+from mergemix_jax.model.attention import causal_attention
 from mergemix_jax.parallel.partitioning import constrain
 
 
@@ -61,17 +62,6 @@ def apply_rotary(x_BxLxNxE: jax.Array, positions_BxL: jax.Array, theta: float, s
     return rotated.astype(x_BxLxNxE.dtype)
 
 
-def attention_mask(segment_ids_BxL: jax.Array) -> jax.Array:
-    """[B, 1, L, L] boolean mask: causal, and no attention across packed documents.
-
-    Segment id 0 marks padding, which attends to nothing but itself.
-    """
-    length = segment_ids_BxL.shape[1]
-    causal_LxL = jnp.tril(jnp.ones((length, length), dtype=bool))
-    same_doc_BxLxL = segment_ids_BxL[:, :, None] == segment_ids_BxL[:, None, :]
-    return (causal_LxL[None] & same_doc_BxLxL)[:, None]
-
-
 class Attention(nnx.Module):
     """Multi-head attention with optional grouped-query key/value heads."""
 
@@ -82,15 +72,16 @@ class Attention(nnx.Module):
         self.wv_DxKxE = _param(rngs, (d, k, e), ("embed", "kv_heads", "head_dim"), cfg.init_std)
         self.wo_HxExD = _param(rngs, (h, e, d), ("q_heads", "head_dim", "embed"), cfg.init_std / (2 * cfg.n_layers) ** 0.5)
         self.rope_theta, self.rope_scaling = cfg.rope_theta, cfg.rope_scaling
+        self.block = cfg.attention_block
 
-    def __call__(self, x_BxLxD: jax.Array, positions_BxL: jax.Array, mask_Bx1xLxL: jax.Array) -> jax.Array:
+    def __call__(self, x_BxLxD: jax.Array, positions_BxL: jax.Array, segment_ids_BxL: jax.Array | None) -> jax.Array:
         dtype = x_BxLxD.dtype
         q = jnp.einsum("bld,dhe->blhe", x_BxLxD, self.wq_DxHxE[...].astype(dtype))
         k = jnp.einsum("bld,dke->blke", x_BxLxD, self.wk_DxKxE[...].astype(dtype))
         v = jnp.einsum("bld,dke->blke", x_BxLxD, self.wv_DxKxE[...].astype(dtype))
         q = constrain(apply_rotary(q, positions_BxL, self.rope_theta, self.rope_scaling), ("batch", "seq", "q_heads", "head_dim"))
         k = constrain(apply_rotary(k, positions_BxL, self.rope_theta, self.rope_scaling), ("batch", "seq", "kv_heads", "head_dim"))
-        out_BxLxHxE = jax.nn.dot_product_attention(q, k, v, mask=mask_Bx1xLxL, implementation="xla")
+        out_BxLxHxE = causal_attention(q, k, v, segment_ids_BxL, self.block)
         return jnp.einsum("blhe,hed->bld", out_BxLxHxE, self.wo_HxExD[...].astype(dtype))
 
 
@@ -120,7 +111,7 @@ class Block(nnx.Module):
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = SwiGLU(cfg, rngs)
 
-    def __call__(self, x_BxLxD: jax.Array, positions_BxL: jax.Array, mask_Bx1xLxL: jax.Array) -> jax.Array:
-        x = x_BxLxD + self.attn(self.attn_norm(x_BxLxD), positions_BxL, mask_Bx1xLxL)
+    def __call__(self, x_BxLxD: jax.Array, positions_BxL: jax.Array, segment_ids_BxL: jax.Array | None) -> jax.Array:
+        x = x_BxLxD + self.attn(self.attn_norm(x_BxLxD), positions_BxL, segment_ids_BxL)
         x = x + self.mlp(self.mlp_norm(x))
         return constrain(x, ("batch", "seq", "embed_act"))

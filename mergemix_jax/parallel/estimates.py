@@ -10,6 +10,8 @@ for attention (counted as if not causal).
 
 from __future__ import annotations
 
+import math
+import os
 import re
 from dataclasses import asdict, dataclass
 
@@ -30,20 +32,39 @@ class Accelerator:
     chips_per_host: int
 
 
+def _host_memory_bytes() -> float:
+    """Physical memory of this machine (the "HBM" of a CPU device); 0 where the OS does not say."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return 0.0
+
+
+# Measured, not a spec: training FLOPs (6N + attention per token) per CPU-second (user + system) of one
+# demo expert (`mergemix train`, 50 steps of 16 x 128 tokens, start-up and compilation included:
+# 4.48e11 FLOPs in 22.4 CPU-seconds on 2 cores; docs/cost.md). On "cpu" the "chip" is one
+# CPU-second of work, so chip-hours are CPU-hours and the rate is already peak x MFU (MFU 1).
+CPU_FLOPS_PER_CPU_SECOND = 2.0e10
+
+# The one accelerator table: peak dense bf16 FLOP/s and memory per chip (Cloud TPU system docs).
 ACCELERATORS = {
     "v4": Accelerator("v4", 2, 32 * GIB, 275e12, 4),
     "v5litepod": Accelerator("v5e", 1, 16 * GIB, 197e12, 4),
     "v5p": Accelerator("v5p", 2, 95 * GIB, 459e12, 4),
     "v6e": Accelerator("v6e", 1, 32 * GIB, 918e12, 4),
+    "cpu": Accelerator("cpu", 1, _host_memory_bytes(), CPU_FLOPS_PER_CPU_SECOND, 1),
 }
 
 
 def parse_accelerator_type(accelerator_type: str) -> tuple[Accelerator, int]:
-    """(generation, number of chips = jax devices) from a Cloud TPU name such as "v5p-64"."""
+    """(generation, number of chips = jax devices) from a Cloud TPU name such as "v5p-64", or "cpu"
+    (this host as one device)."""
+    if accelerator_type == "cpu":
+        return ACCELERATORS["cpu"], 1
     match = re.fullmatch(r"(v4|v5litepod|v5p|v6e)-(\d+)", accelerator_type)
     if not match:
         raise ConfigError(
-            f"accelerator type {accelerator_type!r} is not one of {sorted(ACCELERATORS)} followed by -<size>, e.g. v5p-64"
+            f"accelerator type {accelerator_type!r} is not one of {sorted(set(ACCELERATORS) - {'cpu'})} followed by -<size> (e.g. v5p-64), or cpu"
         )
     acc = ACCELERATORS[match.group(1)]
     return acc, max(1, int(match.group(2)) // acc.cores_per_chip_in_name)
@@ -67,17 +88,50 @@ def flops_per_token(m: ModelConfig, seq_len: int) -> float:
 
 
 def _activation_bytes(m: ModelConfig, tokens_per_device: int, tensor: int, seq_len: int) -> float:
-    """Saved activations for the backward pass, one device (rough: main tensors of each layer)."""
+    """Saved activations for the backward pass of one micro-batch, one device (rough: main tensors of
+    each layer). `model.attention_block` bounds the float32 scores to that many query rows."""
     act = 2 if m.compute_dtype == "bfloat16" else 4
     d, e = m.d_model, m.resolved_head_dim
     per_token_layer = act * (4 * d + ((2 * m.n_heads + 2 * m.n_kv_heads) * e + 4 * m.d_ff) / tensor)
-    per_token_layer += 2 * 4 * m.n_heads * seq_len / tensor  # float32 attention scores and softmax
+    score_rows = min(m.attention_block or seq_len, seq_len)
+    scores = 2 * 4 * m.n_heads * score_rows * seq_len / tensor * (tokens_per_device // seq_len)  # float32 scores and softmax
     if m.remat:  # keep each block's input; recompute one block at a time
-        stored = tokens_per_device * (m.n_layers * act * d + per_token_layer)
+        stored = tokens_per_device * (m.n_layers * act * d + per_token_layer) + scores
     else:
-        stored = tokens_per_device * m.n_layers * per_token_layer
+        stored = tokens_per_device * m.n_layers * per_token_layer + m.n_layers * scores
     logits = 2 * 4 * tokens_per_device * m.vocab_size / tensor  # float32 logits and their gradient
-    return stored + logits
+    return stored + logits + _gathered_tables_bytes(m)
+
+
+def _gathered_tables_bytes(m: ModelConfig) -> float:
+    """The embedding lookup gathers the whole table (and FSDP the whole output projection) on every
+    device: each once in float32 and once in the compute dtype (training: the float32 copy is its
+    gradient). At 8B (untied, vocab 128256) that is 6 GiB per device, whatever the mesh."""
+    act = 2 if m.compute_dtype == "bfloat16" else 4
+    return (act + 4) * m.vocab_size * m.d_model * (1 if m.tie_embeddings else 2)
+
+
+def eval_memory_bytes(config: Config, accelerator_type: str) -> float:
+    """Per-device bytes of one merged-evaluation chunk (rough): the float32 expert stack (base + K
+    experts; sharded over fsdp x tensor with `eval.shard_experts`, else whole on every device), one
+    merged model, the gathered vocabulary tables and one micro-batch's forward activations (float32
+    logits, one layer's scores; with sharded experts the micro-batch's rows split over the chips,
+    else each chip runs its own)."""
+    _, chips = parse_accelerator_type(accelerator_type)
+    data, fsdp, tensor = resolve_mesh_shape(config.mesh, chips, f"mesh for {accelerator_type}")
+    e, m = config.eval, config.model
+    split = fsdp * tensor if e.shard_experts else 1
+    per_step = e.mixtures_per_step
+    params = 4 * param_counts(m)["total"]
+    stack = (len(config.data.domains) + 1) * params / split
+    merged = per_step * params / split
+    rows = per_step * (e.micro_batch or e.heldout_sequences)
+    if e.shard_experts:  # every mixture uses all chips: its rows split over data x fsdp
+        rows = math.ceil(rows / (data * fsdp))
+    length = max(e.seq_len, e.task_max_len if e.task_dir else 0)
+    score_rows = min(m.attention_block or length, length)
+    forward = rows * length * (4 * 2 * m.vocab_size / tensor + 4 * 4 * m.d_model) + rows * 2 * 4 * m.n_heads * score_rows * length / tensor
+    return stack + merged + forward + _gathered_tables_bytes(m)
 
 
 def estimate(config: Config, accelerator_type: str, mfu: float = 0.4) -> dict:
@@ -89,12 +143,14 @@ def estimate(config: Config, accelerator_type: str, mfu: float = 0.4) -> dict:
     acc, chips = parse_accelerator_type(accelerator_type)
     data, fsdp, tensor = resolve_mesh_shape(config.mesh, chips, f"mesh for {accelerator_type}")
     m, t = config.model, config.train
-    if t.batch_size % (data * fsdp):
-        raise ConfigError(f"train.batch_size ({t.batch_size}) must be divisible by mesh data*fsdp ({data * fsdp})")
+    if t.batch_size % (data * fsdp * t.grad_accum_steps):
+        raise ConfigError(
+            f"train.batch_size ({t.batch_size}) must be divisible by mesh data*fsdp ({data * fsdp}) x train.grad_accum_steps ({t.grad_accum_steps})"
+        )
     counts = param_counts(m)
     tokens_per_step = t.batch_size * t.seq_len
     state_bytes = 16 * counts["total"] / (fsdp * tensor)  # f32 params + grads + Adam mu, nu
-    activation_bytes = _activation_bytes(m, tokens_per_step // (data * fsdp), tensor, t.seq_len)
+    activation_bytes = _activation_bytes(m, tokens_per_step // (data * fsdp * t.grad_accum_steps), tensor, t.seq_len)
     flops_per_step = flops_per_token(m, t.seq_len) * tokens_per_step
     step_seconds = flops_per_step / (chips * acc.peak_flops * mfu)
     memory = state_bytes + activation_bytes

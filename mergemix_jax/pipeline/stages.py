@@ -24,6 +24,8 @@ from mergemix_jax.parallel.multihost import is_writer, sync, write_once
 from mergemix_jax.reliability.atomic import atomic_write_text
 from mergemix_jax.runkit import mixtures, training
 from mergemix_jax.runkit.engine import Engine, natural_prior, read_table  # noqa: F401 (re-exported)
+from mergemix_jax.runkit.mixtures import probe_weights  # noqa: F401 (re-exported)
+from mergemix_jax.runkit.plan import record_plan
 from mergemix_jax.runkit.problem import utility_weights
 from mergemix_jax.runkit.run_dir import log_stage, run_dir_for, run_stage, write_json_atomic
 from mergemix_jax.search.problem import SearchProblem
@@ -60,8 +62,8 @@ def prepare_run_dir(config: Config, config_path: str | os.PathLike | None, comma
 def check_reused_base(config: Config) -> None:
     """Errors for a `pipeline.base_dir` that is neither a finished train run nor an imported base
     (`mergemix import-base`), was trained on another held-out split (runkit/training.py
-    check_base_split) or carries another tokenizer than data.tokenizer; nothing to check when the
-    run trains its own base."""
+    check_base_split) or carries another tokenizer than data.tokenizer, and for `pipeline.expert_dirs`
+    not finished or not from that base; nothing to check when the run trains its own base."""
     from mergemix_jax.train import is_finished
     from mergemix_jax.train.base_tokenizer import check_base_tokenizer, is_imported_base
     from mergemix_jax.train.checkpoint import check_loadable
@@ -73,6 +75,7 @@ def check_reused_base(config: Config) -> None:
         check_loadable(base, config.model)  # another architecture fails here, before any training
         check_base_tokenizer(base, config.data.tokenizer, "pipeline.base_dir")
         training.check_base_split(config)
+        training.check_given_experts(config)  # pipeline.expert_dirs: finished, from this base
 
 
 def stage_base(config: Config, run_dir: Path) -> None:
@@ -105,20 +108,10 @@ def _timed_train(cfg: Config, run_dir: Path, name: str) -> None:
     write_json_atomic(timings, record)
 
 
-def probe_weights(config: Config, k: int) -> tuple[np.ndarray, dict]:
-    """Vertices, centre, Dirichlet draws and the heatmap face grids, deduplicated; and the layout."""
-    p = config.pipeline
-    spread, _ = mixtures.spread_mixtures(k, p.probe_mixtures, seed=p.search_seed)
-    faces = mixtures.heatmap_faces(k) if k >= 3 else []
-    grids = [mixtures.face_grid(k, f, p.heatmap_resolution) for f in faces]
-    table = mixtures.unique_rows(np.concatenate([spread, *grids]) if grids else spread)
-    return table, {"faces": [list(f) for f in faces], "resolution": p.heatmap_resolution}
-
-
 def stage_probe(engine: Engine) -> None:
     """Score the probe mixtures exactly (resumable CSV eval/probe.csv)."""
     out = engine.run_dir / "eval" / "probe.csv"
-    weights, layout = probe_weights(engine.config, len(engine.domains))
+    weights, layout = mixtures.probe_weights(engine.config, len(engine.domains))
     marker = engine.run_dir / "eval" / "probe.done.json"
 
     def work():
@@ -336,6 +329,7 @@ def run_pipeline(config: Config, config_path: str | os.PathLike | None = None, c
     check_reused_base(config)  # before the run folder exists: a refused base leaves nothing behind
     run_dir = prepare_run_dir(config, config_path, command)
     log.info("run folder: %s", run_dir)
+    record_plan(config, run_dir, Path(config_path).name if config_path else "mergemix run")  # plan.md / plan.json: the cost before it is spent
     healed: set[Path] = set()
     while True:
         try:

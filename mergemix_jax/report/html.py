@@ -337,6 +337,7 @@ def render_report(run_dir: str | os.PathLike) -> Path:
         ("Interference diagnostics", _diagnostics_section(run_dir, out)),
         ("Proxy vs real mixture training", _validation_section(validation, out, scale)),
         ("Glossary", _glossary(scale)),
+        ("Cost plan (written before the run)", f"<pre>{html.escape(relative_paths((run_dir / 'plan.md').read_text(), run_dir))}</pre>" if (run_dir / "plan.md").is_file() else "<p>none (run folder older than mergemix plan)</p>"),
         ("Training time", _table(["model", "steps", "seconds"], [[k, t["steps"], float(t["seconds"])] for k, t in timings.items()], "{:.1f}")),
         ("Commands", f"<pre>{html.escape(commands)}</pre>"),
         ("Config", f"<pre>{html.escape(relative_paths(config_text, run_dir))}</pre>"),

@@ -55,3 +55,13 @@ def row_lookup(table: np.ndarray, weights: np.ndarray, decimals: int = 6) -> np.
         return np.asarray([index[tuple(np.round(r, decimals))] for r in weights], np.int64)
     except KeyError as err:
         raise KeyError(f"mixture {err.args[0]} is not in the scored table") from None
+
+
+def probe_weights(config: Config, k: int) -> tuple[np.ndarray, dict]:
+    """Vertices, centre, Dirichlet draws and the heatmap face grids, deduplicated; and the layout."""
+    p = config.pipeline
+    spread, _ = spread_mixtures(k, p.probe_mixtures, seed=p.search_seed)
+    faces = heatmap_faces(k) if k >= 3 else []
+    grids = [face_grid(k, f, p.heatmap_resolution) for f in faces]
+    table = unique_rows(np.concatenate([spread, *grids]) if grids else spread)
+    return table, {"faces": [list(f) for f in faces], "resolution": p.heatmap_resolution}

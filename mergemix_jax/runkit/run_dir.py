@@ -23,6 +23,8 @@ from mergemix_jax.parallel.multihost import agree, is_writer, sync, write_once
 from mergemix_jax.reliability.atomic import atomic_write_json, json_default
 
 STAGE_LOG = "stages.jsonl"
+# keys added later, left out at their defaults so run folders named before them keep their names
+_NEWER_DEFAULTS = (("model", "remat_policy", "full"), ("model", "attention_block", 0), ("train", "grad_accum_steps", 1), ("pipeline", "expert_dirs", {}))
 _UNHASHED = {("pipeline", "output_root"), ("pipeline", "name"), ("train", "output_dir"), ("train", "progress"), ("train", "log_every"), ("data", "cache_dir"), ("train", "divergence_factor")}
 
 
@@ -40,6 +42,9 @@ def hashed_settings(config: Config) -> dict[str, Any]:
         raw["model"].pop("rope_scaling")
     for key in verification_settings(config):  # the verify stage checks its own settings (verification_key)
         raw["pipeline"].pop(key, None)
+    for section, key, default in _NEWER_DEFAULTS:  # likewise
+        if raw.get(section, {}).get(key, default) == default:
+            raw.get(section, {}).pop(key, None)
     return raw
 
 

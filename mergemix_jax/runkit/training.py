@@ -213,8 +213,33 @@ def check_scorable(config: Config, expert_dirs: list[Path] | list[str]) -> None:
 
 
 def expert_dirs(config: Config, run_dir: Path) -> list[Path]:
-    """<run>/experts/<domain> in the order of data.domains."""
+    """<run>/experts/<domain> in the order of data.domains, or the folders `pipeline.expert_dirs` names."""
+    given = config.pipeline.expert_dirs
+    if given:
+        return [Path(given[d.name]) for d in config.data.domains]
     return [run_dir / "experts" / d.name for d in config.data.domains]
+
+
+def check_given_experts(config: Config) -> None:
+    """Refuse `pipeline.expert_dirs` (experts trained elsewhere) unless every folder is a finished run
+    fine-tuned from `pipeline.base_dir` (reliability/lineage.py); the error names the domain's folder.
+    Called before the run folder exists, so a refusal leaves nothing behind."""
+    from mergemix_jax.reliability.checkpoints import CheckpointError
+    from mergemix_jax.reliability.lineage import check_experts_share_base
+    from mergemix_jax.train import is_finished
+
+    given = config.pipeline.expert_dirs
+    for name, folder in given.items():
+        if not is_finished(folder):
+            raise CheckpointError(
+                f"pipeline.expert_dirs.{name}: {folder} is not a finished train run (no done.json); finish it (tpu_scripts/experts.sh --resume) "
+                "or remove pipeline.expert_dirs to let the run train its experts"
+            )
+    if given:
+        try:
+            check_experts_share_base(config.pipeline.base_dir, [given[d.name] for d in config.data.domains])
+        except CheckpointError as err:
+            raise CheckpointError(f"pipeline.expert_dirs does not match pipeline.base_dir: {err}") from None
 
 
 def train_unless_finished(config: Config) -> float:

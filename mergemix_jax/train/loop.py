@@ -108,7 +108,7 @@ def train(config: Config, *, resume: bool = True, dataset: Any = None, config_so
         check_vocab(load_tokenizer(config.data), config.model)
     mesh = build_mesh(config.mesh, source=config_source)
     _check_batch_fits_mesh(config, mesh, config_source)
-    tx, step_fn = training_parts(config.model, config.optim, tc.steps, mesh)
+    tx, step_fn = training_parts(config.model, config.optim, tc.steps, mesh, tc.grad_accum_steps)
     data = dataset if dataset is not None else build_dataset(config)
     whole = dataset is None and _whole_batches(config)  # every process holds the whole global batch
     data_iterator = iter(data)
