@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from mergemix_jax.config.schema import MAPPINGS
 from mergemix_jax.search.batching import score_batches
 from mergemix_jax.search.problem import SearchProblem, black_box
 from mergemix_jax.search.simplex import project_simplex, softmax_weights
@@ -25,9 +26,6 @@ from mergemix_jax.search.types import SearchResult
 
 if TYPE_CHECKING:
     from evosax.algorithms import CMA_ES
-
-MAPPINGS = ("project", "softmax")
-
 
 @dataclass(frozen=True)
 class CMAESOptions:

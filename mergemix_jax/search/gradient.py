@@ -21,12 +21,11 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from mergemix_jax.config.schema import PARAMETRISATIONS
 from mergemix_jax.search.objective import split_objective
 from mergemix_jax.search.problem import SearchProblem
 from mergemix_jax.search.simplex import dirichlet, kl_divergence, kl_project_capped, project_simplex, softmax_weights
 from mergemix_jax.search.types import SearchResult
-
-PARAMETRISATIONS = ("softmax", "mirror", "projected")
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mergemix_jax.config.schema import NORMALISATIONS
 from mergemix_jax.search.types import Utility
-
-NORMALISATIONS = ("none", "minmax", "zscore", "rank")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mergemix_jax.config.schema import SUBSET_EXPORTS
 from mergemix_jax.search.batching import score_batches
 from mergemix_jax.search.problem import SearchProblem, black_box
 from mergemix_jax.search.simplex import project_rows_np
@@ -42,9 +43,6 @@ def uniform_weights(masks_SxN: np.ndarray) -> np.ndarray:
     return masks_SxN / masks_SxN.sum(1, keepdims=True)
 
 
-EXPORTS = ("union", "uniform")
-
-
 def export_weights(problem: SearchProblem, mask_N: np.ndarray, uniform_N: np.ndarray, export: str) -> tuple[np.ndarray, str]:
     """The data mixture of the chosen subset and how it was made.
 
@@ -52,8 +50,8 @@ def export_weights(problem: SearchProblem, mask_N: np.ndarray, uniform_N: np.nda
     weights proportional to problem.tokens on the subset (projected onto the caps when the pooled
     data would repeat a domain too often). Without token counts the uniform merge weights are kept.
     """
-    if export not in EXPORTS:
-        raise ValueError(f"subsets export must be one of {EXPORTS}, got {export!r}")
+    if export not in SUBSET_EXPORTS:
+        raise ValueError(f"subsets export must be one of {SUBSET_EXPORTS}, got {export!r}")
     if export == "uniform" or problem.tokens is None:
         return uniform_N, "uniform" if export == "uniform" else "uniform (no token counts for a union)"
     union = np.where(mask_N, np.asarray(problem.tokens, np.float64), 0.0)
