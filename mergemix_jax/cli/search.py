@@ -89,7 +89,7 @@ def search_overrides(args: argparse.Namespace) -> list[str]:
             if value is None:
                 continue
             if key == "clusters":
-                from mergemix_jax.search.run import parse_clusters
+                from mergemix_jax.search.registry import parse_clusters
 
                 try:
                     value = parse_clusters(value)
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     from mergemix_jax.search.cache import CachedScorer, search_settings
     from mergemix_jax.search.problem import caps_from_tokens
     from mergemix_jax.search.ratios import weights_to_ratios
-    from mergemix_jax.search.run import METHODS, run_search
+    from mergemix_jax.search.registry import METHODS, run_search
 
     methods = list(METHODS) if args.method == "all" else [m.strip() for m in args.method.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]

@@ -191,7 +191,9 @@ def benchmark_utility(engine: Engine, reference: dict | None, note: dict):
     for text in warnings:
         log.warning("%s", text)
     note.update(normalise=kind, gradient_objective=smooth, gradient_warnings=warnings)
-    gradient_used = "gradient" in engine.config.pipeline.methods or ("hierarchical" in engine.config.pipeline.methods and engine.config.search.hierarchical.inner == "gradient")
+    from mergemix_jax.search.registry import follows_objective
+
+    gradient_used = any(follows_objective(m, engine.config.search) for m in engine.config.pipeline.methods)
     if not gradient_used or not smooth or smooth == {m: w for m, w in weights.items() if m.startswith(SMOOTH_PREFIXES)}:
         return utility, problem.objective
     return utility, engine.search_problem(smooth, prior=problem.prior).objective
@@ -218,7 +220,7 @@ def search_clusters(engine: Engine) -> dict[str, list[str]]:
 def stage_search(engine: Engine) -> None:
     """Run each configured method; search/<method>.json is a mixture file with the trace and timing."""
     from mergemix_jax.export import mixture_from_result, write_mixture
-    from mergemix_jax.search.run import run_search
+    from mergemix_jax.search.registry import METHODS, run_search
     from mergemix_jax.search.trust import lift_result, search_region
 
     settings = dataclasses.asdict(engine.config.search)
@@ -231,7 +233,7 @@ def stage_search(engine: Engine) -> None:
         out = engine.run_dir / "search" / f"{method}.json"
 
         def work(method=method, out=out):
-            if method == "subsets":  # Merge-to-Mix chooses whole subsets: faces by design, outside any floor
+            if not METHODS[method].trust_region:  # subsets (Merge to Mix) chooses whole subsets: faces by design, outside any floor
                 result = run_search(problem, method, engine.config.search, clusters=clusters)
             else:
                 result = lift_result(run_search(region, method, engine.config.search, clusters=clusters), to_weights)
