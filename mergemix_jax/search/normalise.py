@@ -82,11 +82,6 @@ def macro_utility(metric_weights: Mapping[str, float], maps: Mapping[str, Metric
     return utility
 
 
-def normalised_scores(metrics: Mapping[str, np.ndarray], maps: Mapping[str, MetricMap]) -> dict[str, np.ndarray]:
-    """{metric: normalised [B]} for a report: every fitted metric present in `metrics`."""
-    return {name: m(metrics[name]) for name, m in maps.items() if name in metrics}
-
-
 # a benchmark score without a gradient -> its differentiable stand-in (lower is better)
 STAND_INS = {"acc": "ce", "acc_norm": "ce_norm", "exact": "answer_nll"}
 SMOOTH_PREFIXES = ("loss/", "ce/", "ce_norm/", "answer_nll/")  # eval.suite's (tests check they match)
