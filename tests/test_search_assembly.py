@@ -36,6 +36,8 @@ def test_a_run_folder_excludes_other_sources_of_experts(tmp_path, capsys):
     (tmp_path / "config.yaml").write_text("{}\n")
     assert main(["search", "--run", str(tmp_path), "--method", "subsets", "--base", "b"]) == 2
     assert "drop --base" in capsys.readouterr().err
+    assert main(["search", "--run", str(tmp_path), "--method", "subsets", "eval.merge=ties"]) == 2
+    assert "['eval.merge=ties'] would change the run's problem" in capsys.readouterr().err
     assert main(["search", "--run", str(tmp_path / "nowhere"), "--method", "subsets"]) == 2
     assert "no config.yaml" in capsys.readouterr().err
 

@@ -83,7 +83,7 @@ FLAGS = {
     "hierarchical": {
         "--inner": ("inner", str, "method solving each stage: gradient | surrogate | cmaes"),
         "--sweeps": ("sweeps", int, "top-down passes"),
-        "--clusters": ("clusters", str, "'name=d0,d1;name2=d2,...' (every domain in one cluster; default: two halves)"),
+        "--clusters": ("clusters", str, "'name=d0,d1;name2=d2,...' (every domain in one cluster; default: cut from task-vector cosines, synthetic: two halves)"),
     },
 }
 
@@ -225,9 +225,17 @@ def _checkpoints(args: argparse.Namespace, config) -> tuple[str, list[str]]:
 def check_problem_arguments(args: argparse.Namespace) -> None:
     """One source of experts: --run RUN, or --config with --base and --experts, or --synthetic; name what is missing or clashes."""
     if args.run:
-        clashes = [flag for flag, value in (("--config", args.config), ("--base", args.base), ("--experts", args.experts), ("--synthetic", args.synthetic), ("--groups", args.groups), ("--tokens", args.tokens)) if value]
+        given = {"--config": args.config, "--base": args.base, "--experts": args.experts, "--synthetic": args.synthetic, "--groups": args.groups,
+                 "--tokens": args.tokens, "--metrics": args.metrics, "--token-budget": args.token_budget, "--max-epochs": args.max_epochs}  # fmt: skip
+        clashes = [flag for flag, value in given.items() if value not in (None, "", [])]
         if clashes:
-            raise UsageError(f"--run RUN searches the run's own problem (its config.yaml, experts and token counts); drop {', '.join(clashes)}")
+            raise UsageError(f"--run RUN searches the run's own problem (its config.yaml, experts, utility and token counts); drop {', '.join(clashes)}")
+        foreign = [o for o in args.overrides if not o.startswith("search.") or o.startswith("search.normalise")]
+        if foreign:
+            raise UsageError(
+                f"--run RUN: override(s) {foreign} would change the run's problem (or refit its saved utility); only search.* options "
+                "may change here: rerun `mergemix run` with them instead"
+            )
         if not (Path(args.run) / "config.yaml").is_file():
             raise UsageError(f"--run {args.run}: no config.yaml there; give a `mergemix run` folder (runs/<name>-<hash>)")
         return
