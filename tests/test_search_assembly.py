@@ -1,9 +1,12 @@
 """One problem assembly: `mergemix search` solves the problem `mergemix run` solved, from one config."""
 
+import json
+
 import pytest
 
 from mergemix_jax.cli.main import main
 from mergemix_jax.export import read_mixture
+from mergemix_jax.search.hierarchical import clusters_from_similarity
 from tests.pipeline_helpers import finished_tiny_run
 
 
@@ -47,3 +50,15 @@ def test_checkpoints_cannot_normalise_without_a_probe_table(tmp_path, capsys):
     (tmp_path / "c.yaml").write_text("search: {normalise: rank}\n")
     assert main(["search", "--config", str(tmp_path / "c.yaml"), "--method", "subsets", "--base", "b", "--experts", "e"]) == 2
     assert "search.normalise=rank" in (err := capsys.readouterr().err) and "give --run RUN" in err
+
+
+@pytest.mark.slow
+def test_hierarchical_search_on_a_run_folder_clusters_by_the_runs_task_vector_cosines(tmp_path):
+    run = finished_tiny_run()
+    out = tmp_path / "h.json"
+    argv = ["search", "--run", str(run.run_dir), "--method", "hierarchical", "--inner", "cmaes", "--generations", "2", "--population-size", "4"]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    cosine = json.loads((run.run_dir / "diagnostics.json").read_text())["cosine"]
+    expected = clusters_from_similarity(("prose", "code", "math"), cosine)
+    mixture = read_mixture(out)
+    assert mixture.provenance["settings"]["clusters"] == expected and mixture.method.startswith("hierarchical/cmaes")
