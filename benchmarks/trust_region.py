@@ -39,10 +39,11 @@ def main() -> None:
         parser.error("--config is required (or --smoke)")
 
     from mergemix_jax.config import load_config
-    from mergemix_jax.pipeline.stages import Engine, search_problem
+    from mergemix_jax.pipeline.assembly import search_problem
+    from mergemix_jax.pipeline.stages import Engine
     from mergemix_jax.runkit.references import make_model_scorer
     from mergemix_jax.runkit.run_dir import run_dir_for
-    from mergemix_jax.search.run import run_search
+    from mergemix_jax.search.registry import run_search
     from mergemix_jax.search.trust import floor_region, lift_result
     from mergemix_jax.verify.candidates import Candidate
     from mergemix_jax.verify.stage import train_candidate

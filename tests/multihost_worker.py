@@ -123,8 +123,9 @@ def merged_inputs():
 
 def main_merged(out_dir: Path) -> None:
     from mergemix_jax.config import EvalConfig
+    from mergemix_jax.config.schema import GradientSearchConfig
     from mergemix_jax.eval import evaluate_mixtures
-    from mergemix_jax.search.gradient import GradientOptions, gradient_search
+    from mergemix_jax.search.gradient import gradient_search
     from mergemix_jax.search.merged import merged_problem
 
     maybe_initialize_distributed()
@@ -133,7 +134,7 @@ def main_merged(out_dir: Path) -> None:
     stack, suite, weights = merged_inputs()
     evaluate_mixtures(CFG, stack, weights, suite, out_dir / "scores.csv", EvalConfig(mixtures_per_device=1), mesh=mesh, progress=False)
     problem = merged_problem(CFG, stack, suite, {"loss/mean": 1.0}, mixtures_per_device=1, mesh=mesh)
-    result = gradient_search(problem, GradientOptions(**MERGED_OPTIONS))
+    result = gradient_search(problem, GradientSearchConfig(**MERGED_OPTIONS))
     if jax.process_index() == 0:
         record = {
             "weights": result.weights.tolist(), "objective": result.objective, "trace": result.trace.tolist(),

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from mergemix_jax.config import ModelConfig
+from mergemix_jax.config.schema import GradientSearchConfig
 from mergemix_jax.data import batch_from_sequences
 from mergemix_jax.eval import make_suite
 from mergemix_jax.merge import build_expert_stack, num_params
 from mergemix_jax.model import init_params
-from mergemix_jax.search.gradient import GradientOptions, make_chunk
+from mergemix_jax.search.gradient import make_chunk
 from mergemix_jax.search.merged import merged_problem
 
 K = 3
@@ -27,7 +28,7 @@ def _lowered_step_text(d_model: int) -> tuple[int, int]:
     stack = build_expert_stack(base, experts, ["a", "b", "c"])
     suite = make_suite({d: batch_from_sequences(rng.integers(1, 64, (2, 9))) for d in ("a", "b", "c")})
     problem = merged_problem(cfg, stack, suite, {"loss/mean": 1.0})
-    options = GradientOptions(steps=2, chunk=2, restarts=2)
+    options = GradientSearchConfig(steps=2, chunk=2, restarts=2)
     chunk_fn, tx, data = make_chunk(problem, options)
     params = jnp.log(jnp.full((2, K), 1.0 / K))
     text = chunk_fn.lower(params, jax.vmap(tx.init)(params), data).as_text()

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mergemix_jax.config import ModelConfig
+from mergemix_jax.config.schema import SurrogateSearchConfig
 from mergemix_jax.data import batch_from_sequences
 from mergemix_jax.eval import make_suite
 from mergemix_jax.eval.api import evaluate_mixtures
@@ -16,7 +17,7 @@ from mergemix_jax.merge import build_expert_stack
 from mergemix_jax.model import init_params
 from mergemix_jax.search.problem import black_box, synthetic_quadratic
 from mergemix_jax.search.subsets import subset_search
-from mergemix_jax.search.surrogate import SurrogateOptions, surrogate_search
+from mergemix_jax.search.surrogate import surrogate_search
 from mergemix_jax.search.utility import weighted_utility
 from tests.helpers import TINY_MODEL
 
@@ -65,6 +66,6 @@ def test_search_never_picks_a_nan_mixture(method):
     if method == "subsets":
         result = subset_search(bad)
     else:
-        result = surrogate_search(bad, SurrogateOptions(n_seeds=24, rounds=1, regressor="ridge", progress=False))
+        result = surrogate_search(bad, SurrogateSearchConfig(n_seeds=24, rounds=1, regressor="ridge"))
     assert not np.allclose(result.weights, w_star, atol=1e-6)
     assert np.isfinite(result.objective)

@@ -10,16 +10,17 @@ import numpy as np
 import pytest
 
 from mergemix_jax.config import load_config
+from mergemix_jax.config.schema import GradientSearchConfig
 from mergemix_jax.pipeline import run_pipeline
 from mergemix_jax.pipeline.stages import probe_weights
 from mergemix_jax.runkit import mixtures, training
 from mergemix_jax.runkit.engine import Engine, problem_from_checkpoints
-from mergemix_jax.search.gradient import GradientOptions, gradient_search
+from mergemix_jax.search.gradient import gradient_search
 from tests.pipeline_helpers import tiny_pipeline_raw, write_config
 
 pytestmark = pytest.mark.slow  # a pipeline to the experts, then scoring and search compiled on 8 devices
 
-OPTIONS = GradientOptions(steps=4, chunk=2, restarts=2, rel_tol=0.0)
+OPTIONS = GradientSearchConfig(steps=4, chunk=2, restarts=2, rel_tol=0.0)
 
 
 @pytest.fixture(scope="module")

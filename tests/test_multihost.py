@@ -91,8 +91,9 @@ def test_two_process_sharded_loss_and_grad_equal_single_process(tmp_path):
 def test_two_process_merged_evaluation_and_gradient_search_equal_single_process(tmp_path):
     """eval-mixtures' engine and a gradient search on a mesh spanning 2 processes: scores gathered
     with the multihost utilities, one results file written by process 0, results as on one process."""
+    from mergemix_jax.config.schema import GradientSearchConfig
     from mergemix_jax.eval import read_results, score_mixtures
-    from mergemix_jax.search.gradient import GradientOptions, gradient_search
+    from mergemix_jax.search.gradient import gradient_search
     from mergemix_jax.search.merged import merged_problem
     from tests.multihost_worker import CFG, MERGED_OPTIONS, merged_inputs
 
@@ -108,7 +109,7 @@ def test_two_process_merged_evaluation_and_gradient_search_equal_single_process(
     expected = score_mixtures(CFG, stack, weights, suite, mixtures_per_device=2)
     for metric, values in expected.items():
         np.testing.assert_allclose(table[metric], values, rtol=1e-5, err_msg=metric)
-    search = gradient_search(merged_problem(CFG, stack, suite, {"loss/mean": 1.0}), GradientOptions(**MERGED_OPTIONS))
+    search = gradient_search(merged_problem(CFG, stack, suite, {"loss/mean": 1.0}), GradientSearchConfig(**MERGED_OPTIONS))
     np.testing.assert_allclose(got["weights"], search.weights, atol=1e-5)
     np.testing.assert_allclose(got["trace"], search.trace, rtol=1e-5)
 

@@ -7,13 +7,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mergemix_jax.search.cmaes import CMAESOptions, cmaes_search
-from mergemix_jax.search.gradient import GradientOptions, gradient_search
+from mergemix_jax.config.schema import (
+    CMAESSearchConfig,
+    GradientSearchConfig,
+    SubsetSearchConfig,
+    SurrogateSearchConfig,
+)
+from mergemix_jax.search.cmaes import cmaes_search
+from mergemix_jax.search.gradient import gradient_search
 from mergemix_jax.search.hierarchical import hierarchical_search
 from mergemix_jax.search.problem import black_box, synthetic_quadratic
 from mergemix_jax.search.simplex import simplex_grid
-from mergemix_jax.search.subsets import SubsetOptions, subset_masks, subset_search
-from mergemix_jax.search.surrogate import SurrogateOptions, surrogate_search
+from mergemix_jax.search.subsets import subset_masks, subset_search
+from mergemix_jax.search.surrogate import surrogate_search
 from mergemix_jax.search.types import SearchResult
 from mergemix_jax.search.utility import weighted_utility
 
@@ -40,7 +46,7 @@ def counted(problem):
 def test_surrogate_with_ridge_finds_the_optimum_and_scores_n_then_halves(optimum):
     problem, w_star = synthetic_quadratic(K, optimum, seed=7)
     problem, scorer = counted(problem)
-    options = SurrogateOptions(n_seeds=40, rounds=2, regressor="ridge", n_candidates=4000, batch_size=1000)
+    options = SurrogateSearchConfig(n_seeds=40, rounds=2, regressor="ridge", n_candidates=4000, batch_size=1000)
     result = surrogate_search(problem, options)
     assert np.abs(result.weights - w_star).max() < 0.02
     assert [len(c) for c in scorer.calls] == [40, 20, 10, 1]  # seeds, n/2, n/4, the verification
@@ -49,7 +55,7 @@ def test_surrogate_with_ridge_finds_the_optimum_and_scores_n_then_halves(optimum
 
 def test_surrogate_with_lightgbm_gets_close_and_reports_the_verified_prediction():
     problem, w_star = synthetic_quadratic(K, "interior", seed=8)
-    result = surrogate_search(problem, SurrogateOptions(n_seeds=96, rounds=2, regressor="lightgbm", n_candidates=4000))
+    result = surrogate_search(problem, SurrogateSearchConfig(n_seeds=96, rounds=2, regressor="lightgbm", n_candidates=4000))
     f = lambda w: float(problem.objective(jnp.asarray(w, jnp.float32)))  # noqa: E731
     # a tree surrogate on ~170 points in 5-D is coarse: close in weights, most of the way in objective
     assert np.abs(result.weights - w_star).max() < 0.15
@@ -61,7 +67,7 @@ def test_surrogate_with_lightgbm_gets_close_and_reports_the_verified_prediction(
 
 def test_auto_regressor_falls_back_to_ridge_with_few_samples():
     problem, _ = synthetic_quadratic(K, "interior", seed=9)
-    result = surrogate_search(problem, SurrogateOptions(n_seeds=16, rounds=0, n_candidates=500, min_lightgbm_samples=64))
+    result = surrogate_search(problem, SurrogateSearchConfig(n_seeds=16, rounds=0, n_candidates=500, min_lightgbm_samples=64))
     assert result.extras["rounds"][0]["regressors"] == {"loss": "ridge", "accuracy": "ridge"}
 
 
@@ -75,7 +81,7 @@ def test_subset_masks_enumerate_every_nonempty_subset_once(n):
 def test_subset_search_scores_all_subsets_in_batches_and_finds_the_uniform_face():
     problem, w_star = synthetic_quadratic(6, "face", seed=10)  # the optimum is uniform on 3 of 6 domains
     problem, scorer = counted(problem)
-    result = subset_search(problem, SubsetOptions(batch_size=16))
+    result = subset_search(problem, SubsetSearchConfig(batch_size=16))
     assert sum(len(c) for c in scorer.calls) == 63 and max(len(c) for c in scorer.calls) == 16
     np.testing.assert_allclose(result.weights, w_star, atol=1e-9)
     assert result.extras["subset"] == [f"d{i}" for i in np.flatnonzero(w_star)]
@@ -95,7 +101,7 @@ def test_cmaes_finds_interior_face_and_vertex_optima_one_score_call_per_generati
     for seed, optimum in enumerate(["interior", "face", "vertex"]):
         problem, w_star = synthetic_quadratic(K, optimum, seed=12 + seed)
         problem, scorer = counted(problem)
-        result = cmaes_search(problem, CMAESOptions(population_size=16, generations=80, patience=20, seed=seed))
+        result = cmaes_search(problem, CMAESSearchConfig(population_size=16, generations=80, patience=20), seed=seed)
         assert np.abs(result.weights - w_star).max() < 1e-2, optimum
         assert all(len(c) == 16 for c in scorer.calls) and len(scorer.calls) == result.extras["generations"]
         w = np.concatenate(scorer.calls)
@@ -106,7 +112,7 @@ def test_cmaes_keeps_every_candidate_within_the_caps():
     problem, _ = synthetic_quadratic(K, "vertex", seed=20)
     problem = dataclasses.replace(problem, caps=np.full(K, 0.3))
     problem, scorer = counted(problem)
-    result = cmaes_search(problem, CMAESOptions(generations=10))
+    result = cmaes_search(problem, CMAESSearchConfig(generations=10))
     assert np.concatenate(scorer.calls).max() <= 0.3 + 1e-5 and result.weights.max() <= 0.3 + 1e-5
 
 
@@ -136,7 +142,7 @@ def test_hierarchical_search_composes_cluster_and_split_solutions(optimum):
 
 def test_hierarchical_search_with_gradient_stages_finds_the_optimum():
     problem, w_star = synthetic_quadratic(K, "vertex", seed=21)
-    solve = functools.partial(gradient_search, options=GradientOptions(parametrisation="projected", steps=200, chunk=100, restarts=1))
+    solve = functools.partial(gradient_search, options=GradientSearchConfig(parametrisation="projected", steps=200, chunk=100, restarts=1))
     result = hierarchical_search(problem, {"a": ["d0", "d1"], "b": ["d2", "d3", "d4"]}, solve, sweeps=1)
     assert np.abs(result.weights - w_star).max() < 1e-2
     assert result.method == "hierarchical/gradient/projected"

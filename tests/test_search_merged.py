@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from mergemix_jax.config import ModelConfig
+from mergemix_jax.config.schema import GradientSearchConfig
 from mergemix_jax.data import batch_from_sequences
 from mergemix_jax.eval import make_suite
 from mergemix_jax.merge import build_expert_stack, linear_merge
 from mergemix_jax.model import init_params
-from mergemix_jax.search.gradient import GradientOptions, gradient_search
+from mergemix_jax.search.gradient import gradient_search
 from mergemix_jax.search.grouped import grouped_linear_merge, leaf_groups
 from mergemix_jax.search.merged import merged_problem, parse_metric_weights
 from tests.helpers import TINY_MODEL
@@ -48,7 +49,7 @@ def test_objective_equals_the_weighted_batched_scores(problem):
 
 
 def test_gradient_search_on_the_merged_model_beats_the_uniform_mixture(problem):
-    result = gradient_search(problem, GradientOptions(parametrisation="softmax", steps=10, chunk=10, restarts=1))
+    result = gradient_search(problem, GradientSearchConfig(parametrisation="softmax", steps=10, chunk=10, restarts=1))
     uniform = result.trace[0]  # the first step evaluates the start: the prior, uniform here
     assert result.objective < uniform - 1e-4
     assert result.domains == ("web", "code", "math") and abs(result.weights.sum() - 1) < 1e-5
@@ -81,7 +82,7 @@ def test_grouped_merge_with_equal_rows_is_the_linear_merge(parts):
 def test_per_layer_gradient_search_on_the_merged_model(parts):
     grouped = merged_problem(*parts, {"loss/web": 2.0, "loss/math": 1.0}, groups="layer")
     assert grouped.n_groups == 4 and grouped.weight_shape == (4, K)
-    result = gradient_search(grouped, GradientOptions(parametrisation="mirror", steps=10, chunk=10, restarts=1))
+    result = gradient_search(grouped, GradientSearchConfig(parametrisation="mirror", steps=10, chunk=10, restarts=1))
     assert result.group_weights.shape == (4, K)
     np.testing.assert_allclose(result.group_weights.sum(1), 1.0, atol=1e-5)
     assert result.objective < result.trace[0] - 1e-4  # better than the uniform start in every group

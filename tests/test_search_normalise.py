@@ -61,7 +61,7 @@ def test_the_pipeline_searches_the_normalised_utility_and_a_stand_in_objective()
     from types import SimpleNamespace
 
     from mergemix_jax.config import load_config
-    from mergemix_jax.pipeline.stages import benchmark_utility
+    from mergemix_jax.pipeline.assembly import benchmark_utility
     from mergemix_jax.runkit.utility import fit_run_utility
     from mergemix_jax.search.problem import SearchProblem
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from mergemix_jax.config import load_config
 from mergemix_jax.data import token_counts
-from mergemix_jax.pipeline.stages import search_problem
+from mergemix_jax.pipeline.assembly import search_problem
 from mergemix_jax.runkit.utility import RunUtility
 from mergemix_jax.search.problem import synthetic_quadratic
 from tests.pipeline_helpers import write_corpus

@@ -7,10 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 
+from mergemix_jax.config.schema import SurrogateSearchConfig
 from mergemix_jax.search.hierarchical import clusters_from_similarity
 from mergemix_jax.search.problem import synthetic_quadratic
 from mergemix_jax.search.regressors import _lightgbm, lightgbm_params, resolve_kind
-from mergemix_jax.search.surrogate import SurrogateOptions, prior_pool, surrogate_search
+from mergemix_jax.search.surrogate import prior_pool, surrogate_search
 from mergemix_jax.search.swarm import read_swarm_csv
 
 K = 4
@@ -23,7 +24,7 @@ def skewed_problem(caps=None):
 
 def test_pool_is_centred_on_the_tempered_prior_and_rejects_rows_above_the_caps():
     problem, _ = skewed_problem()
-    options = SurrogateOptions(prior_power=0.5)
+    options = SurrogateSearchConfig(prior_power=0.5)
     pool = prior_pool(problem, 20_000, options, np.random.default_rng(0))
     base = np.sqrt(problem.prior) / np.sqrt(problem.prior).sum()
     assert pool.shape == (20_000, K) and np.allclose(pool.sum(1), 1)
@@ -55,7 +56,7 @@ def test_auto_says_why_it_did_not_use_lightgbm():
 
 def test_earlier_observations_join_the_fit_so_lightgbm_is_used_with_few_new_scores():
     problem, _ = synthetic_quadratic(K, "interior", seed=4)
-    options = SurrogateOptions(n_seeds=16, rounds=0, n_candidates=500, min_lightgbm_samples=64)
+    options = SurrogateSearchConfig(n_seeds=16, rounds=0, n_candidates=500, min_lightgbm_samples=64)
     alone = surrogate_search(problem, options)
     assert alone.extras["rounds"][0]["regressors"]["loss"] == "ridge" and "not lightgbm" in alone.extras["rounds"][0]["why"]
     x = np.random.default_rng(5).dirichlet(np.ones(K), 80)
@@ -86,7 +87,7 @@ def test_swarm_csv_rows_are_read_in_domain_order_and_added_to_the_fit(tmp_path):
     read_x, read_metrics = read_swarm_csv(path, problem.domains)
     np.testing.assert_allclose(read_x, x, atol=1e-12)
     np.testing.assert_allclose(read_metrics["loss"], metrics["loss"])
-    result = surrogate_search(problem, SurrogateOptions(n_seeds=8, rounds=0, n_candidates=300, swarm_csv=str(path)))
+    result = surrogate_search(problem, SurrogateSearchConfig(n_seeds=8, rounds=0, n_candidates=300, swarm_csv=str(path)))
     assert result.extras["rounds"][0]["fit_rows"] == 78 and result.extras["rounds"][0]["regressors"]["loss"] == "lightgbm"
     write_swarm(path, [["d0", "d1", "loss"], [0.5, 0.5, 1.0]])
     with pytest.raises(ValueError, match="no column 'w/d2' or 'd2'"):

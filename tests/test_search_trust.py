@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from mergemix_jax.search.cmaes import CMAESOptions, cmaes_search
-from mergemix_jax.search.gradient import GradientOptions, gradient_search
+from mergemix_jax.config.schema import CMAESSearchConfig, GradientSearchConfig
+from mergemix_jax.search.cmaes import cmaes_search
+from mergemix_jax.search.gradient import gradient_search
 from mergemix_jax.search.problem import black_box, synthetic_quadratic
 from mergemix_jax.search.trust import floor_region, lift_result
 
@@ -14,7 +15,7 @@ def test_searches_inside_the_floor_region_stay_above_the_floor(method):
     problem, w_star = synthetic_quadratic(4, optimum="face", seed=3)
     assert np.any(w_star == 0)  # the unconstrained optimum sits on a face
     sub, to_weights = floor_region(problem, 0.4)
-    found = gradient_search(sub, GradientOptions(steps=40, progress=False)) if method == "gradient" else cmaes_search(sub, CMAESOptions(generations=6, population_size=8, progress=False))
+    found = gradient_search(sub, GradientSearchConfig(steps=40)) if method == "gradient" else cmaes_search(sub, CMAESSearchConfig(generations=6, population_size=8))
     result = lift_result(found, to_weights)
     assert np.isclose(result.weights.sum(), 1.0)
     assert np.all(result.weights >= 0.4 * problem.prior - 1e-6)

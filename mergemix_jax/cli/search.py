@@ -1,4 +1,8 @@
-"""`mergemix search`: find a mixture with one or more search methods and write the mixture file."""
+"""`mergemix search`: find a mixture with one or more search methods and write the mixture file.
+
+Over merged experts the problem is the config's one search assembly (pipeline/assembly.py), the
+same `mergemix run` solves: with `--run RUN` exactly the run's (its config, experts, utility, probe
+table); with `--base/--experts` the same minus what needs a probe table."""
 
 from __future__ import annotations
 
@@ -13,7 +17,13 @@ EXAMPLES = """Examples:
   mergemix search --method gradient --synthetic quadratic:6 --out runs/search/mixture.json
   mergemix search --method all --synthetic quadratic:6:face --out runs/search/mixture.json
   mergemix search --method hierarchical --inner cmaes --synthetic quadratic:6 --clusters 'a=d0,d1,d2;b=d3,d4,d5'
+  mergemix search --method surrogate --run runs/demo-1a2b3c4d --out m.json   (the run's own problem)
   mergemix search --method gradient --config configs/demo.yaml --base runs/base --experts runs/web runs/code --out m.json
+
+--run RUN searches exactly the problem `mergemix run` searched in RUN (its config.yaml, experts, utility
+with search.normalise fitted on its probe table, caps, trust region, clusters from task-vector cosines);
+search.* flags and overrides still apply. --base/--experts build the same problem from --config, minus
+what needs a probe table: search.normalise must be none, and the surrogate has no earlier observations.
 """
 
 
@@ -27,17 +37,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", required=True, help=f"{'|'.join(SEARCH_METHODS)}, a comma list, or all")
     parser.add_argument("--synthetic", default="", help="quadratic:K[:interior|face|vertex]: a problem with a known optimum")
     add_config_arguments(parser, required=False)
+    parser.add_argument("--run", default="", help="a `mergemix run` folder: search its problem exactly as the pipeline does (no --config/--base/--experts)")
     parser.add_argument("--base", default="", help="run folder of the base checkpoint (merged search)")
     parser.add_argument("--experts", nargs="+", default=[], help="run folders of the K experts, named by domain")
-    parser.add_argument("--metrics", default="loss/mean", help="weighted metrics, e.g. loss/mean or loss/web=0.5,acc/qa=1")
+    parser.add_argument("--metrics", default=None, help="pipeline.utility: weighted metrics, e.g. loss/mean or loss/web=0.5,acc/qa=1 (default: the config's)")
     parser.add_argument("--groups", default="", help="gradient search: per-'layer' or per-'module' merge weights")
     parser.add_argument("--seed", type=int, default=None, help="search.seed (default 0)")
     parser.add_argument("--out", default="", help="mixture JSON (several methods: one file each, <stem>.<method>.json)")
     parser.add_argument("--grain-out", default="", help="also write train.mixture for the grain pipeline (.yaml/.json)")
     parser.add_argument("--cache", default="", help="JSONL of scored mixtures; a rerun with the same settings resumes from it")
     parser.add_argument("--tokens", default="", help="tokens per domain, comma separated: caps, the prior and the ratio report")
-    parser.add_argument("--token-budget", type=float, default=0.0, help="tokens the final run trains on")
-    parser.add_argument("--max-epochs", type=float, default=4.0, help="cap: at most this many passes over a domain")
+    parser.add_argument("--token-budget", type=float, default=None, help="search.token_budget: tokens the final run trains on")
+    parser.add_argument("--max-epochs", type=float, default=None, help="data.max_epochs: cap of passes over a domain")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     # every flag below overrides one key of the config's `search:` section (None = keep the config's value)
     for group_name, flags in FLAGS.items():
@@ -72,7 +83,7 @@ FLAGS = {
     "hierarchical": {
         "--inner": ("inner", str, "method solving each stage: gradient | surrogate | cmaes"),
         "--sweeps": ("sweeps", int, "top-down passes"),
-        "--clusters": ("clusters", str, "'name=d0,d1;name2=d2,...' (every domain in one cluster; default: two halves)"),
+        "--clusters": ("clusters", str, "'name=d0,d1;name2=d2,...' (every domain in one cluster; default: cut from task-vector cosines, synthetic: two halves)"),
     },
 }
 
@@ -82,6 +93,8 @@ def search_overrides(args: argparse.Namespace) -> list[str]:
     import json
 
     overrides = [] if args.seed is None else [f"search.seed={args.seed}"]
+    overrides += [] if args.token_budget is None else [f"search.token_budget={args.token_budget}"]
+    overrides += [] if args.max_epochs is None else [f"data.max_epochs={args.max_epochs}"]
     overrides += [] if args.no_progress else ["search.progress=true"]
     for group_name, flags in FLAGS.items():
         for flag, (key, _, _) in flags.items():
@@ -89,7 +102,7 @@ def search_overrides(args: argparse.Namespace) -> list[str]:
             if value is None:
                 continue
             if key == "clusters":
-                from mergemix_jax.search.run import parse_clusters
+                from mergemix_jax.search.registry import parse_clusters
 
                 try:
                     value = parse_clusters(value)
@@ -100,50 +113,36 @@ def search_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Search the mixture with each method of --method and write the mixture file(s) and a table."""
     import dataclasses
 
     import numpy as np
 
-    from mergemix_jax.config import load_config
     from mergemix_jax.export import mixture_from_result, write_grain_mixture, write_mixture
-    from mergemix_jax.runkit.engine import build_problem
-    from mergemix_jax.search.cache import CachedScorer, search_settings
-    from mergemix_jax.search.problem import caps_from_tokens
+    from mergemix_jax.search.cache import CachedScorer
     from mergemix_jax.search.ratios import weights_to_ratios
-    from mergemix_jax.search.run import METHODS, run_search
+    from mergemix_jax.search.registry import METHODS
 
     methods = list(METHODS) if args.method == "all" else [m.strip() for m in args.method.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise UsageError(f"--method: unknown method(s) {unknown}; choose from {tuple(METHODS)} or all")
     check_problem_arguments(args)
-    config = load_config(args.config or None, [*args.overrides, *search_overrides(args)])
-    problem, optimum = build_problem(
-        args.synthetic or None, seed=config.search.seed, config=None if args.synthetic else config, base_dir=args.base, expert_dirs=args.experts,
-        metrics=args.metrics, groups=args.groups,
-    )  # fmt: skip
-    tokens = None
-    if args.tokens:
-        tokens = parse_tokens(args.tokens, problem.k, args.token_budget)
-        caps = caps_from_tokens(tokens, args.token_budget, args.max_epochs)
-        # the natural token proportions become the prior (seeds, restarts, the KL pull)
-        problem = dataclasses.replace(problem, tokens=tokens, caps=caps, prior=tokens / tokens.sum())
-    if args.cache and problem.score is not None:
-        problem = dataclasses.replace(problem, score=CachedScorer(problem.score, args.cache, search_settings(config, problem.description, args.base, args.experts, args.synthetic)))
-    half = problem.k // 2
-    clusters = {"c0": list(problem.domains[:half]), "c1": list(problem.domains[half:])}  # when search.hierarchical.clusters is {}
+    config, assembly, optimum = build_assembly(args, methods)
+    problem = assembly.problem
+    tokens, budget = problem.tokens, assembly.note.get("token_budget")
     settings = dataclasses.asdict(config.search)
 
     rows = []
     for method in methods:
-        result = run_search(problem, method, config.search, clusters=clusters)
-        ratios = weights_to_ratios(result.weights, problem.domains, tokens, args.token_budget or None, args.max_epochs, correct=tokens is not None)
+        result = assembly.run(method, config.search)
+        ratios = weights_to_ratios(result.weights, problem.domains, tokens, budget if tokens is not None else None, config.data.max_epochs, correct=tokens is not None)
         error = None if optimum is None else float(np.abs(np.asarray(result.weights) - np.atleast_2d(optimum).mean(0)).max())
         rows.append((result, error, objective_at(problem, result.weights)))
         if args.out:
             out = Path(args.out)
             path = out if len(methods) == 1 else out.with_name(f"{out.stem}.{method}{out.suffix or '.json'}")
-            job = {"method": method, "problem": problem.description, "settings": settings}
+            job = {"method": method, "problem": problem.description, "settings": settings, "inputs": assembly.note, "clusters": assembly.clusters}
             write_mixture(mixture_from_result(result, job, ratios.to_dict(problem.domains)), path)
             print(f"wrote {path}")
         if args.grain_out and len(methods) == 1:
@@ -156,28 +155,110 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def build_assembly(args: argparse.Namespace, methods: list[str]):
+    """(config, the search assembly, the known optimum or None): a run folder's own problem (--run),
+    merged checkpoints (--base/--experts) or a synthetic problem, all through pipeline/assembly.py."""
+    import dataclasses
+    import json
+
+    from mergemix_jax.config import load_config
+    from mergemix_jax.pipeline.assembly import assemble, search_assembly, with_caps
+    from mergemix_jax.search.cache import CachedScorer, search_settings
+    from mergemix_jax.search.merged import parse_metric_weights
+    from mergemix_jax.search.problem import parse_synthetic, synthetic_quadratic
+
+    overrides = [*args.overrides, *search_overrides(args)]
+    if args.metrics is not None:
+        try:
+            overrides.append(f"pipeline.utility={json.dumps(parse_metric_weights(args.metrics))}")
+        except ValueError as err:
+            raise UsageError(f"--metrics {args.metrics!r}: {err}") from None
+    if args.run:
+        config = load_config(Path(args.run) / "config.yaml", overrides)
+    else:
+        config = load_config(args.config or None, overrides)
+    tokens = parse_tokens(args.tokens, len(args.experts) or None, config.search.token_budget) if args.tokens else None
+
+    def cache(problem):
+        if not args.cache or problem.score is None:
+            return problem
+        base, experts = _checkpoints(args, config)
+        return dataclasses.replace(problem, score=CachedScorer(problem.score, args.cache, search_settings(config, problem.description, base, experts, args.synthetic)))
+
+    if args.synthetic:
+        try:
+            problem, optimum = synthetic_quadratic(seed=config.search.seed, **parse_synthetic(args.synthetic))
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+        if tokens is not None:
+            if len(tokens) != problem.k:
+                raise UsageError(f"--tokens: expected {problem.k} token counts (one per domain), got {len(tokens)}")
+            problem = dataclasses.replace(problem, prior=tokens / tokens.sum())  # natural proportions: seeds, restarts, the KL pull
+        note: dict = {}
+        problem = with_caps(cache(problem), tokens, dataclasses.replace(config, search=dataclasses.replace(config.search, caps=tokens is not None)), note)
+        return config, assemble(problem, config, note, methods), optimum
+
+    from mergemix_jax.runkit.engine import Engine
+
+    if args.run:
+        engine = Engine(config, Path(args.run))
+    else:
+        if config.search.normalise != "none":
+            raise UsageError(
+                f"search.normalise={config.search.normalise} fits its maps on a run's probe table, which --base/--experts have not; "
+                "give --run RUN (a `mergemix run` folder) or set search.normalise=none"
+            )
+        engine = Engine.from_checkpoints(config, args.base, args.experts)
+    return config, search_assembly(engine, methods, tokens=tokens, groups=args.groups, wrap=cache), None
+
+
+def _checkpoints(args: argparse.Namespace, config) -> tuple[str, list[str]]:
+    """The base and expert folders the search merges (a run folder's own with --run)."""
+    if not args.run:
+        return args.base, list(args.experts)
+    from mergemix_jax.runkit import training
+
+    run_dir = Path(args.run)
+    return str(training.base_dir(config, run_dir)), [str(d) for d in training.expert_dirs(config, run_dir)]
+
+
 def check_problem_arguments(args: argparse.Namespace) -> None:
-    """A merged search needs --config, --base and --experts (a synthetic one none of them): name what is missing."""
+    """One source of experts: --run RUN, or --config with --base and --experts, or --synthetic; name what is missing or clashes."""
+    if args.run:
+        given = {"--config": args.config, "--base": args.base, "--experts": args.experts, "--synthetic": args.synthetic, "--groups": args.groups,
+                 "--tokens": args.tokens, "--metrics": args.metrics, "--token-budget": args.token_budget, "--max-epochs": args.max_epochs}  # fmt: skip
+        clashes = [flag for flag, value in given.items() if value not in (None, "", [])]
+        if clashes:
+            raise UsageError(f"--run RUN searches the run's own problem (its config.yaml, experts, utility and token counts); drop {', '.join(clashes)}")
+        foreign = [o for o in args.overrides if not o.startswith("search.") or o.startswith("search.normalise")]
+        if foreign:
+            raise UsageError(
+                f"--run RUN: override(s) {foreign} would change the run's problem (or refit its saved utility); only search.* options "
+                "may change here: rerun `mergemix run` with them instead"
+            )
+        if not (Path(args.run) / "config.yaml").is_file():
+            raise UsageError(f"--run {args.run}: no config.yaml there; give a `mergemix run` folder (runs/<name>-<hash>)")
+        return
     if args.synthetic:
         return
     missing = [flag for flag, value in (("--config", args.config), ("--base", args.base), ("--experts", args.experts)) if not value]
     if missing:
         raise UsageError(
             f"{', '.join(missing[:-1]) + ' and ' if len(missing) > 1 else ''}{missing[-1]} {'is' if len(missing) == 1 else 'are'} required to search over merged experts "
-            "(--config FILE --base RUN --experts RUN...); or use --synthetic quadratic:K for a synthetic problem"
+            "(--config FILE --base RUN --experts RUN...); or give --run RUN (a `mergemix run` folder), or --synthetic quadratic:K for a synthetic problem"
         )
 
 
-def parse_tokens(text: str, k: int, budget: float):
-    """--tokens 'n1,n2,...' as a [K] array; needs K positive counts and a --token-budget > 0."""
+def parse_tokens(text: str, k: int | None, budget: float):
+    """--tokens 'n1,n2,...' as a [K] array (K = len(--experts) when known); needs positive counts and a --token-budget > 0."""
     import numpy as np
 
     try:
         tokens = np.asarray([float(t) for t in text.split(",")])
     except ValueError:
-        raise UsageError(f"--tokens {text!r}: expected {k} comma-separated token counts, e.g. {','.join(['1e6'] * k)}") from None
-    if len(tokens) != k or not (tokens > 0).all():
-        raise UsageError(f"--tokens {text!r}: expected {k} positive token counts (one per domain), got {len(tokens)}")
+        raise UsageError(f"--tokens {text!r}: expected {k or 'K'} comma-separated token counts, e.g. {','.join(['1e6'] * (k or 3))}") from None
+    if (k is not None and len(tokens) != k) or not (tokens > 0).all():
+        raise UsageError(f"--tokens {text!r}: expected {k or 'K'} positive token counts (one per domain), got {len(tokens)}")
     if budget <= 0:
         raise UsageError(f"--tokens needs --token-budget > 0 (the tokens the final run trains on), got {budget:g}")
     return tokens

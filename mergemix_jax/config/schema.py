@@ -192,9 +192,19 @@ class PipelineConfig:
     verify_stop_ratio: float = 0.0  # acquisition: stop early when no candidate's expected improvement reaches this x the noise of one run
 
 
+# the values a search option may take, declared once: config/validation.py checks them, search/ uses them
+PARAMETRISATIONS = ("softmax", "mirror", "projected")  # search.gradient.parametrisation
+REGRESSORS = ("auto", "lightgbm", "ridge", "gp")  # search.surrogate.regressor
+LIGHTGBM_PRESETS = ("demix", "regmix")  # search.surrogate.preset (hyperparameters in search/regressors.py PRESETS)
+MAPPINGS = ("project", "softmax")  # search.cmaes.mapping
+SUBSET_EXPORTS = ("union", "uniform")  # search.subsets.export
+INNER_METHODS = ("gradient", "surrogate", "cmaes")  # search.hierarchical.inner: the methods that solve a hierarchical stage
+NORMALISATIONS = ("none", "minmax", "zscore", "rank")  # search.normalise
+
+
 @dataclass
 class GradientSearchConfig:
-    """Gradient search over merge weights (search/gradient.py GradientOptions, same field names)."""
+    """Gradient search over merge weights: the options of search/gradient.py gradient_search."""
 
     parametrisation: str = "softmax"  # softmax | mirror | projected
     optimizer: str = ""  # optax optimiser name; "" = adam (softmax) or sgd (mirror, projected)
@@ -208,7 +218,7 @@ class GradientSearchConfig:
 
 @dataclass
 class SurrogateSearchConfig:
-    """MergeMix/DeMix/RegMix surrogate search (search/surrogate.py SurrogateOptions, same field names)."""
+    """MergeMix/DeMix/RegMix surrogate search: the options of search/surrogate.py surrogate_search."""
 
     n_seeds: int = 64  # n0: mixtures scored in round 0; refinement round r scores n0 / 2^r
     rounds: int = 2  # refinement rounds after the seeds: 2 = DeMix's n0, n0/2, n0/4
@@ -233,7 +243,7 @@ class SurrogateSearchConfig:
 
 @dataclass
 class SubsetSearchConfig:
-    """Merge-to-Mix subset search (search/subsets.py SubsetOptions, same field names)."""
+    """Merge-to-Mix subset search: the options of search/subsets.py subset_search."""
 
     batch_size: int = 256  # mixtures per scorer call
     respect_caps: bool = True  # skip subsets whose uniform weights exceed a domain's repetition cap
@@ -242,7 +252,7 @@ class SubsetSearchConfig:
 
 @dataclass
 class CMAESSearchConfig:
-    """CMA-ES over the simplex (search/cmaes.py CMAESOptions, same field names)."""
+    """CMA-ES over the simplex: the options of search/cmaes.py cmaes_search."""
 
     mapping: str = "project"  # project | softmax
     population_size: int = 16
@@ -255,7 +265,7 @@ class CMAESSearchConfig:
 
 @dataclass
 class HierarchicalSearchConfig:
-    """MergeMix top-down search: cluster weights first, then each cluster's split."""
+    """MergeMix top-down search (search/hierarchical.py): cluster weights first, then each cluster's split."""
 
     inner: str = "gradient"  # method solving each stage: gradient | surrogate | cmaes
     sweeps: int = 1  # top-down passes
@@ -265,7 +275,10 @@ class HierarchicalSearchConfig:
 
 @dataclass
 class SearchConfig:
-    """Options of every search method, shared by `mergemix run` and `mergemix search` (flags override)."""
+    """Options of every search method, shared by `mergemix run` and `mergemix search` (flags override).
+
+    Each `<method>` section IS that method's options dataclass (search/registry.py METHODS); `seed` and
+    `progress` are passed to every method alongside it."""
 
     seed: int = 0  # sampling seed of every search method
     progress: bool = False  # progress bars inside the searches

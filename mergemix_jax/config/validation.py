@@ -7,7 +7,17 @@ import math
 import re
 
 from mergemix_jax.config.registries import MERGE_METHODS, TASK_METRICS
-from mergemix_jax.config.schema import Config, SearchConfig
+from mergemix_jax.config.schema import (
+    INNER_METHODS,
+    LIGHTGBM_PRESETS,
+    MAPPINGS,
+    NORMALISATIONS,
+    PARAMETRISATIONS,
+    REGRESSORS,
+    SUBSET_EXPORTS,
+    Config,
+    SearchConfig,
+)
 
 SCHEDULES = ("constant", "cosine", "wsd")
 DTYPES = ("float32", "bfloat16")
@@ -241,7 +251,7 @@ def _verify_problems(config: Config) -> list[str]:
     return problems
 
 
-# one options section per search method in SearchConfig; search/run.py METHODS is the registry (a test ties them)
+# one options section per search method in SearchConfig; search/registry.py METHODS is the registry (a test ties them)
 SEARCH_METHODS = tuple(f.name for f in dataclasses.fields(SearchConfig) if str(f.type).endswith("SearchConfig"))
 
 
@@ -317,16 +327,6 @@ def _expert_recipe_problems(p) -> list[str]:
     elif p.expert_checkpoint_step > p.expert_steps > 0:
         problems.append(f"key 'pipeline.expert_checkpoint_step' is {p.expert_checkpoint_step}, past the experts' last step (pipeline.expert_steps = {p.expert_steps})")
     return problems
-
-
-# the search modules' option values (tests/test_search_config.py checks they match search/)
-PARAMETRISATIONS = ("softmax", "mirror", "projected")
-REGRESSORS = ("auto", "lightgbm", "ridge", "gp")
-LIGHTGBM_PRESETS = ("demix", "regmix")
-MAPPINGS = ("project", "softmax")
-INNER_METHODS = ("gradient", "surrogate", "cmaes")
-SUBSET_EXPORTS = ("union", "uniform")
-NORMALISATIONS = ("none", "minmax", "zscore", "rank")
 
 
 def _choice(key: str, value: str, choices: tuple[str, ...]) -> list[str]:

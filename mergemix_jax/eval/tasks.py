@@ -35,10 +35,6 @@ class TaskArrays:
     name: str = field(default="", metadata={"static": True})
     kind: str = field(default=CHOICE, metadata={"static": True})
 
-    @property
-    def num_items(self) -> int:
-        return int(self.answer.shape[0])
-
 
 def task_kind(items: Sequence[Mapping], task: str) -> str:
     """The registered kind (TASK_KINDS) of a task's items: the first kind each item matches, e.g.

@@ -10,7 +10,6 @@ So that no file is written twice or read half-made:
   process). Every process must pass the same tags in the same order.
 - `write_once(write, tag)`: `write()` on process 0, then `sync(tag)`, so a read after it finds the file.
 - `agree(value)`: process 0's value on every process, e.g. whether a stage is already done.
-- `gather(x)`: a (possibly multi-host) jax array as one numpy array on every process.
 
 `sync` and `agree` go through jax.distributed's coordination service (a barrier, a key-value store),
 not a device collective: CPU collectives (gloo) give up when one process arrives 30 s after the
@@ -27,7 +26,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import jax
-import numpy as np
 
 T = TypeVar("T")
 TIMEOUT_MS = 60 * 60 * 1000  # how long a process waits for the others (a dead process fails the job sooner)
@@ -75,12 +73,3 @@ def agree(value: Any) -> Any:
         _client().key_value_set(key, json.dumps(value))
         return value
     return json.loads(_client().blocking_key_value_get(key, TIMEOUT_MS))
-
-
-def gather(x: Any) -> np.ndarray:
-    """`x` (a jax array, perhaps spanning devices of other processes) as a numpy array on every process."""
-    if is_multiprocess():
-        from jax.experimental import multihost_utils
-
-        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-    return np.asarray(jax.device_get(x))

@@ -28,7 +28,6 @@ LOGICAL_AXIS_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("head_dim", None),
     ("embed_act", None),  # the residual stream of activations stays whole per device
     ("norm", None),
-    ("experts", None),  # stacked expert deltas [K, ...]: K stays whole on every device
 )
 
 
@@ -37,15 +36,6 @@ def logical_to_spec(logical_axes: Sequence[str | None] | None) -> PartitionSpec:
     if not logical_axes:
         return PartitionSpec()
     return PartitionSpec(*core_spmd.from_sharding_rules(tuple(logical_axes), LOGICAL_AXIS_RULES))
-
-
-def logical_axes_of(tree):
-    """Tree of logical-axis tuples (None where unannotated) for a tree of nnx Variables."""
-
-    def axes(variable):
-        return tuple(variable.get_metadata().get("out_sharding") or ()) or None
-
-    return jax.tree.map(axes, tree, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
 def param_specs(abstract_params) -> dict:

@@ -28,7 +28,6 @@ from mergemix_jax.runkit.mixtures import probe_weights  # noqa: F401 (re-exporte
 from mergemix_jax.runkit.plan import record_plan
 from mergemix_jax.runkit.problem import utility_weights
 from mergemix_jax.runkit.run_dir import log_stage, run_dir_for, run_stage, write_json_atomic
-from mergemix_jax.search.problem import SearchProblem
 
 log = logging.getLogger(__name__)
 STAGES = ("base", "experts", "probe", "diagnostics", "search", "select", "verify", "report")
@@ -138,97 +137,20 @@ def stage_diagnostics(engine: Engine) -> None:
     run_stage(engine.run_dir, "diagnostics", out.is_file, work)
 
 
-def search_problem(engine: Engine) -> tuple[SearchProblem, dict]:
-    """The problem every search of `mergemix run` solves, and a note of what went into it:
-    repetition caps from token counts and data.max_epochs (search.caps) over the final run's
-    tokens, and the probe table as mixtures already scored (the surrogate fits on them)."""
-    from mergemix_jax.data import token_counts
-    from mergemix_jax.search.problem import caps_from_tokens
-
-    config, problem = engine.config, engine.problem
-    counts = token_counts(config.data)
-    tokens = np.asarray([counts[d]["train"] for d in engine.domains], np.float64)
-    budget = config.search.token_budget or float(config.train.steps * config.train.batch_size * config.train.seq_len)
-    caps = caps_from_tokens(tokens, budget, config.data.max_epochs) if config.search.caps else None
-    note = {"token_budget": budget, "max_epochs": config.data.max_epochs, "caps": None if caps is None else dict(zip(engine.domains, caps.tolist(), strict=True))}
-    if caps is not None and caps.sum() < 1:
-        log.warning("repetition caps sum to %.3f < 1: %g tokens need more than data.max_epochs=%g passes; searching without caps", caps.sum(), budget, config.data.max_epochs)
-        caps, note["caps"] = None, f"infeasible (sum {caps.sum():.3f} < 1): searched without caps"
-    probe = engine.run_dir / "eval" / "probe.csv"
-    observed = None
-    if probe.is_file():
-        table = read_table(probe, engine.domains)
-        observed = (table["weights"], table["metrics"]) if len(table["weights"]) else None
-    note["observed_mixtures"] = 0 if observed is None else len(observed[0])
-    dilution = training.expert_dilution(config)  # DeMix components: searched in data proportions, merged with corrected weights
-    if dilution is not None:
-        from mergemix_jax.merge.dilution import describe, unreachable_rows
-
-        note["dilution"] = describe(dilution, engine.domains)
-        note["dilution"]["unreachable_probe_mixtures"] = 0 if observed is None else int(unreachable_rows(observed[0], dilution).sum())
-    utility, objective = benchmark_utility(engine, None if observed is None else observed[1], note)
-    return dataclasses.replace(problem, caps=caps, tokens=tokens, observed=observed, utility=utility, objective=objective), note
-
-
-def benchmark_utility(engine: Engine, reference: dict | None, note: dict):
-    """(utility, objective) of the searches: the macro average of the utility's metrics normalised
-    on the probe table (search.normalise), and a gradient objective over smooth stand-ins of the
-    non-differentiable ones (warning when a metric has none)."""
-    from mergemix_jax.search.normalise import SMOOTH_PREFIXES, objective_weights
-
-    kind, problem, weights = engine.config.search.normalise, engine.problem, engine.weights
-    if kind != "none" and reference is None:
-        raise ValueError(f"search.normalise={kind} fits its maps on the probe table, which is missing; rerun the probe stage")
-    utility = engine.utility  # the same fitted maps select, verify and validate use (runkit/utility.py)
-    smooth, warnings = objective_weights(weights, engine.metrics, reference, kind)
-    for text in warnings:
-        log.warning("%s", text)
-    note.update(normalise=kind, gradient_objective=smooth, gradient_warnings=warnings)
-    gradient_used = "gradient" in engine.config.pipeline.methods or ("hierarchical" in engine.config.pipeline.methods and engine.config.search.hierarchical.inner == "gradient")
-    if not gradient_used or not smooth or smooth == {m: w for m, w in weights.items() if m.startswith(SMOOTH_PREFIXES)}:
-        return utility, problem.objective
-    return utility, engine.search_problem(smooth, prior=problem.prior).objective
-
-
-def search_clusters(engine: Engine) -> dict[str, list[str]]:
-    """Hierarchical search's clusters: search.hierarchical.clusters, else cut from the task-vector
-    cosines (diagnostics.json, or computed here) by average linkage."""
-    from mergemix_jax.search.hierarchical import clusters_from_similarity
-
-    h = engine.config.search.hierarchical
-    if h.clusters:
-        return {k: list(v) for k, v in h.clusters.items()}
-    saved = engine.run_dir / "diagnostics.json"
-    if saved.is_file():
-        cosine = np.asarray(json.loads(saved.read_text())["cosine"])
-    else:
-        from mergemix_jax.diagnostics.interference import task_vector_cosines
-
-        cosine = task_vector_cosines(engine.stack)
-    return clusters_from_similarity(engine.domains, cosine, h.n_clusters)
-
-
 def stage_search(engine: Engine) -> None:
-    """Run each configured method; search/<method>.json is a mixture file with the trace and timing."""
+    """Run each configured method on the config's one search assembly (pipeline/assembly.py, shared
+    with `mergemix search --run`); search/<method>.json is a mixture file with the trace and timing."""
     from mergemix_jax.export import mixture_from_result, write_mixture
-    from mergemix_jax.search.run import run_search
-    from mergemix_jax.search.trust import lift_result, search_region
+    from mergemix_jax.pipeline.assembly import search_assembly
 
     settings = dataclasses.asdict(engine.config.search)
-    problem, note = search_problem(engine)
-    dilution = training.expert_dilution(engine.config)  # diluted experts: search only what their merge reaches
-    reachable = None if dilution is None else dilution.share * np.asarray(dilution.general)
-    region, to_weights = search_region(problem, engine.config.search.trust_floor, reachable)
-    clusters = search_clusters(engine) if "hierarchical" in engine.config.pipeline.methods else None
+    assembly = search_assembly(engine)
     for method in engine.config.pipeline.methods:
         out = engine.run_dir / "search" / f"{method}.json"
 
         def work(method=method, out=out):
-            if method == "subsets":  # Merge-to-Mix chooses whole subsets: faces by design, outside any floor
-                result = run_search(problem, method, engine.config.search, clusters=clusters)
-            else:
-                result = lift_result(run_search(region, method, engine.config.search, clusters=clusters), to_weights)
-            job = {"method": method, "problem": problem.description, "settings": settings, "inputs": note, "clusters": clusters}
+            result = assembly.run(method, engine.config.search)
+            job = {"method": method, "problem": assembly.problem.description, "settings": settings, "inputs": assembly.note, "clusters": assembly.clusters}
             write_mixture(mixture_from_result(result, job), out)
 
         run_stage(engine.run_dir, f"search:{method}", out.is_file, work)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 import jax
@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from mergemix_jax.config.schema import MAPPINGS, CMAESSearchConfig
 from mergemix_jax.search.batching import score_batches
 from mergemix_jax.search.problem import SearchProblem, black_box
 from mergemix_jax.search.simplex import project_simplex, softmax_weights
@@ -25,23 +26,6 @@ from mergemix_jax.search.types import SearchResult
 
 if TYPE_CHECKING:
     from evosax.algorithms import CMA_ES
-
-MAPPINGS = ("project", "softmax")
-
-
-@dataclass(frozen=True)
-class CMAESOptions:
-    """Settings of one CMA-ES search."""
-
-    mapping: str = "project"  # project | softmax
-    population_size: int = 16
-    generations: int = 60
-    std_init: float = 0.0  # 0 picks 0.2 (project) or 1.0 (softmax)
-    penalty: float = 1.0  # project: weight of ||x - project(x)||^2 added to the objective
-    patience: int = 15  # stop after this many generations without improving the best
-    batch_size: int = 256  # mixtures per scorer call (a generation is split if larger)
-    seed: int = 0
-    progress: bool = False
 
 
 @functools.lru_cache(maxsize=8)
@@ -62,8 +46,10 @@ def population_to_weights(mapping: str, x_PxK: jax.Array, caps: jax.Array | None
     raise ValueError(f"mapping must be one of {MAPPINGS}, got {mapping!r}")
 
 
-def cmaes_search(problem: SearchProblem, options: CMAESOptions = CMAESOptions()) -> SearchResult:
-    """Minimise -utility over the simplex with CMA-ES, one batched score call per generation."""
+def cmaes_search(problem: SearchProblem, options: CMAESSearchConfig | None = None, *, seed: int = 0, progress: bool = False) -> SearchResult:
+    """Minimise -utility over the simplex with CMA-ES, one batched score call per generation
+    (options: the `search.cmaes` section)."""
+    options = options or CMAESSearchConfig()
     if options.mapping not in MAPPINGS:
         raise ValueError(f"mapping must be one of {MAPPINGS}, got {options.mapping!r}")
     start = time.perf_counter()
@@ -73,13 +59,13 @@ def cmaes_search(problem: SearchProblem, options: CMAESOptions = CMAESOptions())
     strategy = _strategy(options.population_size, problem.k)
     std = options.std_init or (0.2 if options.mapping == "project" else 1.0)
     params = strategy.default_params.replace(std_init=jnp.asarray(std, jnp.float32))
-    key = jax.random.key(options.seed)
+    key = jax.random.key(seed)
     key, init_key = jax.random.split(key)
     state = strategy.init(init_key, mean0, params)
 
     best_u, best_w, best_metrics = -np.inf, np.asarray(problem.prior), {}
     trace, since_best, generations = [], 0, 0
-    with tqdm(total=options.generations, desc=f"cmaes/{options.mapping}", disable=not options.progress) as bar:
+    with tqdm(total=options.generations, desc=f"cmaes/{options.mapping}", disable=not progress) as bar:
         for _ in range(options.generations):
             key, ask_key, tell_key = jax.random.split(key, 3)
             x, state = strategy.ask(ask_key, state, params)
@@ -112,5 +98,5 @@ def cmaes_search(problem: SearchProblem, options: CMAESOptions = CMAESOptions())
         n_evaluations=generations * options.population_size,
         trace=np.asarray(trace),
         metrics=best_metrics,
-        extras={"generations": generations, "final_std": float(state.std), "options": options.__dict__},
+        extras={"generations": generations, "final_std": float(state.std), "options": asdict(options), "seed": seed},
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass
+from dataclasses import asdict
 
 import jax
 import jax.numpy as jnp
@@ -21,31 +21,14 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from mergemix_jax.config.schema import PARAMETRISATIONS, GradientSearchConfig
 from mergemix_jax.search.objective import split_objective
 from mergemix_jax.search.problem import SearchProblem
 from mergemix_jax.search.simplex import dirichlet, kl_divergence, kl_project_capped, project_simplex, softmax_weights
 from mergemix_jax.search.types import SearchResult
 
-PARAMETRISATIONS = ("softmax", "mirror", "projected")
 
-
-@dataclass(frozen=True)
-class GradientOptions:
-    """Settings of one gradient search."""
-
-    parametrisation: str = "softmax"  # softmax | mirror | projected
-    optimizer: str = ""  # optax optimiser name (adam, sgd, ...); "" picks adam (softmax) or sgd (mirror, projected)
-    learning_rate: float = 0.1
-    steps: int = 500  # upper bound; early stopping may end sooner
-    chunk: int = 25  # steps per jitted chunk (early-stopping granularity)
-    rel_tol: float = 1e-6  # stop when a chunk improves the best loss by less than this, relatively
-    restarts: int = 4  # starting points searched at once with vmap (the prior + Dirichlet draws)
-    kl_weight: float = 0.0  # strength of the pull toward the prior mixture
-    seed: int = 0
-    progress: bool = False
-
-
-def _optimizer(options: GradientOptions) -> optax.GradientTransformation:
+def _optimizer(options: GradientSearchConfig) -> optax.GradientTransformation:
     default = {"softmax": "adam", "mirror": "sgd", "projected": "sgd"}[options.parametrisation]
     name = options.optimizer or default
     factory = getattr(optax, name, None)
@@ -81,9 +64,9 @@ def to_weights(parametrisation: str, params: jax.Array, caps: jax.Array | None) 
     return softmax_weights(params, caps) if parametrisation == "softmax" else params
 
 
-def _initial_weights(problem: SearchProblem, options: GradientOptions) -> np.ndarray:
+def _initial_weights(problem: SearchProblem, options: GradientSearchConfig, seed: int) -> np.ndarray:
     """[R, *weight_shape] starting mixtures: the prior, then Dirichlet(1) draws, inside the caps."""
-    rng = np.random.default_rng(options.seed)
+    rng = np.random.default_rng(seed)
     starts = [problem.prior, *list(dirichlet(rng, np.ones(problem.k), options.restarts - 1))]
     w0 = np.stack(starts)  # [R, K]
     if problem.n_groups:
@@ -93,7 +76,7 @@ def _initial_weights(problem: SearchProblem, options: GradientOptions) -> np.nda
     return np.asarray(kl_project_capped(jnp.maximum(w0, 1e-6), caps))
 
 
-def make_chunk(problem: SearchProblem, options: GradientOptions):
+def make_chunk(problem: SearchProblem, options: GradientSearchConfig):
     """(jitted chunk, optimiser, data): chunk(params, opt_state, data) runs `chunk` steps for all
     restarts -> (params, opt_state, losses [R, chunk]); `data` is the objective's (see make_loss)."""
     if options.parametrisation not in PARAMETRISATIONS:
@@ -126,7 +109,7 @@ def make_chunk(problem: SearchProblem, options: GradientOptions):
     return jax.jit(jax.vmap(chunk, in_axes=(0, 0, None))), tx, data
 
 
-def _finish(problem: SearchProblem, options: GradientOptions, caps, params: jax.Array, data):
+def _finish(problem: SearchProblem, options: GradientSearchConfig, caps, params: jax.Array, data):
     """(weights, objective, objective + KL term) of one restart's final parameters."""
     w = to_weights(options.parametrisation, params, caps)
     value = split_objective(problem.objective)[0](w, data)
@@ -135,12 +118,14 @@ def _finish(problem: SearchProblem, options: GradientOptions, caps, params: jax.
     return w, value, value
 
 
-def gradient_search(problem: SearchProblem, options: GradientOptions = GradientOptions()) -> SearchResult:
-    """Minimise the problem's objective over the (capped) simplex from several starts at once."""
+def gradient_search(problem: SearchProblem, options: GradientSearchConfig | None = None, *, seed: int = 0, progress: bool = False) -> SearchResult:
+    """Minimise the problem's objective over the (capped) simplex from several starts at once
+    (options: the `search.gradient` section; `seed` draws the restarts)."""
+    options = options or GradientSearchConfig()
     start = time.perf_counter()
     chunk_fn, tx, data = make_chunk(problem, options)
     caps = None if problem.caps is None else jnp.asarray(problem.caps)
-    w0 = jnp.asarray(_initial_weights(problem, options))
+    w0 = jnp.asarray(_initial_weights(problem, options, seed))
     params = jnp.log(w0) if options.parametrisation == "softmax" else w0
     opt_state = jax.vmap(tx.init)(params)
     finish = jax.jit(jax.vmap(functools.partial(_finish, problem, options, caps), in_axes=(0, None)))
@@ -149,7 +134,7 @@ def gradient_search(problem: SearchProblem, options: GradientOptions = GradientO
     best = float("inf")
     n_chunks = max(1, -(-options.steps // options.chunk))
     stopped_early = False
-    with tqdm(total=n_chunks * options.chunk, desc=f"gradient/{options.parametrisation}", disable=not options.progress) as bar:
+    with tqdm(total=n_chunks * options.chunk, desc=f"gradient/{options.parametrisation}", disable=not progress) as bar:
         for _ in range(n_chunks):
             params, opt_state, values = chunk_fn(params, opt_state, data)
             chunk_best = np.minimum.accumulate(np.asarray(values).min(0))  # [chunk] best over restarts
@@ -183,6 +168,7 @@ def gradient_search(problem: SearchProblem, options: GradientOptions = GradientO
             "best_restart": r,
             "steps": len(trace),
             "stopped_early": stopped_early,
-            "options": options.__dict__,
+            "options": asdict(options),
+            "seed": seed,
         },
     )

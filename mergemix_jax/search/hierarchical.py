@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -23,17 +21,6 @@ from mergemix_jax.search.problem import SearchProblem, affine_subproblem, black_
 from mergemix_jax.search.types import SearchResult
 
 Solver = Callable[[SearchProblem], SearchResult]
-
-
-@dataclass(frozen=True)
-class HierarchicalOptions:
-    """Settings of one hierarchical search (config section search.hierarchical)."""
-
-    inner: str = "gradient"  # method solving each stage: gradient | surrogate | cmaes
-    sweeps: int = 1
-    clusters: dict[str, list[str]] = field(default_factory=dict)  # {name: [domains]}
-    n_clusters: int = 0  # how many clusters `clusters_from_similarity` cuts when clusters is {} (0 = ~sqrt(K))
-    inner_options: Any = None  # the inner method's options dataclass
 
 
 def clusters_from_similarity(domains: Sequence[str], cosine_KxK: np.ndarray, n_clusters: int = 0) -> dict[str, list[str]]:

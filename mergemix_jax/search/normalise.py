@@ -19,9 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mergemix_jax.config.schema import NORMALISATIONS
 from mergemix_jax.search.types import Utility
-
-NORMALISATIONS = ("none", "minmax", "zscore", "rank")
 
 
 @dataclass(frozen=True)
@@ -81,11 +80,6 @@ def macro_utility(metric_weights: Mapping[str, float], maps: Mapping[str, Metric
         return sum(w * maps[m](metrics[m]) for m, w in metric_weights.items()) / total
 
     return utility
-
-
-def normalised_scores(metrics: Mapping[str, np.ndarray], maps: Mapping[str, MetricMap]) -> dict[str, np.ndarray]:
-    """{metric: normalised [B]} for a report: every fitted metric present in `metrics`."""
-    return {name: m(metrics[name]) for name, m in maps.items() if name in metrics}
 
 
 # a benchmark score without a gradient -> its differentiable stand-in (lower is better)

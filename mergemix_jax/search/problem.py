@@ -2,8 +2,8 @@
 
 `SearchProblem` is what every search method takes. `synthetic_quadratic` builds one with a known
 optimum (inside the simplex, on a face or at a vertex), so each method can be checked now; the
-merge engine supplies real problems (search.merged, built from a config by runkit.engine, whose
-`build_problem` is the one place the CLI asks).
+merge engine supplies real problems (search.merged, built from a config by runkit.engine and
+completed by pipeline/assembly.py, the one assembly `mergemix run` and `mergemix search` share).
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-REGRESSORS = ("auto", "lightgbm", "ridge", "gp")
+from mergemix_jax.config.schema import REGRESSORS
+
 Predictor = Callable[[np.ndarray], np.ndarray]
 
 

@@ -7,26 +7,16 @@ weights, scored in batched calls; the best subset is the answer.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
+from mergemix_jax.config.schema import SUBSET_EXPORTS, SubsetSearchConfig
 from mergemix_jax.search.batching import score_batches
 from mergemix_jax.search.problem import SearchProblem, black_box
 from mergemix_jax.search.simplex import project_rows_np
 from mergemix_jax.search.types import SearchResult
 
 MAX_CANDIDATES = 16
-
-
-@dataclass(frozen=True)
-class SubsetOptions:
-    """Settings of one subset search."""
-
-    batch_size: int = 256  # mixtures per scorer call
-    respect_caps: bool = True  # skip subsets whose uniform weights exceed a domain's cap
-    export: str = "union"  # union: the chosen subset's data pooled (weights by tokens, Merge to Mix) | uniform: the scored merge weights
-    progress: bool = False
 
 
 def subset_masks(n: int) -> np.ndarray:
@@ -42,9 +32,6 @@ def uniform_weights(masks_SxN: np.ndarray) -> np.ndarray:
     return masks_SxN / masks_SxN.sum(1, keepdims=True)
 
 
-EXPORTS = ("union", "uniform")
-
-
 def export_weights(problem: SearchProblem, mask_N: np.ndarray, uniform_N: np.ndarray, export: str) -> tuple[np.ndarray, str]:
     """The data mixture of the chosen subset and how it was made.
 
@@ -52,8 +39,8 @@ def export_weights(problem: SearchProblem, mask_N: np.ndarray, uniform_N: np.nda
     weights proportional to problem.tokens on the subset (projected onto the caps when the pooled
     data would repeat a domain too often). Without token counts the uniform merge weights are kept.
     """
-    if export not in EXPORTS:
-        raise ValueError(f"subsets export must be one of {EXPORTS}, got {export!r}")
+    if export not in SUBSET_EXPORTS:
+        raise ValueError(f"subsets export must be one of {SUBSET_EXPORTS}, got {export!r}")
     if export == "uniform" or problem.tokens is None:
         return uniform_N, "uniform" if export == "uniform" else "uniform (no token counts for a union)"
     union = np.where(mask_N, np.asarray(problem.tokens, np.float64), 0.0)
@@ -63,8 +50,10 @@ def export_weights(problem: SearchProblem, mask_N: np.ndarray, uniform_N: np.nda
     return union, "union by tokens"
 
 
-def subset_search(problem: SearchProblem, options: SubsetOptions = SubsetOptions()) -> SearchResult:
-    """Score every non-empty subset with uniform weights and return the best one."""
+def subset_search(problem: SearchProblem, options: SubsetSearchConfig | None = None, *, seed: int = 0, progress: bool = False) -> SearchResult:
+    """Score every non-empty subset with uniform weights and return the best one (options: the
+    `search.subsets` section; `seed` is unused: the enumeration is deterministic)."""
+    options = options or SubsetSearchConfig()
     start = time.perf_counter()
     score, utility = black_box(problem)
     masks = subset_masks(problem.k)
@@ -76,7 +65,7 @@ def subset_search(problem: SearchProblem, options: SubsetOptions = SubsetOptions
         masks, weights = masks[feasible], weights[feasible]
         if not len(masks):
             raise ValueError("no subset with uniform weights fits within the caps; rerun with respect_caps=False")
-    metrics = score_batches(score, weights, options.batch_size, options.progress, "subsets")
+    metrics = score_batches(score, weights, options.batch_size, progress, "subsets")
     u = np.asarray(utility(metrics), np.float64)
     order = np.argsort(-u)
     best = int(order[0])

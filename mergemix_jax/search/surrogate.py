@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from mergemix_jax.config.schema import SurrogateSearchConfig
 from mergemix_jax.search.batching import score_batches
 from mergemix_jax.search.problem import SearchProblem, black_box
 from mergemix_jax.search.regressors import fit_regressor, lightgbm_params, resolve_kind
@@ -29,34 +30,7 @@ from mergemix_jax.search.types import SearchResult
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class SurrogateOptions:
-    """Settings of one surrogate search (config section search.surrogate)."""
-
-    n_seeds: int = 64  # n0: mixtures scored in round 0
-    rounds: int = 2  # refinement rounds of n0/2, n0/4, ... new mixtures
-    grid_fraction: float = 0.25  # share of the seeds taken from a regular simplex grid
-    regressor: str = "auto"  # auto | lightgbm | ridge | gp
-    preset: str = "demix"  # LightGBM hyperparameters: demix | regmix (see regressors.PRESETS)
-    learning_rate: float = 0.0  # > 0 overrides the preset's
-    n_estimators: int = 0  # > 0 overrides the preset's
-    num_leaves: int = 0  # > 0 overrides the preset's
-    min_lightgbm_samples: int = 64  # auto: below this many mixtures in the fit use ridge
-    use_observed: bool = True  # fit on problem.observed too (probe table, swarm)
-    swarm_csv: str = ""  # CSV of trained-proxy results added to the fit (see search/swarm.py)
-    top_k: int = 8  # predicted-best candidates averaged into the answer
-    n_candidates: int = 20_000  # candidate pool on which the surrogate is maximised
-    prior_power: float = 0.5  # pool: Dirichlet(prior^p * s)
-    strength_min: float = 0.1  # pool: smallest s
-    strength_max: float = 5.0  # pool: largest s
-    strength_steps: int = 15  # pool: log-spaced values of s
-    local_concentration: float = 50.0  # Dirichlet concentration around a top prediction (higher = closer)
-    batch_size: int = 64  # mixtures per scorer call
-    seed: int = 0
-    progress: bool = False
-
-
-def prior_pool(problem: SearchProblem, n: int, options: SurrogateOptions, rng: np.random.Generator, max_tries: int = 50) -> np.ndarray:
+def prior_pool(problem: SearchProblem, n: int, options: SurrogateSearchConfig, rng: np.random.Generator, max_tries: int = 50) -> np.ndarray:
     """[n, K] RegMix-style pool: Dirichlet(prior^p / sum * s), s uniform over log-spaced strengths.
 
     Rows above a repetition cap are rejected and redrawn; if the caps leave too little room after
@@ -85,7 +59,7 @@ def prior_pool(problem: SearchProblem, n: int, options: SurrogateOptions, rng: n
     return pool
 
 
-def seed_mixtures(problem: SearchProblem, options: SurrogateOptions, rng: np.random.Generator) -> np.ndarray:
+def seed_mixtures(problem: SearchProblem, options: SurrogateSearchConfig, rng: np.random.Generator) -> np.ndarray:
     """[n_seeds, K] seeds: a simplex grid share, the prior, then pool draws, all inside the caps."""
     n_grid = int(options.n_seeds * options.grid_fraction)
     grid = simplex_grid(problem.k, grid_resolution_for(problem.k, n_grid)) if n_grid >= problem.k else np.zeros((0, problem.k))
@@ -105,7 +79,7 @@ def local_mixtures(centres: np.ndarray, n: int, concentration: float, rng: np.ra
     return np.stack([rng.dirichlet(concentration * c + 1e-2) for c in picks])
 
 
-def prior_observations(problem: SearchProblem, options: SurrogateOptions) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+def prior_observations(problem: SearchProblem, options: SurrogateSearchConfig) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
     """Mixtures scored before the search (problem.observed, the swarm CSV) to add to every fit, or None."""
     from mergemix_jax.search.swarm import read_swarm_csv
 
@@ -132,7 +106,7 @@ def _with_prior(x: np.ndarray, metrics: dict[str, np.ndarray], prior: tuple[np.n
     return np.concatenate([px, x]), {n: np.concatenate([pm[n], v]) for n, v in metrics.items()}
 
 
-def fit_utility(utility, x: np.ndarray, metrics: dict[str, np.ndarray], options: SurrogateOptions):
+def fit_utility(utility, x: np.ndarray, metrics: dict[str, np.ndarray], options: SurrogateSearchConfig, seed: int = 0):
     """Fit one regressor per metric on (x [N, K], metrics) -> (predicted utility: [M, K] -> [M], kinds used).
 
     Mixtures with a non-finite metric (flagged by the utility) are left out of the fit.
@@ -144,7 +118,7 @@ def fit_utility(utility, x: np.ndarray, metrics: dict[str, np.ndarray], options:
     params = lightgbm_params(options.preset, options.learning_rate, options.n_estimators, options.num_leaves)
     predictors, kinds = {}, {}
     for name, y in metrics.items():
-        kinds[name], predictors[name] = fit_regressor(options.regressor, x, y, options.seed, options.min_lightgbm_samples, params)
+        kinds[name], predictors[name] = fit_regressor(options.regressor, x, y, seed, options.min_lightgbm_samples, params)
 
     def predict_u(candidates: np.ndarray) -> np.ndarray:
         return np.asarray(utility({name: f(candidates) for name, f in predictors.items()}), np.float64)
@@ -152,7 +126,7 @@ def fit_utility(utility, x: np.ndarray, metrics: dict[str, np.ndarray], options:
     return predict_u, kinds
 
 
-def maximise_predicted(problem: SearchProblem, predict_u, x: np.ndarray, options: SurrogateOptions, rng: np.random.Generator, kinds: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
+def maximise_predicted(problem: SearchProblem, predict_u, x: np.ndarray, options: SurrogateSearchConfig, rng: np.random.Generator, kinds: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
     """The top-k mixtures [k, K] of the predicted utility and their predicted utilities [k].
 
     The candidate pool (plus the scored mixtures), then zooms: local samples around the current
@@ -172,21 +146,23 @@ def maximise_predicted(problem: SearchProblem, predict_u, x: np.ndarray, options
     return top, top_u
 
 
-def surrogate_search(problem: SearchProblem, options: SurrogateOptions = SurrogateOptions()) -> SearchResult:
-    """MergeMix/DeMix surrogate search; the answer is verified by one more scorer call."""
+def surrogate_search(problem: SearchProblem, options: SurrogateSearchConfig | None = None, *, seed: int = 0, progress: bool = False) -> SearchResult:
+    """MergeMix/DeMix surrogate search (options: the `search.surrogate` section); the answer is
+    verified by one more scorer call."""
+    options = options or SurrogateSearchConfig()
     start = time.perf_counter()
     score, utility = black_box(problem)
-    rng = np.random.default_rng(options.seed)
+    rng = np.random.default_rng(seed)
     earlier = prior_observations(problem, options)
     x = seed_mixtures(problem, options, rng)
-    metrics = score_batches(score, x, options.batch_size, options.progress, "surrogate seeds")
+    metrics = score_batches(score, x, options.batch_size, progress, "surrogate seeds")
     trace = [float(-np.max(utility(metrics)))]
     rounds_log = []
-    with tqdm(total=options.rounds + 1, desc="surrogate", disable=not options.progress) as bar:
+    with tqdm(total=options.rounds + 1, desc="surrogate", disable=not progress) as bar:
         for round_index in range(options.rounds + 1):
             fit_x, fit_metrics = _with_prior(x, metrics, earlier)
             _, why = resolve_kind(options.regressor, len(fit_x), options.min_lightgbm_samples)
-            predict_u, kinds = fit_utility(utility, fit_x, fit_metrics, options)
+            predict_u, kinds = fit_utility(utility, fit_x, fit_metrics, options, seed)
             top, pred_u = maximise_predicted(problem, predict_u, x, options, rng, kinds)
             rounds_log.append({"round": round_index, "scored": len(x), "fit_rows": len(fit_x), "regressors": kinds, "why": why, "best_predicted": float(pred_u.max())})
             (log.warning if "not lightgbm" in why else log.info)("surrogate round %d: %s", round_index, why)
@@ -195,7 +171,7 @@ def surrogate_search(problem: SearchProblem, options: SurrogateOptions = Surroga
                 break
             n_new = max(options.n_seeds // 2 ** (round_index + 1), 1)
             new = _inside_caps(local_mixtures(top, n_new, options.local_concentration, rng), problem)
-            new_metrics = score_batches(score, new, options.batch_size, options.progress, f"surrogate round {round_index + 1}")
+            new_metrics = score_batches(score, new, options.batch_size, progress, f"surrogate round {round_index + 1}")
             x = np.concatenate([x, new])
             metrics = {name: np.concatenate([metrics[name], new_metrics[name]]) for name in metrics}
             trace.append(min(trace[-1], float(-np.max(utility(new_metrics)))))
@@ -233,5 +209,6 @@ def surrogate_search(problem: SearchProblem, options: SurrogateOptions = Surroga
             "lightgbm": asdict(lightgbm_params(options.preset, options.learning_rate, options.n_estimators, options.num_leaves)),
             "rounds": rounds_log,
             "options": asdict(options),
+            "seed": seed,
         },
     )
