@@ -4,6 +4,8 @@ import os
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The data cache (token counts, domain index) of the tests stays out of the home folder.
+os.environ.setdefault("MERGEMIX_CACHE_DIR", os.path.join(os.environ.get("TMPDIR", "/tmp"), f"mergemix-test-data-cache-{os.getpid()}"))
 
 import jax
 

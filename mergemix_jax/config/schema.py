@@ -284,7 +284,7 @@ class SearchConfig:
     progress: bool = False  # progress bars inside the searches
     caps: bool = True  # repetition caps: no domain repeated beyond data.max_epochs over the token budget
     token_budget: float = 0.0  # tokens of the final training run the caps are computed for; 0 = train.steps x batch x seq_len
-    trust_floor: float = 0.0  # trust region: every method but subsets searches w >= trust_floor * prior (0 = whole simplex; README: measured no gain)
+    trust_floor: float = 0.0  # trust region: every method but subsets searches w >= trust_floor * prior (0 = whole simplex; docs/results.md: measured no gain)
     normalise: str = "none"  # utility = weighted mean of per-metric scores normalised on the probe table: none | minmax | zscore | rank (DeMix rank percentile)
     gradient: GradientSearchConfig = field(default_factory=GradientSearchConfig)
     surrogate: SurrogateSearchConfig = field(default_factory=SurrogateSearchConfig)

@@ -4,7 +4,7 @@ Base: `pipeline.base_steps` on the uniform mixture from scratch. Every reference
 `pipeline.expert_steps` (or `validate.reference_steps`) from the base at a constant learning rate,
 on the reference's mixture. Expert k: the same steps from the base, by default on domain k alone at
 a constant LR (the merged proxy ranks mixtures best with constant-LR, short-horizon experts; see
-the README's Measurements); DeMix's component recipe is a switch: `pipeline.expert_general_share`
+docs/results.md); DeMix's component recipe is a switch: `pipeline.expert_general_share`
 of general data (the base's own mixture), `pipeline.expert_schedule: cosine` to
 `pipeline.expert_lr_floor`, and `pipeline.expert_checkpoint_step` to merge an earlier checkpoint.
 """

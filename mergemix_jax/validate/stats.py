@@ -208,7 +208,7 @@ TABLE_COLUMNS = (
 
 
 def format_table(rows: Sequence[dict]) -> str:
-    """A markdown table of rank rows with their 90% intervals (for the console and the README)."""
+    """A markdown table of rank rows with their 90% intervals (for the console and docs/results.md)."""
     head = "| metric | subset | n | " + " | ".join(name for _, name in TABLE_COLUMNS) + " |"
     lines = [head, "|" + "|".join("---" for _ in range(3 + len(TABLE_COLUMNS))) + "|"]
     for r in rows:

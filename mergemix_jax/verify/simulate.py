@@ -5,7 +5,7 @@ The stage's own functions run (`stage.settle_leader`, `decide.decide`) with a tr
 each run's real utility as truth + seed effect + noise * N(0, 1) instead of training (the seed
 effect, seed_sd * N(0, 1) per data seed, is shared by every mixture trained on that seed, as on the
 demo), so the rule is measured exactly as `mergemix run` applies it. `benchmarks/verification_rule.py` prints the table the
-README quotes; the tests check its direction.
+docs/verification.md quotes; the tests check its direction.
 """
 
 from __future__ import annotations

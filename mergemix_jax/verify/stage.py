@@ -314,7 +314,7 @@ def settle_leader(p: Any, data_seed: int, verified: list[Verified], more_seeds: 
     """Confirm screened leaders (`confirm_leaders`), then run up to `p.verify_extra_rounds` rounds of
     the sequential test (`resolve_leader`), confirming again after each (another screened candidate
     may then lead). Returns the rounds run. Each look tests at the same one-sided level, so a leader
-    that stays inside the margin for every round is not recommended (README "Limits of verification")."""
+    that stays inside the margin for every round is not recommended (docs/verification.md, Limits)."""
     confirm_leaders(p, data_seed, verified, more_seeds)
     for done in range(p.verify_extra_rounds):
         if not resolve_leader(p, data_seed, verified, more_seeds, unit):
