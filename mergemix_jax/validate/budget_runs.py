@@ -24,7 +24,7 @@ import numpy as np
 from mergemix_jax.config import Config, ConfigError, load_config
 from mergemix_jax.config.hashing import config_hash
 from mergemix_jax.runkit import training
-from mergemix_jax.runkit.run_dir import hashed_settings, run_dir_for, write_json_atomic
+from mergemix_jax.runkit.run_dir import hashed_settings, run_dir_for, verification_key, write_json_atomic
 from mergemix_jax.validate import budget
 from mergemix_jax.validate.budget import EVAL, SELECT, RealRuns, Strategies, TrajectoryPoint
 
@@ -177,7 +177,8 @@ def pipeline_points(plan: Plan, base: str, scoring: Config, domains: list[str]) 
     folders: dict = {}
     for variant in plan.variants:
         points[variant], folders[variant] = {}, {}
-        for seed in plan.seeds:
+    for seed in plan.seeds:  # seeds outer: a stopped benchmark has every variant of its first seeds
+        for variant in plan.variants:
             cfg = variant_config(plan, variant, seed, base)
             what = f"variant {variant} seed {seed}"
             check_disjoint(scoring, cfg, what)
@@ -189,7 +190,7 @@ def pipeline_points(plan: Plan, base: str, scoring: Config, domains: list[str]) 
                 run_dir = run_pipeline(cfg, plan.config_path, command=f"benchmarks/budget.py {what}", stop_after="verify")
                 log.info("%s: pipeline done in %.0f s (%s)", what, time.perf_counter() - start, run_dir)
             folders[variant][seed] = str(run_dir)
-            path = run_dir / VERIFICATION_FILE
+            path = run_dir / VERIFICATION_FILE.parent / f"verification-{verification_key(cfg)}.json"  # this variant's record (variants may share a run folder)
             if path.is_file():
                 check_same_base(cfg, run_dir, base, what)
                 points[variant][seed] = budget.read_trajectory(json.loads(path.read_text()), domains)
