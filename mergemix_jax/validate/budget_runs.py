@@ -3,7 +3,7 @@ cache of real runs, the pipeline runs of every variant and seed, the judge's uti
 
 Folder layout under `out`:
   base/                       the base, when the config names no `pipeline.base_dir` (trained once)
-  runs/<recipe8>/<key>-s<seed>/  every real run of the benchmark (validate/references.py recipe),
+  runs/<recipe8>/<key>-s<seed>/  every real run of the benchmark (runkit/references.py recipe),
                               scored once per suite (eval-<suite hash>.json); <recipe8> hashes
                               everything but the mixture and the data seed, so a changed recipe or
                               base never reuses a run
@@ -118,7 +118,7 @@ def recipe_key(config: Config) -> str:
 
 
 class ReferenceRunner:
-    """budget.Runner over validate/references.py: trains with the reference recipe into
+    """budget.Runner over runkit/references.py: trains with the reference recipe into
     <root>/<run key>-s<seed> and scores on the selection suite (the run's own, as verification
     does) or the evaluation suite (validate's held-out items the search never saw)."""
 
@@ -200,7 +200,7 @@ def pipeline_points(plan: Plan, base: str, scoring: Config, domains: list[str]) 
 
 
 def judge_utility(plan: Plan, base: str, weights: dict[str, float]):
-    """The one utility every pick is judged by: the run's utility (pipeline/utility.py); a normalised
+    """The one utility every pick is judged by: the run's utility (runkit/utility.py); a normalised
     one fits its maps on the probe table of pipeline seed seeds[0] of the first variant (run up to the probe)."""
     from mergemix_jax.pipeline.stages import run_pipeline
     from mergemix_jax.runkit.utility import run_utility
