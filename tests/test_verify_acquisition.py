@@ -176,3 +176,12 @@ def test_report_shows_predicted_vs_real_for_every_run():
     assert "0.4100" in out and "0.4000" in out and "x 0.25, y 0.75" in out  # prediction, real mean over seeds, mixture
     assert "0.50 [-0.20, 0.90]" in out and "ensemble +0.0200" in out
     assert real_runs_section({"skipped": True}, "nats") == ""
+
+
+def test_verdict_box_names_an_acquisition_answer_for_what_it_is():
+    from mergemix_jax.report.verdict import verdict_of
+
+    cand = {"name": "a3", "weights": {"x": 0.3, "y": 0.7}, "real_utility": [0.5], "real_mean": 0.5, "adjusted_mean": 0.52}
+    mixture = {"weights": cand["weights"], "verification": {"verdict": "acquisition", "chosen": "a3", "proxy_pick": None, "real_runs": 6, "candidates": [cand], "message": "m"}}
+    box = verdict_of(mixture)
+    assert box.colour == "amber" and "after 6 real runs" in box.headline and "not a significance test" in box.headline

@@ -133,6 +133,9 @@ def verdict_of(mixture: Mapping, validation: Mapping | None = None, scale: Scale
         colour, headline = "red", f"The proxy's pick trained worse than {' and '.join(lost_to)}"
     elif confirmed and (source == "verification" or beats_all):
         colour, headline = "green", "The proxy's pick is confirmed by real training: it beats uniform and natural"
+    elif ver.get("verdict") == "acquisition" and source == "verification":
+        colour = "amber"
+        headline = f"Chosen by the predictor after {ver.get('real_runs', len(ver.get('candidates', [])))} real runs: the best posterior mean among the trained mixtures (not a significance test)"
     elif ver.get("verdict") == "other_candidate":
         colour, headline = "amber", "A verified candidate other than the proxy's pick was recommended"
     else:

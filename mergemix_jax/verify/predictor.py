@@ -146,7 +146,8 @@ def prior_predict(weights_MxK: np.ndarray, features_MxP: np.ndarray, features: F
     basis = _basis(features.apply(features_MxP), np.zeros(len(weights_MxK)), np.zeros(1))
     mean, var = _prior(p, 1, hyper)
     var[0] = 0.0  # the intercept shifts every mixture alike: it does not order them
-    return basis @ mean, np.sqrt((hyper.amplitude * scale) ** 2 + (basis**2 * var).sum(1))
+    offset = float(np.mean(features.center_P)) if p else 0.0  # on the proxies' own scale (they share the utility's unit)
+    return offset + basis @ mean, np.sqrt((hyper.amplitude * scale) ** 2 + (basis**2 * var).sum(1))
 
 
 def utility_scale(utility_N: np.ndarray, fallback: float) -> float:
