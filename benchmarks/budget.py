@@ -47,6 +47,7 @@ def build_plan(argv: list[str] | None = None):
     parser.add_argument("--seed-template", default=SEED_TEMPLATE, help=f"overrides of pipeline seed {{s}} (default {SEED_TEMPLATE!r})")
     parser.add_argument("--variant", action="append", default=[], metavar='NAME="k=v ..."', help="a mergemix variant besides 'shipped' (the config as it is; repeatable)")
     parser.add_argument("--out", default="", help="output and cache folder (default runs/budget/<config stem>-<hash8>)")
+    parser.add_argument("--no-shipped", action="store_true", help="run only the --variant pipelines (the shipped defaults are still read where finished)")
     parser.add_argument("--no-pipeline", action="store_true", help="run no pipeline: measure random search and the baselines, read the variants' finished runs")
     parser.add_argument("--smoke", action="store_true", help="tiny models and suites, 1 seed, P = 3 (checks the plumbing, measures nothing)")
     args = parser.parse_args(argv)
@@ -56,7 +57,7 @@ def build_plan(argv: list[str] | None = None):
     given = [parse_variant(v) for v in args.variant]
     if len({name for name, _ in given}) != len(given):
         raise ConfigError("--variant: two variants share a name; give each its own NAME=")
-    variants = {"shipped": []} | dict(given)  # the shipped defaults always run; a variant named "shipped" replaces them
+    variants = ({} if args.no_shipped and given else {"shipped": []}) | dict(given)  # the shipped defaults run unless --no-shipped; a variant named "shipped" replaces them
     out = Path(args.out) if args.out else Path("runs") / "budget" / f"{Path(args.config).stem}-{config_hash(hashed_settings(load_config(args.config, extra)), 8)}"
     plan = Plan(Path(args.config), out, seeds, sorted(set(args.budgets)), pool, [10_000 + j for j in range(args.eval_seeds)], args.pool_seed, args.seed_template, variants, extra, not args.no_pipeline)
     return plan
