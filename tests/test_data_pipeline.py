@@ -20,7 +20,7 @@ from mergemix_jax.data import (
     make_train_dataset,
     token_counts,
 )
-from mergemix_jax.model.layers import attention_mask
+from mergemix_jax.model.attention import document_mask
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 TOK = ByteTokenizer()
@@ -120,7 +120,7 @@ def test_batches_have_the_batch_format_and_packing_never_crosses_documents(tmp_p
             "loss_mask": ((8, 32), np.float32),
         }
         np.testing.assert_array_equal(batch["loss_mask"], batch["segment_ids"] > 0)
-        mask = np.asarray(attention_mask(batch["segment_ids"]))[:, 0]
+        mask = np.asarray(document_mask(batch["segment_ids"], batch["segment_ids"]))[:, 0] & np.tril(np.ones((32, 32), bool))  # what attention sees
         letters = np.where(batch["inputs"] >= TOK.offset + ord("a"), batch["inputs"], -1)  # drop the digit prefix
         for b in range(8):
             seg = batch["segment_ids"][b]

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 
-def _document_mask(segment_q_BxC: jax.Array, segment_k_BxS: jax.Array) -> jax.Array:
+def document_mask(segment_q_BxC: jax.Array, segment_k_BxS: jax.Array) -> jax.Array:
     """[B, 1, C, S] True where query and key lie in the same packed document."""
     return (segment_q_BxC[:, :, None] == segment_k_BxS[:, None, :])[:, None]
 
@@ -33,7 +33,7 @@ def causal_attention(
     a multiple: the last block is padded)."""
     batch, length = q_BxLxHxE.shape[:2]
     if not block or block >= length:
-        mask = None if segment_ids_BxL is None else _document_mask(segment_ids_BxL, segment_ids_BxL)
+        mask = None if segment_ids_BxL is None else document_mask(segment_ids_BxL, segment_ids_BxL)
         return jax.nn.dot_product_attention(q_BxLxHxE, k_BxSxKxE, v_BxSxKxE, mask=mask, is_causal=True)
     segments_BxL = jnp.ones((batch, length), jnp.int32) if segment_ids_BxL is None else segment_ids_BxL
     n_blocks = -(-length // block)
@@ -48,7 +48,7 @@ def causal_attention(
         index, q_BxCxHxE, seg_q_BxC = args
         query_pos_C = index * block + jnp.arange(block)
         causal_1x1xCxS = (key_pos_S[None, :] <= query_pos_C[:, None])[None, None]
-        mask = _document_mask(seg_q_BxC, segments_BxL) & causal_1x1xCxS
+        mask = document_mask(seg_q_BxC, segments_BxL) & causal_1x1xCxS
         return jax.nn.dot_product_attention(q_BxCxHxE, k_BxSxKxE, v_BxSxKxE, mask=mask)
 
     out_NxBxCxHxE = jax.lax.map(one_block, (jnp.arange(n_blocks), q_NxBxCxHxE, seg_NxBxC))
