@@ -51,7 +51,7 @@ def demo_config(args, *overrides: str):
     from mergemix_jax.config import load_config
 
     shape = [f"model.max_seq_len={args.seq_len}", f"train.seq_len={args.seq_len}", "train.batch_size=8", "train.progress=false"]
-    suite = ["eval.task_dir=", "eval.tasks=[]", "eval.choice_as_answer=[]", f"eval.seq_len={args.seq_len}", f"eval.heldout_sequences={max(1, args.rows // args.k)}"]
+    suite = ["eval.task_dir=", "pipeline.utility={loss/mean: 1}", "eval.tasks=[]", "eval.choice_as_answer=[]", f"eval.seq_len={args.seq_len}", f"eval.heldout_sequences={max(1, args.rows // args.k)}"]
     return load_config(ROOT / "configs" / "demo.yaml", [*SIZES[args.size], *shape, *suite, "mesh.fsdp=1", *overrides])
 
 
