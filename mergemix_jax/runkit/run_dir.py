@@ -24,7 +24,10 @@ from mergemix_jax.reliability.atomic import atomic_write_json, json_default
 
 STAGE_LOG = "stages.jsonl"
 # keys added later, left out at their defaults so run folders named before them keep their names
-_NEWER_DEFAULTS = (("model", "remat_policy", "full"), ("model", "attention_block", 0), ("train", "grad_accum_steps", 1), ("pipeline", "expert_dirs", {}))
+_NEWER_DEFAULTS = (
+    ("data", "split_by_process", True), ("eval", "task_offset", 0), ("model", "rope_scaling", None),
+    ("model", "remat_policy", "full"), ("model", "attention_block", 0), ("train", "grad_accum_steps", 1), ("pipeline", "expert_dirs", {}),
+)  # fmt: skip
 _UNHASHED = {("pipeline", "output_root"), ("pipeline", "name"), ("train", "output_dir"), ("train", "progress"), ("train", "log_every"), ("data", "cache_dir"), ("train", "divergence_factor")}
 
 
@@ -34,15 +37,9 @@ def hashed_settings(config: Config) -> dict[str, Any]:
     raw.pop("validate", None)
     for section, key in _UNHASHED:
         raw.get(section, {}).pop(key, None)
-    if raw.get("data", {}).get("split_by_process") is True:  # the default: run folders named before it existed keep their names
-        raw["data"].pop("split_by_process")
-    if raw.get("eval", {}).get("task_offset") == 0:  # likewise
-        raw["eval"].pop("task_offset")
-    if raw.get("model", {}).get("rope_scaling", 0) is None:  # likewise
-        raw["model"].pop("rope_scaling")
     for key in verification_settings(config):  # the verify stage checks its own settings (verification_key)
         raw["pipeline"].pop(key, None)
-    for section, key, default in _NEWER_DEFAULTS:  # likewise
+    for section, key, default in _NEWER_DEFAULTS:
         if raw.get(section, {}).get(key, default) == default:
             raw.get(section, {}).pop(key, None)
     return raw
