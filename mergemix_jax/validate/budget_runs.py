@@ -24,7 +24,7 @@ import numpy as np
 from mergemix_jax.config import Config, ConfigError, load_config
 from mergemix_jax.config.hashing import config_hash
 from mergemix_jax.runkit import training
-from mergemix_jax.runkit.run_dir import hashed_settings, run_dir_for, verification_key, write_json_atomic
+from mergemix_jax.runkit.run_dir import hashed_settings, run_dir_for, write_json_atomic
 from mergemix_jax.validate import budget
 from mergemix_jax.validate.budget import EVAL, SELECT, RealRuns, Strategies, TrajectoryPoint
 
@@ -171,7 +171,7 @@ def pipeline_points(plan: Plan, base: str, scoring: Config, domains: list[str]) 
     """Every variant's trajectory per seed (running the pipeline up to verify when `plan.run_pipelines`);
     a seed whose run has no verification yet is left out. Also {variant: {seed: run folder}}."""
     from mergemix_jax.pipeline.stages import run_pipeline
-    from mergemix_jax.verify.stage import VERIFICATION_FILE
+    from mergemix_jax.verify.stage import keyed_verification_file
 
     points: dict[str, dict[int, list[TrajectoryPoint]]] = {}
     folders: dict = {}
@@ -190,7 +190,7 @@ def pipeline_points(plan: Plan, base: str, scoring: Config, domains: list[str]) 
                 run_dir = run_pipeline(cfg, plan.config_path, command=f"benchmarks/budget.py {what}", stop_after="verify")
                 log.info("%s: pipeline done in %.0f s (%s)", what, time.perf_counter() - start, run_dir)
             folders[variant][seed] = str(run_dir)
-            path = run_dir / VERIFICATION_FILE.parent / f"verification-{verification_key(cfg)}.json"  # this variant's record (variants may share a run folder)
+            path = keyed_verification_file(run_dir, cfg)  # this variant's record (variants may share a run folder)
             if path.is_file():
                 check_same_base(cfg, run_dir, base, what)
                 points[variant][seed] = budget.read_trajectory(json.loads(path.read_text()), domains)

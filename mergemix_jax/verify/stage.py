@@ -423,25 +423,26 @@ def write_verification(engine: Any, run: Callable[[Any], dict] | None = None) ->
     latest, which mixture.json and the report follow)."""
     block = (run or run_verification)(engine)
     block["settings_key"] = verification_key(engine.config)
-    write_json_atomic(keyed_verification_file(engine), block)
+    write_json_atomic(keyed_verification_file(engine.run_dir, engine.config), block)
     path = engine.run_dir / VERIFICATION_FILE
     write_json_atomic(path, block)
     return path
 
 
-def keyed_verification_file(engine: Any) -> Path:
+def keyed_verification_file(run_dir: Path, config: Any) -> Path:
     """verify/verification-<hash of the verification settings>.json: one record per settings, so switching
     strategies back and forth on one run folder recomputes nothing."""
-    return engine.run_dir / VERIFICATION_FILE.parent / f"verification-{verification_key(engine.config)}.json"
+    return Path(run_dir) / VERIFICATION_FILE.parent / f"verification-{verification_key(config)}.json"
 
 
 def verification_is_current(engine: Any) -> bool:
     """Whether verify/verification.json holds the current settings' record; when another settings' record
     is there but this one's keyed copy exists, it is restored as the latest (True)."""
-    path, keyed = engine.run_dir / VERIFICATION_FILE, keyed_verification_file(engine)
-    if path.is_file() and read_verification(engine.run_dir).get("settings_key") == verification_key(engine.config):
+    path, keyed = engine.run_dir / VERIFICATION_FILE, keyed_verification_file(engine.run_dir, engine.config)
+    latest = read_verification(engine.run_dir) if path.is_file() else {}
+    if latest.get("settings_key") == verification_key(engine.config):
         if not keyed.is_file():  # written before records were kept per settings
-            write_json_atomic(keyed, read_verification(engine.run_dir))
+            write_json_atomic(keyed, latest)
         return True
     if keyed.is_file():
         write_json_atomic(path, json.loads(keyed.read_text()))
