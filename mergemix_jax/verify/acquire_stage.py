@@ -109,7 +109,7 @@ def acquisition_block(engine: Any, pool: list[Candidate], features: np.ndarray, 
     fidelity["predictor (before each run)"] = proxy_fidelity(np.asarray([r.predicted for r in result.runs]), real)
     proxy_pick = pool[int(np.argmax(features[:, 0]))].name
     noise = None if result.predictor is None else result.predictor.hyper.noise * result.predictor.hyper.scale
-    entries = [_entry(engine, trained[i], float(mean[i]), float(sd[i])) for i in order]
+    entries = [_entry(engine, trained[i], float(features[i, 0]), float(mean[i]), float(sd[i])) for i in order]
     message = (
         f"Chosen by the predictor after {len(result.runs)} real run(s) ({result.stopped}): {chosen.name} has the best posterior "
         f"real utility among the trained mixtures, {mean[result.chosen]:.4f} ± {sd[result.chosen]:.4f} {unit}."
@@ -150,13 +150,13 @@ def acquisition_block(engine: Any, pool: list[Candidate], features: np.ndarray, 
     }
 
 
-def _entry(engine: Any, v: Verified, posterior_mean: float, posterior_sd: float) -> dict:
+def _entry(engine: Any, v: Verified, proxy_utility: float, posterior_mean: float, posterior_sd: float) -> dict:
     c = v.candidate
     return {
         "name": c.name,
         "sources": c.sources,
         "weights": dict(zip(engine.domains, c.weights_K.tolist(), strict=True)),
-        "proxy_utility": float(proxy_utilities(engine, [c])[0]),
+        "proxy_utility": proxy_utility,  # the merged proxy's utility: the first feature
         "calibrated_utility": None,
         "ensemble_utility": c.proxy_metrics.get("ensemble_utility"),
         "real_utility": v.real_utility,

@@ -84,8 +84,6 @@ def acquire(
     seeds: Sequence[int],
     min_distance: float = 0.1,
     stop_ratio: float = 0.0,
-    rule: str = "ei",
-    rng_seed: int = 0,
 ) -> Acquisition:
     """Run the acquisition loop (module doc) for at most `budget` real runs. `seeds`: the data seeds a
     mixture trains on, in order (its j-th run uses seeds[j]; a mixture is never trained more often)."""
@@ -97,18 +95,16 @@ def acquire(
     first = int(np.argmax(prior_mean))
     out = Acquisition(trajectory=[Step(0, first, float(prior_mean[first]), float(prior_sd[first]))])
     counts: dict[int, int] = {}
-    rng = np.random.default_rng(rng_seed)
+    mean, sd = prior_mean, prior_sd  # the current posterior over the pool (the prior before any run)
     while len(out.runs) < budget:
         if out.predictor is None:
-            mean, sd, pick = prior_mean, prior_sd, first
+            pick = first
         else:
-            mean, sd = out.predictor.predict(pool, features)
             best = max(mean[i] for i in counts)
             ei = expected_improvement(mean, sd, best)
             ei[_too_close(pool, list(counts), min_distance)] = -np.inf
             ei[[i for i, c in counts.items() if c >= len(seeds)]] = -np.inf
-            score = ei if rule == "ei" else np.where(np.isfinite(ei), _thompson(out.predictor, pool, features, rng), -np.inf)
-            pick = int(np.argmax(score))
+            pick = int(np.argmax(ei))
             noise = out.predictor.hyper.noise * out.predictor.hyper.scale
             if not np.isfinite(ei[pick]) or np.max(ei) < stop_ratio * noise:
                 out.stopped = "no candidate's expected improvement reaches pipeline.verify_stop_ratio x the noise of one run"
@@ -122,12 +118,6 @@ def acquire(
         out.trajectory.append(Step(len(out.runs), chosen, float(mean[chosen]), float(sd[chosen])))
     out.stopped = out.stopped or "budget spent"
     return out
-
-
-def _thompson(predictor: Predictor, pool_NxK: np.ndarray, features_NxP: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    mean, cov = predictor.predict_joint(pool_NxK, features_NxP)
-    chol = np.linalg.cholesky(cov + 1e-9 * np.eye(len(cov)) * max(np.trace(cov) / len(cov), 1e-12))
-    return mean + chol @ rng.standard_normal(len(mean))
 
 
 def proxy_fidelity(predicted_N: np.ndarray, real_N: np.ndarray, confidence: float = 0.9, n_boot: int = 2000, seed: int = 0) -> dict:

@@ -111,25 +111,21 @@ class Predictor:
         chol = linalg.cho_factor(cov, lower=True)
         return prior_mean, prior_var, chol, linalg.cho_solve(chol, self.utility_N - self.basis_NxD @ prior_mean)
 
+    def _cross(self, weights_MxK: np.ndarray, features_MxP: np.ndarray):
+        """(basis [M, D] at the first data seed, prior mean and variance of the coefficients, the
+        Cholesky factor and weights of the runs, cross-covariance [M, N] with the runs)."""
+        h = self.hyper
+        basis = _basis(self.features.apply(features_MxP), np.full(len(weights_MxK), self.seed_levels[0]), self.seed_levels)
+        prior_mean, prior_var, chol, alpha = self._parts()
+        cross = (h.amplitude * h.scale) ** 2 * rbf(weights_MxK, self.weights_NxK, h.length_scale) + (basis * prior_var) @ self.basis_NxD.T
+        return basis, prior_mean, prior_var, chol, alpha, cross
+
     def predict(self, weights_MxK: np.ndarray, features_MxP: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean [M] and sd [M] of each mixture's expected real utility (first data seed)."""
-        h = self.hyper
-        basis = _basis(self.features.apply(features_MxP), np.full(len(weights_MxK), self.seed_levels[0]), self.seed_levels)
-        prior_mean, prior_var, chol, alpha = self._parts()
-        cross = (h.amplitude * h.scale) ** 2 * rbf(weights_MxK, self.weights_NxK, h.length_scale) + (basis * prior_var) @ self.basis_NxD.T
-        mean = basis @ prior_mean + cross @ alpha
-        prior_diag = (h.amplitude * h.scale) ** 2 + (basis**2 * prior_var).sum(1)
+        basis, prior_mean, prior_var, chol, alpha, cross = self._cross(weights_MxK, features_MxP)
+        prior_diag = (self.hyper.amplitude * self.hyper.scale) ** 2 + (basis**2 * prior_var).sum(1)
         var = prior_diag - np.einsum("mn,nm->m", cross, linalg.cho_solve(chol, cross.T))
-        return mean, np.sqrt(np.maximum(var, 0.0))
-
-    def predict_joint(self, weights_MxK: np.ndarray, features_MxP: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean [M] and covariance [M, M] of the mixtures' expected real utilities (first data seed)."""
-        h = self.hyper
-        basis = _basis(self.features.apply(features_MxP), np.full(len(weights_MxK), self.seed_levels[0]), self.seed_levels)
-        prior_mean, prior_var, chol, alpha = self._parts()
-        cross = (h.amplitude * h.scale) ** 2 * rbf(weights_MxK, self.weights_NxK, h.length_scale) + (basis * prior_var) @ self.basis_NxD.T
-        prior = (h.amplitude * h.scale) ** 2 * rbf(weights_MxK, weights_MxK, h.length_scale) + (basis * prior_var) @ basis.T
-        return basis @ prior_mean + cross @ alpha, prior - cross @ linalg.cho_solve(chol, cross.T)
+        return basis @ prior_mean + cross @ alpha, np.sqrt(np.maximum(var, 0.0))
 
     def coefficients(self) -> np.ndarray:
         """Posterior mean of the standardised features' coefficients [P], in utility units per feature sd:
