@@ -36,7 +36,7 @@ def tiny_run_overrides(output_root: str | Path) -> list[str]:
         "optim.warmup_steps=0", "eval.seq_len=32", "eval.heldout_sequences=2", "eval.task_max_items=2", "eval.task_max_len=32",
         f"pipeline.output_root={output_root}", "pipeline.base_dir=", "pipeline.base_steps=4", "pipeline.expert_steps=2",
         "pipeline.methods=[subsets]", "pipeline.probe_mixtures=1", "pipeline.heatmap_resolution=3",
-        "pipeline.verify_candidates=1", "pipeline.verify_pool=4", "search.surrogate.n_seeds=6",
+        "pipeline.verify_candidates=1", "pipeline.verify_budget=2", "pipeline.verify_pool=4", "search.surrogate.n_seeds=6",
         "validate.n_dirichlet=1", "validate.noise_ceiling=false",
     ]  # fmt: skip
 

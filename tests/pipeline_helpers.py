@@ -51,6 +51,7 @@ def tiny_pipeline_raw(folder: Path, **pipeline) -> dict:
             "methods": ["subsets", "surrogate"],
             "probe_mixtures": 1,
             "heatmap_resolution": 3,
+            "verify_strategy": "rounds",  # the tests of the rounds rule; test_verify_acquisition.py runs the default
             "verify_candidates": 1,
             "verify_pool": 4,
             **pipeline,

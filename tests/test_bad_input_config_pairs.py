@@ -49,6 +49,7 @@ PAIRS = [
     ({}, ["search.hierarchical.n_clusters=3"], "'search.hierarchical.n_clusters' (3) exceeds the 2 domains"),
     ({}, ["data.domains.web.split_by=blank_line"], "'data.domains[0].split_by'"),
     ({}, ["data.domains.web.format=text", "data.domains.web.text_field=body"], "'data.domains[0].text_field'"),
+    ({}, ["pipeline.verify_candidates=0"], "set pipeline.verify_budget=0 for no verification"),
     # checked before issue 20 (kept here so the table lists every pair)
     ({}, ["model.n_heads=4", "model.n_kv_heads=3"], "'model.n_heads' (4) must be a multiple of 'model.n_kv_heads' (3)"),
     ({}, ["model.d_model=130", "model.n_heads=4", "model.n_kv_heads=4"], "'model.d_model' (130) must be divisible by 'model.n_heads'"),

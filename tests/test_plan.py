@@ -43,6 +43,7 @@ def test_training_stages_cost_6n_per_token_and_follow_the_steps(demo):
 
 
 def test_verification_best_and_worst_case_follow_the_verify_keys(demo):
+    demo = with_pipeline(demo, verify_strategy="rounds")
     best, worst = verification_runs(demo)
     assert 0 < best < worst
     more_seeds = with_pipeline(demo, verify_extra_rounds=demo.pipeline.verify_extra_rounds + 1)
@@ -101,3 +102,15 @@ def test_suite_tokens_count_held_out_rows_and_task_items(demo, tmp_path):
     assert suite_tokens(dataclasses.replace(demo, eval=e)) == held_out + 2 * e.task_max_len  # 3 items, 1 skipped
     capped = dataclasses.replace(e, task_max_items=1)
     assert suite_tokens(dataclasses.replace(demo, eval=capped)) == held_out + e.task_max_len
+
+
+def test_acquisition_plans_exactly_its_budget_and_its_pool(demo):
+    acquisition = with_pipeline(demo, verify_strategy="acquisition", verify_budget=5, verify_stop_ratio=0.0)
+    assert verification_runs(acquisition) == (5, 5)
+    assert verification_runs(with_pipeline(acquisition, verify_stop_ratio=0.5)) == (1, 5)
+    assert verification_runs(with_pipeline(acquisition, verify_budget=0)) == (0, 0)
+    plan, rounds = rows(job_plan(acquisition, "cpu")), rows(job_plan(with_pipeline(demo, verify_strategy="rounds"), "cpu"))
+    k = len(demo.data.domains)
+    assert plan["verification"]["runs_worst"] == 5 and "verify_budget" in plan["verification"]["note"]
+    assert plan["verify pool"]["runs_worst"] == rounds["verify pool"]["runs_worst"] + demo.pipeline.verify_pool + k
+    assert rows(job_plan(with_pipeline(acquisition, verify_budget=0), "cpu"))["verify pool"]["runs_worst"] == 0

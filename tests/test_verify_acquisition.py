@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mergemix_jax.verify.acquire_stage import around_natural
-from mergemix_jax.verify.acquisition import acquire, proxy_fidelity
+from mergemix_jax.verify.acquisition import acquire, proxy_fidelity, proxy_reliance
 from mergemix_jax.verify.predictor import FeatureScale, Hyper, expected_improvement, fit_predictor
 
 K = 4
@@ -185,3 +185,34 @@ def test_verdict_box_names_an_acquisition_answer_for_what_it_is():
     mixture = {"weights": cand["weights"], "verification": {"verdict": "acquisition", "chosen": "a3", "proxy_pick": None, "real_runs": 6, "candidates": [cand], "message": "m"}}
     box = verdict_of(mixture)
     assert box.colour == "amber" and "after 6 real runs" in box.headline and "not a significance test" in box.headline
+
+
+def test_the_off_switch_is_the_strategys_own_key_and_messages_name_it():
+    """acquisition (the default) is off with verify_budget=0, rounds with verify_candidates=0; the
+    unverified answer's message names the key that turned verification off."""
+    import dataclasses
+    from pathlib import Path
+
+    from mergemix_jax.config import load_config
+    from mergemix_jax.pipeline.stages import verification_off_key
+
+    demo = load_config(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")
+
+    def with_(**values):
+        return dataclasses.replace(demo, pipeline=dataclasses.replace(demo.pipeline, **values))
+
+    assert demo.pipeline.verify_strategy == "acquisition" and verification_off_key(demo) == ""
+    assert verification_off_key(with_(verify_budget=0)) == "pipeline.verify_budget is 0"
+    assert verification_off_key(with_(verify_strategy="rounds", verify_budget=0)) == ""
+    assert "verify_candidates is 0" in verification_off_key(with_(verify_strategy="rounds", verify_candidates=0))
+
+
+def test_the_answer_says_whether_it_leans_on_a_proxy_or_on_the_runs_alone():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=12)
+    faithful = {"merged": proxy_fidelity(real + 0.1 * rng.normal(size=12), real), "ensemble": proxy_fidelity(rng.normal(size=12), real)}
+    text = proxy_reliance(faithful, ["merged", "ensemble"])
+    assert "merged 0.9" in text and "ensemble" not in text and "12 real runs" in text
+    useless = {"merged": proxy_fidelity(rng.normal(size=12), real)}
+    assert "rests on the real runs themselves" in proxy_reliance(useless, ["merged", "ensemble"])
+    assert "Too few real runs" in proxy_reliance({"merged": proxy_fidelity(real[:2], real[:2])}, ["merged"])

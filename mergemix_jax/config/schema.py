@@ -178,18 +178,20 @@ class PipelineConfig:
     probe_mixtures: int = 8  # Dirichlet draws scored besides vertices and centre (report, diagnostics)
     heatmap_resolution: int = 8  # simplex grid steps per side for the utility heatmap
     diagnostics: bool = True  # task-vector cosines and curvature ratios (Hessian-vector products)
-    verify_candidates: int = 3  # top proxy candidates trained for real besides uniform and natural (0 = no verification)
+    verify_strategy: str = "acquisition"  # acquisition (a predictor on every real run picks each next run; docs/budget.md) | rounds (top candidates + sequential test)
+    verify_budget: int = 8  # acquisition: real runs (one expert's size each) after the experts; 0 = no verification
+    verify_stop_ratio: float = 0.0  # acquisition: stop early when no candidate's expected improvement reaches this x the noise of one run
+    verify_ensemble_pool: int = 0  # acquisition: add this many of the output-space ensemble's best mixtures (of 8,192 draws) to the pool
+    verify_pool: int = 64  # Dirichlet mixtures scored by the proxy as extra candidates (acquisition: as many again around natural)
+    verify_min_distance: float = 0.1  # total-variation distance between verified mixtures
+    # the rounds strategy's keys (verify_strategy: rounds)
+    verify_candidates: int = 3  # rounds: top proxy candidates trained for real besides uniform and natural (0 = no verification)
     verify_seeds: int = 2  # data seeds per verification run (2+ measures the seed noise)
     verify_screen_seeds: int = 0  # 1..verify_seeds: candidates train this many seeds first, the leader gets the rest before it can win (0 = all at once)
     verify_rounds: int = 2  # 1 + rounds that train the best candidate by calibrated utility
-    verify_min_distance: float = 0.1  # total-variation distance between verified mixtures
     verify_confidence: float = 0.9  # a candidate replaces the best baseline only if better at this one-sided level
     verify_extra_seeds: int = 2  # a candidate leading the best baseline inside the margin: this many more seeds of both
     verify_extra_rounds: int = 2  # at most this many such rounds (the sequential test's budget; 0 = none)
-    verify_pool: int = 64  # Dirichlet mixtures scored by the proxy as extra candidates to re-rank
-    verify_strategy: str = "rounds"  # rounds (top candidates + sequential test) | acquisition (a predictor on every real run picks each next run)
-    verify_budget: int = 8  # acquisition: real runs (one expert's size each) after the experts; 0 = no verification
-    verify_stop_ratio: float = 0.0  # acquisition: stop early when no candidate's expected improvement reaches this x the noise of one run
 
 
 # the values a search option may take, declared once: config/validation.py checks them, search/ uses them

@@ -240,6 +240,13 @@ def _verify_problems(config: Config) -> list[str]:
         problems.append(f"key 'pipeline.verify_screen_seeds' must be between 0 (off) and pipeline.verify_seeds ({p.verify_seeds}), got {p.verify_screen_seeds}")
     if p.verify_strategy not in VERIFY_STRATEGIES:
         problems.append(f"key 'pipeline.verify_strategy' must be one of {list(VERIFY_STRATEGIES)}, got {p.verify_strategy!r}")
+    if p.verify_strategy == "acquisition" and p.verify_candidates == 0 and p.verify_budget > 0:
+        problems.append(
+            "key 'pipeline.verify_candidates' is 0, which turns verification off only under pipeline.verify_strategy=rounds; "
+            "under acquisition (the default) set pipeline.verify_budget=0 for no verification, or pipeline.verify_strategy=rounds"
+        )
+    if p.verify_ensemble_pool < 0:
+        problems.append(f"key 'pipeline.verify_ensemble_pool' must be >= 0 (0 = off), got {p.verify_ensemble_pool}")
     if p.verify_budget < 0 or p.verify_stop_ratio < 0:
         problems.append(f"keys 'pipeline.verify_budget' and 'pipeline.verify_stop_ratio' must be >= 0, got {p.verify_budget} and {p.verify_stop_ratio}")
     if not 0 <= p.verify_min_distance < 1:

@@ -178,8 +178,17 @@ def stage_select(engine: Engine) -> Path:
     return out
 
 
+def verification_off_key(config: Config) -> str:
+    """'' when the verify stage trains anything, else the setting that turned it off (for messages)."""
+    p = config.pipeline
+    if p.verify_strategy == "acquisition":
+        return "" if p.verify_budget else "pipeline.verify_budget is 0"
+    return "" if p.verify_candidates else "pipeline.verify_candidates is 0 (verify_strategy rounds)"
+
+
 def stage_verify(engine: Engine) -> Path | None:
-    """Train the top proxy candidates, uniform and natural for real; verify/verification.json (None when off)."""
+    """Train mixtures for real (the acquisition's runs, or the rounds strategy's candidates and baselines);
+    verify/verification.json (None when off)."""
     from mergemix_jax.verify.acquire_stage import run_acquisition
     from mergemix_jax.verify.stage import (
         VERIFICATION_FILE,
@@ -188,12 +197,10 @@ def stage_verify(engine: Engine) -> Path | None:
         write_verification,
     )
 
-    p = engine.config.pipeline
-    acquisition = p.verify_strategy == "acquisition"
-    if (p.verify_budget if acquisition else p.verify_candidates) == 0:
+    if verification_off_key(engine.config):
         return None
     out = engine.run_dir / VERIFICATION_FILE
-    run_stage(engine.run_dir, "verify", lambda: verification_is_current(engine), lambda: write_verification(engine, run_acquisition if acquisition else run_verification))
+    run_stage(engine.run_dir, "verify", lambda: verification_is_current(engine), lambda: write_verification(engine, run_acquisition if engine.config.pipeline.verify_strategy == "acquisition" else run_verification))
     return out
 
 
@@ -211,8 +218,9 @@ def write_recommendation(engine: Engine, verification: Path | None) -> Path:
             return out  # already written from this verification
     chosen = read_mixture(engine.run_dir / "search" / "selected.json")
     if verification is None:
-        log.warning("pipeline.verify_candidates is 0: the recommendation is the proxy's pick, NOT checked by real training")
-        chosen.verification = {"skipped": True, "message": "Not verified: pipeline.verify_candidates is 0, so this is the merged proxy's pick, unchecked by real training."}
+        off = verification_off_key(engine.config)
+        log.warning("%s: the recommendation is the proxy's pick, NOT checked by real training", off)
+        chosen.verification = {"skipped": True, "message": f"Not verified: {off}, so this is the merged proxy's pick, unchecked by real training."}
     else:
         entry = next(c for c in block["candidates"] if c["name"] == block["chosen"])
         chosen.method = f"verified:{entry['name']} ({', '.join(entry['sources'])})"

@@ -8,9 +8,13 @@ Pure arithmetic over the config (no arrays, no data read). Conventions:
   counts 3 forwards (forward + backward);
 - search: each method's evaluation budget from its section (an upper bound: early stopping,
   caches and the quadratic proxy only lower it);
-- verification (verify/stage.py): best case = the two baselines and the first round on the screening
-  seeds; worst case = every round's candidate brought to all `verify_seeds` plus every sequential-test
-  round (`verify_extra_rounds` x `verify_extra_seeds` seeds of the leader and both baselines);
+- verification, `pipeline.verify_strategy: acquisition` (verify/acquire_stage.py): exactly
+  `verify_budget` runs (best case 1 when `verify_stop_ratio` > 0 may stop it early); its pool scores
+  the draws around natural and the rounds pool (2 x `verify_pool` + K merged evaluations) and the
+  ensemble's K expert passes over the suite;
+- verification, `rounds` (verify/stage.py): best case = the two baselines and the first round on the
+  screening seeds; worst case = every round's candidate brought to all `verify_seeds` plus every
+  sequential-test round (`verify_extra_rounds` x `verify_extra_seeds` seeds of the leader and both baselines);
 - chip-hours = FLOPs / (peak FLOP/s x MFU) / 3600, MFU assumed (default 0.4) or measured; on `cpu`
   the "chip" is one CPU-second of work and the rate a measured FLOP/s per CPU-second (docs/cost.md).
 Memory per chip is the compiled plan's (`runkit/compiled.py`) when given, else the analytic
@@ -99,6 +103,8 @@ def search_evaluations(config: Config) -> dict[str, float]:
 def verification_runs(config: Config) -> tuple[int, int]:
     """(best, worst) number of verification training runs (see the module doc)."""
     p = config.pipeline
+    if p.verify_strategy == "acquisition":
+        return (min(1, p.verify_budget) if p.verify_stop_ratio > 0 else p.verify_budget), p.verify_budget
     if p.verify_candidates == 0:
         return 0, 0
     screen = p.verify_screen_seeds or p.verify_seeds
@@ -106,6 +112,20 @@ def verification_runs(config: Config) -> tuple[int, int]:
     best = baselines + p.verify_candidates * screen
     worst = baselines + (p.verify_candidates + p.verify_rounds - 1) * p.verify_seeds + 3 * p.verify_extra_rounds * p.verify_extra_seeds
     return best, worst
+
+
+VERIFY_NOTES = {
+    "rounds": ("Dirichlet pool + drop-one", "best: first round on the screening seeds; worst: every round and sequential-test seed"),
+    "acquisition": ("draws around natural + Dirichlet pool + drop-one (+ the ensemble's K expert passes)", "pipeline.verify_budget runs chosen one at a time by expected improvement"),
+}
+
+
+def verify_pool_evaluations(config: Config) -> float:
+    """Merged evaluations of the verification pool (the acquisition adds its draws around natural and
+    the ensemble's K expert passes over the suite, counted as K evaluations)."""
+    p, k = config.pipeline, len(config.data.domains)
+    rounds_pool = p.verify_pool + k
+    return rounds_pool + p.verify_pool + k + p.verify_ensemble_pool if p.verify_strategy == "acquisition" else rounds_pool
 
 
 def reference_runs(config: Config) -> int:
@@ -155,8 +175,8 @@ def job_plan(
         train_row("experts", expert_runs, expert_runs, p.expert_steps, "reused (pipeline.expert_dirs)" if expert_dirs_given else f"{k} domains"),
         eval_row("probe", probe_evaluations(config), "vertices, centre, Dirichlet, heatmap faces"),
         eval_row("search", sum(searches.values()), ", ".join(f"{name} <= {n:.0f}" for name, n in searches.items())),
-        eval_row("verify pool", p.verify_pool + k if p.verify_candidates else 0, "Dirichlet pool + drop-one"),
-        train_row("verification", verify_best, verify_worst, p.expert_steps, "best: first round on the screening seeds; worst: every round and sequential-test seed"),
+        eval_row("verify pool", verify_pool_evaluations(config) if verify_worst else 0, VERIFY_NOTES[p.verify_strategy][0]),
+        train_row("verification", verify_best, verify_worst, config.validate.reference_steps or p.expert_steps, VERIFY_NOTES[p.verify_strategy][1]),
     ]
     optional = train_row("validate references (optional)", reference_runs(config), reference_runs(config), config.validate.reference_steps or p.expert_steps, "mergemix validate")
     for row in [*rows, optional]:

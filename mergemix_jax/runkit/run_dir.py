@@ -28,6 +28,7 @@ _NEWER_DEFAULTS = (
     ("data", "split_by_process", True), ("eval", "task_offset", 0), ("model", "rope_scaling", None),
     ("model", "remat_policy", "full"), ("model", "attention_block", 0), ("train", "grad_accum_steps", 1), ("pipeline", "expert_dirs", {}),
 )  # fmt: skip
+_NEWER_VERIFY_DEFAULTS = {"verify_ensemble_pool": 0}  # the same for the verification records' key
 _UNHASHED = {("pipeline", "output_root"), ("pipeline", "name"), ("train", "output_dir"), ("train", "progress"), ("train", "log_every"), ("data", "cache_dir"), ("train", "divergence_factor")}
 
 
@@ -37,8 +38,8 @@ def hashed_settings(config: Config) -> dict[str, Any]:
     raw.pop("validate", None)
     for section, key in _UNHASHED:
         raw.get(section, {}).pop(key, None)
-    for key in verification_settings(config):  # the verify stage checks its own settings (verification_key)
-        raw["pipeline"].pop(key, None)
+    for key in [k for k in raw["pipeline"] if k.startswith("verify_")]:  # the verify stage checks its own settings (verification_key)
+        raw["pipeline"].pop(key)
     for section, key, default in _NEWER_DEFAULTS:
         if raw.get(section, {}).get(key, default) == default:
             raw.get(section, {}).pop(key, None)
@@ -50,7 +51,7 @@ def verification_settings(config: Config) -> dict[str, Any]:
     their hash in verify/verification.json and reruns when it differs (its real runs are cached per mixture
     and seed), so changing them reuses the experts, probe and searches of the same run folder."""
     p = config.pipeline
-    settings = {k: v for k, v in vars(p).items() if k.startswith("verify_")}
+    settings = {k: v for k, v in vars(p).items() if k.startswith("verify_") and _NEWER_VERIFY_DEFAULTS.get(k, object()) != v}
     settings["reference_steps"] = config.validate.reference_steps or p.expert_steps
     return settings
 

@@ -34,6 +34,7 @@ SMOKE = [
     "pipeline.expert_steps=2", "pipeline.base_steps=2", "eval.heldout_sequences=2", "eval.task_max_items=2",
     "pipeline.probe_mixtures=1", "pipeline.heatmap_resolution=3", "pipeline.methods=[subsets]",
     "pipeline.verify_candidates=1", "pipeline.verify_rounds=1", "pipeline.verify_pool=4", "pipeline.verify_extra_rounds=0",
+    "pipeline.verify_budget=2",
 ]  # fmt: skip
 
 

@@ -139,3 +139,24 @@ def proxy_fidelity(predicted_N: np.ndarray, real_N: np.ndarray, confidence: floa
     lo, hi = np.quantile(boot, [(1 - confidence) / 2, (1 + confidence) / 2]) if boot else (np.nan, np.nan)
     rmse = float(np.sqrt(np.mean(((p - p.mean()) - (r - r.mean())) ** 2)))
     return {"n": len(p), "spearman": rho, "spearman_lo": float(lo), "spearman_hi": float(hi), "rmse_centred": rmse}
+
+
+def proxy_reliance(fidelity: dict[str, dict], proxies: Sequence[str]) -> str:
+    """One sentence for the user: which proxies ranked this job's real runs (the lower end of the Spearman
+    interval above 0), or that none did and the answer rests on the real runs alone."""
+    judged = {name: fidelity[name] for name in proxies if name in fidelity and fidelity[name].get("spearman") is not None}
+    if not judged:
+        return "Too few real runs to judge the proxies: the answer rests on the real runs and the proxies' prior."
+    n = max(f["n"] for f in judged.values())
+
+    def rho(name: str) -> str:
+        f = judged[name]
+        return f"{name} {f['spearman']:.2f} [{f['spearman_lo']:.2f}, {f['spearman_hi']:.2f}]"
+
+    trusted = [name for name, f in judged.items() if f["spearman_lo"] > 0]
+    if trusted:
+        return f"The proxies that ranked this job's {n} real runs (Spearman, 90% interval): {', '.join(rho(t) for t in trusted)}; the predictor leans on them between runs."
+    return (
+        f"No proxy ranked this job's {n} real runs reliably (Spearman, 90% interval: {', '.join(rho(t) for t in judged)}): "
+        "the answer rests on the real runs themselves, as a random search's would, pooled by the predictor."
+    )
