@@ -16,3 +16,10 @@ _CACHE = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"mergemix-test-jax-cach
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+# No test may depend on wall-clock timing: hypothesis's per-example deadline is off for every test
+# (a loaded 2-core CI machine made a 200 ms deadline fail a pure config-parsing property).
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("no-deadline", deadline=None)
+settings.load_profile("no-deadline")

@@ -143,7 +143,7 @@ def test_acquisition_stage_end_to_end_reuses_the_run_folder(tmp_path):
     run_dir = run_pipeline(load_config(path), path, stop_after="verify")
     rounds = read_verification(run_dir)
     events = len(read_stage_log(run_dir))
-    acquisition = ["pipeline.verify_strategy=acquisition", "pipeline.verify_budget=3"]
+    acquisition = ["pipeline.verify_strategy=acquisition", "pipeline.verify_budget=3", "pipeline.verify_ensemble_pool=2"]
     assert run_pipeline(load_config(path, acquisition), path, stop_after="verify") == run_dir
     new = read_stage_log(run_dir)[events:]
     assert {e["stage"] for e in new if e["status"] == "done"} == {"verify"}
@@ -153,6 +153,11 @@ def test_acquisition_stage_end_to_end_reuses_the_run_folder(tmp_path):
     assert len({json.dumps(c["weights"], sort_keys=True) for c in v["candidates"]}) == 3  # no mixture trained twice
     assert all(c["predicted_utility"] is not None and len(c["real_utility"]) == 1 for c in v["candidates"])
     assert set(v["fidelity"]) >= {"merged", "predictor (before each run)"}
+    from mergemix_jax.eval.results import read_table
+    from mergemix_jax.verify.candidates import tv_distance
+
+    top = read_table(run_dir / "eval" / "verify_ensemble_top-2.csv", list(v["candidates"][0]["weights"]))["weights"]
+    assert len(top) == 2 and tv_distance(top[0], top[1]) >= 0.1  # the ensemble's best two, scored by the merge for the pool
     mixture = json.loads((run_dir / "mixture.json").read_text())
     chosen = next(c for c in v["candidates"] if c["name"] == v["chosen"])
     assert mixture["weights"] == pytest.approx(chosen["weights"])
@@ -216,3 +221,19 @@ def test_the_answer_says_whether_it_leans_on_a_proxy_or_on_the_runs_alone():
     useless = {"merged": proxy_fidelity(rng.normal(size=12), real)}
     assert "rests on the real runs themselves" in proxy_reliance(useless, ["merged", "ensemble"])
     assert "Too few real runs" in proxy_reliance({"merged": proxy_fidelity(real[:2], real[:2])}, ["merged"])
+
+
+def test_refeature_runs_after_every_run_and_each_run_keeps_the_features_it_was_chosen_with():
+    """A proxy recalibrated on the runs (pipeline.verify_features: calibrated) changes the features after
+    every run; each run records the features it had before it trained (its out-of-sample prediction)."""
+    pool, proxy, rng = pool_and_proxy(0, 1.0, n=32)
+    calls = []
+
+    def refeature(runs):
+        calls.append(len(runs))
+        return proxy + len(runs)  # a shift per run makes the features each run saw identifiable
+
+    result = acquire(pool, proxy, lambda i, s: float(utility(pool[i : i + 1])[0] + rng.normal(0, 0.01)), 4, seeds=[0], refeature=refeature)
+    assert calls == [1, 2, 3, 4]
+    assert [r.features[0] - proxy[r.index, 0] for r in result.runs] == pytest.approx([0, 1, 2, 3])
+    assert result.features == pytest.approx(proxy + 4)

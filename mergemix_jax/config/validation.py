@@ -230,6 +230,7 @@ def _eval_problems(config: Config) -> list[str]:
 
 
 VERIFY_STRATEGIES = ("rounds", "acquisition")
+VERIFY_FEATURES = ("merged", "calibrated", "ensemble")
 
 
 def _verify_problems(config: Config) -> list[str]:
@@ -245,6 +246,9 @@ def _verify_problems(config: Config) -> list[str]:
             "key 'pipeline.verify_candidates' is 0, which turns verification off only under pipeline.verify_strategy=rounds; "
             "under acquisition (the default) set pipeline.verify_budget=0 for no verification, or pipeline.verify_strategy=rounds"
         )
+    unknown = [f for f in p.verify_features if f not in VERIFY_FEATURES]
+    if unknown or not p.verify_features or len(set(p.verify_features)) < len(p.verify_features):
+        problems.append(f"key 'pipeline.verify_features' must list distinct features of {list(VERIFY_FEATURES)} (at least one), got {p.verify_features}")
     if p.verify_ensemble_pool < 0:
         problems.append(f"key 'pipeline.verify_ensemble_pool' must be >= 0 (0 = off), got {p.verify_ensemble_pool}")
     if p.verify_budget < 0 or p.verify_stop_ratio < 0:

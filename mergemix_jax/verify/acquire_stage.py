@@ -5,8 +5,9 @@ The pool: uniform and natural proportions, `pipeline.verify_pool` draws from a D
 natural proportions (concentration K x natural: the draws a careful random search would train), every
 search method's pick, the probe table, a Dirichlet(1) pool, natural-without-one-domain and, with
 `pipeline.verify_ensemble_pool` > 0, the output-space ensemble's best mixtures of 8,192 draws, each scored by
-the merged proxy and, where it defines the utility's metrics, the output-space ensemble (the predictor's
-features). Every run is one mixture on the first verification data seed, cached like the rounds
+the proxies of `pipeline.verify_features` (the predictor's features: the merged proxy; the merged proxy
+calibrated on the vertices and every run so far, refitted after each run; the output-space ensemble where
+it defines the utility's metrics). Every run is one mixture on the first verification data seed, cached like the rounds
 strategy's (verify/runs/<hash>-s<seed>), so a killed job resumes and a rerun trains nothing twice.
 
 The block written to verify/verification.json has the rounds strategy's keys (candidates with real and
@@ -38,7 +39,6 @@ from mergemix_jax.verify.stage import (
 )
 
 log = logging.getLogger(__name__)
-FEATURES = ("merged", "ensemble")
 ENSEMBLE_DRAWS = 4096  # per family (Dirichlet(1), around natural): the ensemble scores ~1,600 mixtures/s on a CPU
 
 
@@ -89,16 +89,48 @@ def acquisition_pool(engine: Any) -> list[Candidate]:
     return pool
 
 
-def proxy_features(engine: Any, pool: list[Candidate]) -> tuple[np.ndarray, list[str]]:
-    """[N, P] the proxies' utilities of each candidate (merged; ensemble where available) and their names."""
-    columns, names = [proxy_utilities(engine, pool)], ["merged"]
-    ensemble = ensemble_utilities(engine, pool)
-    if ensemble is not None:
-        columns.append(ensemble)
-        names.append("ensemble")
-        for c, u in zip(pool, ensemble, strict=True):
-            c.proxy_metrics["ensemble_utility"] = float(u)
-    return np.stack(columns, axis=1), names
+def vertex_metrics(engine: Any) -> dict[str, np.ndarray]:
+    """The probe table's one-domain rows {metric: [V]}: real runs for free when the experts are the
+    references (same recipe as a verification run), else empty rows."""
+    from mergemix_jax.eval.results import read_table
+    from mergemix_jax.runkit import training
+
+    probe = read_table(engine.run_dir / "eval" / "probe.csv", engine.domains)
+    rows = [i for i, w in enumerate(probe["weights"]) if w.max() > 1.0 - 1e-6] if training.experts_are_references(engine.config) else []
+    return {m: v[rows] for m, v in probe["metrics"].items()}
+
+
+class ProxyFeatures:
+    """The predictor's features of a pool, in `pipeline.verify_features` order: the merged proxy's utility,
+    the merged proxy calibrated on every real run so far (the vertices and the job's runs:
+    verify.stage.refit_calibration; recomputed after each run) and the output-space ensemble's (dropped,
+    with a log line, where it does not define the utility's metrics)."""
+
+    def __init__(self, engine: Any, pool: list[Candidate], names: list[str]):
+        self.engine, self.pool = engine, pool
+        self.columns: dict[str, np.ndarray] = {}
+        if "merged" in names:
+            self.columns["merged"] = proxy_utilities(engine, pool)
+        if "ensemble" in names:
+            ensemble = ensemble_utilities(engine, pool)
+            if ensemble is None:
+                log.info("the output-space ensemble does not define this utility's metrics: the predictor goes without it")
+            else:
+                self.columns["ensemble"] = ensemble
+                for c, u in zip(pool, ensemble, strict=True):
+                    c.proxy_metrics["ensemble_utility"] = float(u)
+        self.vertices = vertex_metrics(engine) if "calibrated" in names else {}
+        self.names = [n for n in names if n in self.columns or n == "calibrated"]
+
+    def after(self, verified: list[Verified]) -> np.ndarray:
+        """[N, P] with the calibrated column refitted on the vertices and `verified`."""
+        from mergemix_jax.verify.stage import refit_calibration
+
+        columns = dict(self.columns)
+        if "calibrated" in self.names:
+            calibration, _ = refit_calibration(self.engine, self.vertices, verified)
+            columns["calibrated"] = proxy_utilities(self.engine, self.pool, calibration)
+        return np.stack([columns[n] for n in self.names], axis=1)
 
 
 def run_acquisition(engine: Any) -> dict:
@@ -108,7 +140,7 @@ def run_acquisition(engine: Any) -> dict:
     cfg, p = engine.config, engine.config.pipeline
     score = make_model_scorer(cfg, engine.suite)
     pool = acquisition_pool(engine)
-    features, feature_names = proxy_features(engine, pool)
+    proxies = ProxyFeatures(engine, pool, p.verify_features)
     weights = np.stack([c.weights_K for c in pool])
     trained: dict[int, Verified] = {}
 
@@ -117,24 +149,30 @@ def run_acquisition(engine: Any) -> dict:
         return trained[i].real_utility[0]
 
     seed = verification_seeds(cfg)[0]
-    result = acquire(weights, features, train, p.verify_budget, seeds=[seed], min_distance=p.verify_min_distance, stop_ratio=p.verify_stop_ratio)
+    refeature = (lambda runs: proxies.after([trained[i] for i in dict.fromkeys(r.index for r in runs)])) if "calibrated" in proxies.names else None
+    result = acquire(weights, proxies.after([]), train, p.verify_budget, seeds=[seed], min_distance=p.verify_min_distance, stop_ratio=p.verify_stop_ratio, refeature=refeature)
     for run in result.runs:
         trained[run.index].predicted_utility = run.predicted
-    return acquisition_block(engine, pool, features, feature_names, trained, result)
+    return acquisition_block(engine, pool, proxies.names, trained, result)
 
 
-def acquisition_block(engine: Any, pool: list[Candidate], features: np.ndarray, feature_names: list[str], trained: dict[int, Verified], result: Acquisition) -> dict:
-    """The verification block of an acquisition run (module doc)."""
+def acquisition_block(engine: Any, pool: list[Candidate], feature_names: list[str], trained: dict[int, Verified], result: Acquisition) -> dict:
+    """The verification block of an acquisition run (module doc). Each proxy's fidelity is judged on its
+    value for each run before that run trained (out of sample for the calibrated proxy too)."""
     order = [r.index for r in result.runs]
     chosen = pool[result.chosen]
     unit = utility_unit(engine)
+    features = result.features
     mean, sd = result.predictor.predict(np.stack([c.weights_K for c in pool]), features) if result.predictor else (features[:, 0], np.zeros(len(pool)))
     real = np.asarray([trained[i].real_utility[0] for i in order])
-    fidelity = {name: proxy_fidelity(features[order, j], real) for j, name in enumerate(feature_names)}
+    before = np.asarray([r.features for r in result.runs]).reshape(len(order), len(feature_names))
+    fidelity = {name: proxy_fidelity(before[:, j], real) for j, name in enumerate(feature_names)}
     fidelity["predictor (before each run)"] = proxy_fidelity(np.asarray([r.predicted for r in result.runs]), real)
-    proxy_pick = pool[int(np.argmax(features[:, 0]))].name
+    raw = proxy_utilities(engine, pool)
+    proxy_pick = pool[int(np.argmax(raw))].name
     noise = None if result.predictor is None else result.predictor.hyper.noise * result.predictor.hyper.scale
-    entries = [_entry(engine, trained[i], float(features[i, 0]), float(mean[i]), float(sd[i])) for i in order]
+    calibrated = before[:, feature_names.index("calibrated")] if "calibrated" in feature_names else [None] * len(order)
+    entries = [_entry(engine, trained[i], float(raw[i]), cal, float(mean[i]), float(sd[i])) for i, cal in zip(order, calibrated, strict=True)]
     message = (
         f"Chosen by the predictor after {len(result.runs)} real run(s) ({result.stopped}): {chosen.name} has the best posterior "
         f"real utility among the trained mixtures, {mean[result.chosen]:.4f} ± {sd[result.chosen]:.4f} {unit}. "
@@ -176,14 +214,14 @@ def acquisition_block(engine: Any, pool: list[Candidate], features: np.ndarray, 
     }
 
 
-def _entry(engine: Any, v: Verified, proxy_utility: float, posterior_mean: float, posterior_sd: float) -> dict:
+def _entry(engine: Any, v: Verified, proxy_utility: float, calibrated_utility: float | None, posterior_mean: float, posterior_sd: float) -> dict:
     c = v.candidate
     return {
         "name": c.name,
         "sources": c.sources,
         "weights": dict(zip(engine.domains, c.weights_K.tolist(), strict=True)),
-        "proxy_utility": proxy_utility,  # the merged proxy's utility: the first feature
-        "calibrated_utility": None,
+        "proxy_utility": proxy_utility,  # the raw merged proxy's utility
+        "calibrated_utility": None if calibrated_utility is None else float(calibrated_utility),  # before this run trained
         "ensemble_utility": c.proxy_metrics.get("ensemble_utility"),
         "real_utility": v.real_utility,
         "real_mean": float(np.mean(v.real_utility)),

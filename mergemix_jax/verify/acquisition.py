@@ -27,13 +27,14 @@ from mergemix_jax.verify.predictor import FeatureScale, Predictor, expected_impr
 @dataclass
 class Run:
     """One real run: pool index, data seed, its real utility, and the predictor's posterior (mean, sd)
-    for that mixture just before it trained (out of sample)."""
+    and the proxy features [P] of that mixture just before it trained (out of sample)."""
 
     index: int
     seed: int
     utility: float
     predicted: float
     predicted_sd: float
+    features: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -55,14 +56,16 @@ class Acquisition:
     trajectory: list[Step] = field(default_factory=list)
     stopped: str = ""
     predictor: Predictor | None = None
+    features: np.ndarray | None = None  # the pool's features [N, P] the last predictor was fitted with
 
     @property
     def chosen(self) -> int:
         return self.trajectory[-1].chosen
 
 
-def _fit(pool_NxK, features_NxP, runs: list[Run], scale: FeatureScale, fallback: float) -> Predictor:
+def _fit(pool_NxK, features_NxP, runs: list[Run], fallback: float) -> Predictor:
     idx = np.asarray([r.index for r in runs])
+    scale = FeatureScale.of(features_NxP)
     return fit_predictor(pool_NxK[idx], features_NxP[idx], np.asarray([r.seed for r in runs]), np.asarray([r.utility for r in runs]), scale, fallback)
 
 
@@ -84,9 +87,12 @@ def acquire(
     seeds: Sequence[int],
     min_distance: float = 0.1,
     stop_ratio: float = 0.0,
+    refeature: Callable[[list[Run]], np.ndarray] | None = None,
 ) -> Acquisition:
     """Run the acquisition loop (module doc) for at most `budget` real runs. `seeds`: the data seeds a
-    mixture trains on, in order (its j-th run uses seeds[j]; a mixture is never trained more often)."""
+    mixture trains on, in order (its j-th run uses seeds[j]; a mixture is never trained more often).
+    `refeature(runs)`, when given, returns the pool's features [N, P] after the runs so far (e.g. a
+    proxy calibrated on them); it replaces `features_NxP` after every run."""
     pool = np.asarray(pool_NxK, np.float64)
     features = np.asarray(features_NxP, np.float64)
     scale = FeatureScale.of(features)
@@ -110,13 +116,16 @@ def acquire(
                 out.stopped = "no candidate's expected improvement reaches pipeline.verify_stop_ratio x the noise of one run"
                 break
         seed = seeds[counts.get(pick, 0)]
-        out.runs.append(Run(pick, seed, float(train(pick, seed)), float(mean[pick]), float(sd[pick])))
+        out.runs.append(Run(pick, seed, float(train(pick, seed)), float(mean[pick]), float(sd[pick]), features[pick].tolist()))
         counts[pick] = counts.get(pick, 0) + 1
-        out.predictor = _fit(pool, features, out.runs, scale, fallback)
+        if refeature is not None:
+            features = np.asarray(refeature(out.runs), np.float64)
+        out.predictor = _fit(pool, features, out.runs, fallback)
         mean, sd = out.predictor.predict(pool, features)
         chosen = max(counts, key=lambda i: mean[i])
         out.trajectory.append(Step(len(out.runs), chosen, float(mean[chosen]), float(sd[chosen])))
     out.stopped = out.stopped or "budget spent"
+    out.features = features
     return out
 
 
