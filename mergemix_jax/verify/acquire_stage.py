@@ -36,6 +36,7 @@ from mergemix_jax.verify.stage import (
     train_candidate,
     utility_unit,
     verification_seeds,
+    vertex_metrics,
 )
 
 log = logging.getLogger(__name__)
@@ -87,17 +88,6 @@ def acquisition_pool(engine: Any) -> list[Candidate]:
     for i, c in enumerate(pool):
         c.name = next((b for b in ("uniform", "natural") if b in c.sources), f"a{i}")
     return pool
-
-
-def vertex_metrics(engine: Any) -> dict[str, np.ndarray]:
-    """The probe table's one-domain rows {metric: [V]}: real runs for free when the experts are the
-    references (same recipe as a verification run), else empty rows."""
-    from mergemix_jax.eval.results import read_table
-    from mergemix_jax.runkit import training
-
-    probe = read_table(engine.run_dir / "eval" / "probe.csv", engine.domains)
-    rows = [i for i, w in enumerate(probe["weights"]) if w.max() > 1.0 - 1e-6] if training.experts_are_references(engine.config) else []
-    return {m: v[rows] for m, v in probe["metrics"].items()}
 
 
 class ProxyFeatures:

@@ -224,6 +224,16 @@ def confirm_leaders(p: Any, data_seed: int, verified: list[Verified], more_seeds
         more_seeds(v, [data_seed + i for i in range(len(v.real_utility), p.verify_seeds)])
 
 
+def vertex_metrics(engine: Any) -> dict[str, np.ndarray]:
+    """The probe table's one-domain rows {metric: [V]}: real runs for free when the experts are the
+    references (same recipe as a verification run), else empty rows."""
+    from mergemix_jax.eval.results import read_table
+
+    probe = read_table(engine.run_dir / "eval" / "probe.csv", engine.domains)
+    rows = [i for i, w in enumerate(probe["weights"]) if w.max() > 1.0 - 1e-6] if training.experts_are_references(engine.config) else []
+    return {m: v[rows] for m, v in probe["metrics"].items()}
+
+
 def refit_calibration(engine: Any, vertices: dict, verified: list[Verified]) -> tuple[Calibration, dict]:
     """Fit the per-domain loss maps, and one per utility metric, on the vertices (proxy = real) plus
     the mean real metrics of each run."""
@@ -242,7 +252,6 @@ def refit_calibration(engine: Any, vertices: dict, verified: list[Verified]) -> 
 
 def run_verification(engine: Any) -> dict:
     """Run (or resume) verification; returns the `verification` block of mixture.json (see contract)."""
-    from mergemix_jax.eval.results import read_table
     from mergemix_jax.runkit.mixtures import natural_prior
     from mergemix_jax.runkit.references import make_model_scorer
 
@@ -251,9 +260,7 @@ def run_verification(engine: Any) -> dict:
     pool = candidate_pool(engine)
     for i, c in enumerate(pool):
         c.name = f"pool{i}"
-    probe = read_table(engine.run_dir / "eval" / "probe.csv", engine.domains)
-    vertex_rows = [i for i, w in enumerate(probe["weights"]) if w.max() > 1.0 - 1e-6] if training.experts_are_references(cfg) else []
-    vertices = {m: probe["metrics"][m][vertex_rows] for m in probe["metrics"]}
+    vertices = vertex_metrics(engine)
     baselines = baseline_candidates(engine, natural_prior(cfg), k)
     verified = [train_candidate(engine, b, 0, score) for b in baselines if b.name != "natural" or tv_distance(b.weights_K, baselines[0].weights_K) >= SAME_MIXTURE_TV]
     if len(verified) < len(baselines):
