@@ -237,3 +237,11 @@ def test_refeature_runs_after_every_run_and_each_run_keeps_the_features_it_was_c
     assert calls == [1, 2, 3, 4]
     assert [r.features[0] - proxy[r.index, 0] for r in result.runs] == pytest.approx([0, 1, 2, 3])
     assert result.features == pytest.approx(proxy + 4)
+
+
+def test_the_opening_runs_train_first_then_expected_improvement_takes_over():
+    pool, proxy, rng = pool_and_proxy(1, 1.0, n=32)
+    result = acquire(pool, proxy, lambda i, s: float(utility(pool[i : i + 1])[0] + rng.normal(0, 0.01)), 5, seeds=[0], first=[7, 3, 7])
+    assert [r.index for r in result.runs][:2] == [7, 3] and len(result.runs) == 5
+    assert len({r.index for r in result.runs}) == 5  # no mixture trained twice on one seed
+    assert result.trajectory[0].chosen == int(np.argmax(proxy[:, 0]))  # before any run: the proxies' favourite

@@ -140,7 +140,8 @@ def run_acquisition(engine: Any) -> dict:
 
     seed = verification_seeds(cfg)[0]
     refeature = (lambda runs: proxies.after([trained[i] for i in dict.fromkeys(r.index for r in runs)])) if "calibrated" in proxies.names else None
-    result = acquire(weights, proxies.after([]), train, p.verify_budget, seeds=[seed], min_distance=p.verify_min_distance, stop_ratio=p.verify_stop_ratio, refeature=refeature)
+    opening = [i for i, c in enumerate(pool) if c.name in ("uniform", "natural")] if p.verify_baselines_first else []
+    result = acquire(weights, proxies.after([]), train, p.verify_budget, seeds=[seed], min_distance=p.verify_min_distance, stop_ratio=p.verify_stop_ratio, refeature=refeature, first=opening)
     for run in result.runs:
         trained[run.index].predicted_utility = run.predicted
     return acquisition_block(engine, pool, proxies.names, trained, result)

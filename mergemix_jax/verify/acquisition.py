@@ -88,23 +88,26 @@ def acquire(
     min_distance: float = 0.1,
     stop_ratio: float = 0.0,
     refeature: Callable[[list[Run]], np.ndarray] | None = None,
+    first: Sequence[int] = (),
 ) -> Acquisition:
     """Run the acquisition loop (module doc) for at most `budget` real runs. `seeds`: the data seeds a
     mixture trains on, in order (its j-th run uses seeds[j]; a mixture is never trained more often).
     `refeature(runs)`, when given, returns the pool's features [N, P] after the runs so far (e.g. a
-    proxy calibrated on them); it replaces `features_NxP` after every run."""
+    proxy calibrated on them); it replaces `features_NxP` after every run. `first`: pool indices trained
+    before expected improvement takes over (e.g. the baselines), in order, within the budget."""
     pool = np.asarray(pool_NxK, np.float64)
     features = np.asarray(features_NxP, np.float64)
     scale = FeatureScale.of(features)
     fallback = float(np.mean(scale.scale_P)) if features.size else 1.0  # the proxies' spread, in utility units
     prior_mean, prior_sd = prior_predict(pool, features, scale, fallback)
-    first = int(np.argmax(prior_mean))
-    out = Acquisition(trajectory=[Step(0, first, float(prior_mean[first]), float(prior_sd[first]))])
+    favourite = int(np.argmax(prior_mean))
+    out = Acquisition(trajectory=[Step(0, favourite, float(prior_mean[favourite]), float(prior_sd[favourite]))])
     counts: dict[int, int] = {}
     mean, sd = prior_mean, prior_sd  # the current posterior over the pool (the prior before any run)
+    opening = list(dict.fromkeys(first)) or [favourite]
     while len(out.runs) < budget:
-        if out.predictor is None:
-            pick = first
+        if len(out.runs) < len(opening):
+            pick = opening[len(out.runs)]
         else:
             best = max(mean[i] for i in counts)
             ei = expected_improvement(mean, sd, best)
