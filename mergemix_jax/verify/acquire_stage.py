@@ -111,6 +111,9 @@ class ProxyFeatures:
                     c.proxy_metrics["ensemble_utility"] = float(u)
         self.vertices = vertex_metrics(engine) if "calibrated" in names else {}
         self.names = [n for n in names if n in self.columns or n == "calibrated"]
+        if not self.names:  # only the ensemble was asked for, and it does not define this utility
+            log.info("the predictor uses the merged proxy instead")
+            self.columns["merged"], self.names = proxy_utilities(engine, pool), ["merged"]
 
     def after(self, verified: list[Verified]) -> np.ndarray:
         """[N, P] with the calibrated column refitted on the vertices and `verified`."""
