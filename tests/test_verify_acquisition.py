@@ -161,6 +161,11 @@ def test_acquisition_stage_end_to_end_reuses_the_run_folder(tmp_path):
     mixture = json.loads((run_dir / "mixture.json").read_text())
     chosen = next(c for c in v["candidates"] if c["name"] == v["chosen"])
     assert mixture["weights"] == pytest.approx(chosen["weights"])
+    calibrated = [*acquisition[:2], "pipeline.verify_features=[calibrated,ensemble]", "pipeline.verify_baselines_first=true"]
+    run_pipeline(load_config(path, calibrated), path, stop_after="verify")
+    v = read_verification(run_dir)
+    assert [c["name"] for c in v["candidates"]][:2] == ["uniform", "natural"] and v["predictor"]["features"] == ["calibrated", "ensemble"]
+    assert all(c["calibrated_utility"] is not None for c in v["candidates"]) and "calibrated" in v["fidelity"]
     assert run_pipeline(load_config(path), path, stop_after="verify") == run_dir  # back to rounds: verify reruns from cached runs
     assert read_verification(run_dir)["candidates"][0]["real_utility"] == rounds["candidates"][0]["real_utility"]
 
