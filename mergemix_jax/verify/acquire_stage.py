@@ -116,13 +116,20 @@ class ProxyFeatures:
             self.columns["merged"], self.names = proxy_utilities(engine, pool), ["merged"]
 
     def after(self, verified: list[Verified]) -> np.ndarray:
-        """[N, P] with the calibrated column refitted on the vertices and `verified`."""
+        """[N, P] with the calibrated column refitted on the vertices and `verified`. A trained mixture's
+        calibrated value comes from the calibration fitted without its own run (leave-one-out), so the
+        predictor judges the calibrated proxy on predictions, not on the runs it was fitted to."""
         from mergemix_jax.verify.stage import refit_calibration
 
         columns = dict(self.columns)
         if "calibrated" in self.names:
             calibration, _ = refit_calibration(self.engine, self.vertices, verified)
-            columns["calibrated"] = proxy_utilities(self.engine, self.pool, calibration)
+            column = proxy_utilities(self.engine, self.pool, calibration)
+            index = {id(c): i for i, c in enumerate(self.pool)}
+            for j, v in enumerate(verified):
+                without, _ = refit_calibration(self.engine, self.vertices, verified[:j] + verified[j + 1 :])
+                column[index[id(v.candidate)]] = proxy_utilities(self.engine, [v.candidate], without)[0]
+            columns["calibrated"] = column
         return np.stack([columns[n] for n in self.names], axis=1)
 
 
