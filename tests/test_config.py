@@ -53,7 +53,6 @@ def test_round_trip(tmp_path):
         ({"pipeline": {"verify_extra_rounds": -1}}, "pipeline.verify_extra_rounds"),
         ({"pipeline": {"verify_features": ["merged", "nope"]}}, "pipeline.verify_features"),
         ({"pipeline": {"verify_features": []}}, "pipeline.verify_features"),
-        ({"pipeline": {"verify_ensemble_pool": -1}}, "pipeline.verify_ensemble_pool"),
         ({"eval": {"task_offset": -4}}, "eval.task_offset"),
         ({"eval": {"task_dir": "tasks", "tasks": ["arithmetic"], "choice_as_answer": ["sotu"]}}, "eval.choice_as_answer"),
     ],

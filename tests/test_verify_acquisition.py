@@ -143,7 +143,7 @@ def test_acquisition_stage_end_to_end_reuses_the_run_folder(tmp_path):
     run_dir = run_pipeline(load_config(path), path, stop_after="verify")
     rounds = read_verification(run_dir)
     events = len(read_stage_log(run_dir))
-    acquisition = ["pipeline.verify_strategy=acquisition", "pipeline.verify_budget=3", "pipeline.verify_ensemble_pool=2"]
+    acquisition = ["pipeline.verify_strategy=acquisition", "pipeline.verify_budget=3"]
     assert run_pipeline(load_config(path, acquisition), path, stop_after="verify") == run_dir
     new = read_stage_log(run_dir)[events:]
     assert {e["stage"] for e in new if e["status"] == "done"} == {"verify"}
@@ -153,11 +153,6 @@ def test_acquisition_stage_end_to_end_reuses_the_run_folder(tmp_path):
     assert len({json.dumps(c["weights"], sort_keys=True) for c in v["candidates"]}) == 3  # no mixture trained twice
     assert all(c["predicted_utility"] is not None and len(c["real_utility"]) == 1 for c in v["candidates"])
     assert set(v["fidelity"]) >= {"merged", "predictor (before each run)"}
-    from mergemix_jax.eval.results import read_table
-    from mergemix_jax.verify.candidates import tv_distance
-
-    top = read_table(run_dir / "eval" / "verify_ensemble_top-2.csv", list(v["candidates"][0]["weights"]))["weights"]
-    assert len(top) == 2 and tv_distance(top[0], top[1]) >= 0.1  # the ensemble's best two, scored by the merge for the pool
     mixture = json.loads((run_dir / "mixture.json").read_text())
     chosen = next(c for c in v["candidates"] if c["name"] == v["chosen"])
     assert mixture["weights"] == pytest.approx(chosen["weights"])

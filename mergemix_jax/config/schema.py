@@ -183,7 +183,6 @@ class PipelineConfig:
     verify_stop_ratio: float = 0.0  # acquisition: stop early when no candidate's expected improvement reaches this x the noise of one run
     verify_features: list[str] = field(default_factory=lambda: ["merged", "ensemble"])  # acquisition: the predictor's proxy features: merged | calibrated (the merge calibrated on every real run, vertices included) | ensemble
     verify_baselines_first: bool = False  # acquisition: train uniform and natural first (2 of the budget), then expected improvement
-    verify_ensemble_pool: int = 0  # acquisition: add this many of the output-space ensemble's best mixtures (of 8,192 draws) to the pool
     verify_pool: int = 64  # Dirichlet mixtures scored by the proxy as extra candidates (acquisition: as many again around natural)
     verify_min_distance: float = 0.1  # total-variation distance between verified mixtures
     # the rounds strategy's keys (verify_strategy: rounds)

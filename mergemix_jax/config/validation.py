@@ -249,8 +249,6 @@ def _verify_problems(config: Config) -> list[str]:
     unknown = [f for f in p.verify_features if f not in VERIFY_FEATURES]
     if unknown or not p.verify_features or len(set(p.verify_features)) < len(p.verify_features):
         problems.append(f"key 'pipeline.verify_features' must list distinct features of {list(VERIFY_FEATURES)} (at least one), got {p.verify_features}")
-    if p.verify_ensemble_pool < 0:
-        problems.append(f"key 'pipeline.verify_ensemble_pool' must be >= 0 (0 = off), got {p.verify_ensemble_pool}")
     if p.verify_budget < 0 or p.verify_stop_ratio < 0:
         problems.append(f"keys 'pipeline.verify_budget' and 'pipeline.verify_stop_ratio' must be >= 0, got {p.verify_budget} and {p.verify_stop_ratio}")
     if not 0 <= p.verify_min_distance < 1:

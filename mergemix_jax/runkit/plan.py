@@ -125,7 +125,7 @@ def verify_pool_evaluations(config: Config) -> float:
     the ensemble's K expert passes over the suite, counted as K evaluations)."""
     p, k = config.pipeline, len(config.data.domains)
     rounds_pool = p.verify_pool + k
-    return rounds_pool + p.verify_pool + k + p.verify_ensemble_pool if p.verify_strategy == "acquisition" else rounds_pool
+    return rounds_pool + p.verify_pool + k if p.verify_strategy == "acquisition" else rounds_pool
 
 
 def reference_runs(config: Config) -> int:

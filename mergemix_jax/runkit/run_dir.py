@@ -28,7 +28,7 @@ _NEWER_DEFAULTS = (
     ("data", "split_by_process", True), ("eval", "task_offset", 0), ("model", "rope_scaling", None),
     ("model", "remat_policy", "full"), ("model", "attention_block", 0), ("train", "grad_accum_steps", 1), ("pipeline", "expert_dirs", {}),
 )  # fmt: skip
-_NEWER_VERIFY_DEFAULTS = {"verify_ensemble_pool": 0, "verify_baselines_first": False, "verify_features": ["merged", "ensemble"]}  # the same for the verification records' key
+_NEWER_VERIFY_DEFAULTS = {"verify_baselines_first": False, "verify_features": ["merged", "ensemble"]}  # the same for the verification records' key
 _UNHASHED = {("pipeline", "output_root"), ("pipeline", "name"), ("train", "output_dir"), ("train", "progress"), ("train", "log_every"), ("data", "cache_dir"), ("train", "divergence_factor")}
 
 

@@ -3,8 +3,7 @@ run chooses each next run (verify.acquisition), for `pipeline.verify_budget` run
 
 The pool: uniform and natural proportions, `pipeline.verify_pool` draws from a Dirichlet centred on the
 natural proportions (concentration K x natural: the draws a careful random search would train), every
-search method's pick, the probe table, a Dirichlet(1) pool, natural-without-one-domain and, with
-`pipeline.verify_ensemble_pool` > 0, the output-space ensemble's best mixtures of 8,192 draws, each scored by
+search method's pick, the probe table, a Dirichlet(1) pool and natural-without-one-domain, each scored by
 the proxies of `pipeline.verify_features` (the predictor's features: the merged proxy; the merged proxy
 calibrated on the vertices and every run so far, refitted after each run; the output-space ensemble where
 it defines the utility's metrics). Every run is one mixture on the first verification data seed, cached like the rounds
@@ -24,15 +23,13 @@ from typing import Any
 import numpy as np
 
 from mergemix_jax.verify.acquisition import Acquisition, acquire, proxy_fidelity, proxy_reliance
-from mergemix_jax.verify.candidates import Candidate, pool_from_tables, select_diverse
+from mergemix_jax.verify.candidates import Candidate, pool_from_tables
 from mergemix_jax.verify.stage import (
     Verified,
     baseline_candidates,
     candidate_pool,
     ensemble_utilities,
-    ensemble_utilities_of,
     proxy_utilities,
-    reachable,
     train_candidate,
     utility_unit,
     verification_seeds,
@@ -40,7 +37,6 @@ from mergemix_jax.verify.stage import (
 )
 
 log = logging.getLogger(__name__)
-ENSEMBLE_DRAWS = 4096  # per family (Dirichlet(1), around natural): the ensemble scores ~1,600 mixtures/s on a CPU
 
 
 def around_natural(natural_K: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -49,23 +45,6 @@ def around_natural(natural_K: np.ndarray, n: int, seed: int) -> np.ndarray:
     natural = np.asarray(natural_K, np.float64)
     alpha = np.maximum(len(natural) * natural, 1e-3)
     return np.random.default_rng(seed).dirichlet(alpha, size=n)
-
-
-def ensemble_top(engine: Any, natural_K: np.ndarray, m: int) -> np.ndarray:
-    """[<= m, K]: the best mixtures by the output-space ensemble's utility among ENSEMBLE_DRAWS Dirichlet(1)
-    draws and as many around natural (no forward pass per mixture: eval/ensemble.py), each at least
-    `pipeline.verify_min_distance` (TV) from the others; empty when m is 0 or the ensemble does not
-    define the utility's metrics."""
-    k = len(natural_K)
-    if m <= 0:
-        return np.zeros((0, k))
-    seed = engine.config.pipeline.search_seed + 15485863
-    draws = np.concatenate([np.random.default_rng(seed).dirichlet(np.ones(k), ENSEMBLE_DRAWS), around_natural(natural_K, ENSEMBLE_DRAWS, seed + 1)])
-    draws = draws[[reachable(engine, w) for w in draws]]
-    utilities = ensemble_utilities_of(engine, draws) if len(draws) else None
-    if utilities is None:
-        return np.zeros((0, k))
-    return draws[select_diverse(draws, utilities, m, engine.config.pipeline.verify_min_distance)]
 
 
 def acquisition_pool(engine: Any) -> list[Candidate]:
@@ -79,10 +58,6 @@ def acquisition_pool(engine: Any) -> list[Candidate]:
     scored = engine.score_table(draws, engine.run_dir / "eval" / "verify_around_natural.csv")
     tables = [(b.name, b.weights_K[None], {m: np.asarray([v]) for m, v in b.proxy_metrics.items()}) for b in baselines]
     tables.append(("around-natural", scored["weights"], scored["metrics"]))
-    top = ensemble_top(engine, natural, engine.config.pipeline.verify_ensemble_pool)
-    if len(top):
-        scored = engine.score_table(top, engine.run_dir / "eval" / f"verify_ensemble_top-{len(top)}.csv")
-        tables.append(("ensemble-top", scored["weights"], scored["metrics"]))
     tables += [(c.sources[0], c.weights_K[None], {m: np.asarray([v]) for m, v in c.proxy_metrics.items()}) for c in candidate_pool(engine)]
     pool = pool_from_tables(tables)
     for i, c in enumerate(pool):

@@ -130,18 +130,13 @@ def drop_one_mixtures(engine: Any) -> np.ndarray:
 
 def ensemble_utilities(engine: Any, candidates: list[Candidate]) -> np.ndarray | None:
     """The output-space ensemble's utility [N] of each candidate, or None when it is unavailable."""
-    return ensemble_utilities_of(engine, np.stack([c.weights_K for c in candidates]))
-
-
-def ensemble_utilities_of(engine: Any, weights_NxK: np.ndarray) -> np.ndarray | None:
-    """The output-space ensemble's utility [N] of each mixture, or None when it is unavailable."""
     try:
         from mergemix_jax.eval.ensemble import ensemble_metric_names, ensemble_metrics
     except ImportError:
         return None
     if any(m not in ensemble_metric_names(engine.suite) for m in engine.weights):
         return None  # a utility metric the ensemble does not define (module doc of eval/ensemble.py)
-    metrics = ensemble_metrics(engine.model_cfg, engine.stack, engine.suite, np.asarray(weights_NxK, np.float64), cache_dir=engine.run_dir / "eval" / "ensemble")
+    metrics = ensemble_metrics(engine.model_cfg, engine.stack, engine.suite, np.stack([c.weights_K for c in candidates]), cache_dir=engine.run_dir / "eval" / "ensemble")
     return engine.utility(metrics)
 
 
