@@ -30,6 +30,7 @@ from mergemix_jax.verify.stage import (
     candidate_pool,
     ensemble_utilities,
     proxy_utilities,
+    refit_calibration,
     train_candidate,
     utility_unit,
     verification_seeds,
@@ -94,8 +95,6 @@ class ProxyFeatures:
         """[N, P] with the calibrated column refitted on the vertices and `verified`. A trained mixture's
         calibrated value comes from the calibration fitted without its own run (leave-one-out), so the
         predictor judges the calibrated proxy on predictions, not on the runs it was fitted to."""
-        from mergemix_jax.verify.stage import refit_calibration
-
         columns = dict(self.columns)
         if "calibrated" in self.names:
             calibration, _ = refit_calibration(self.engine, self.vertices, verified)

@@ -7,7 +7,9 @@ mixture with the highest expected improvement over the best posterior mean among
 a new mixture on the first data seed, or a trained one on its next seed (confirming a leader is an
 improvement question like any other). Untrained mixtures closer than `min_distance` (total variation)
 to a trained one are skipped, so the budget is not spent on near-duplicates. Before any run the pick is
-the prior's favourite (the proxies' own pick). The loop stops when the budget is spent or when no
+the prior's favourite (the proxies' own pick), and the first run trains it unless opening runs are
+given (e.g. the baselines). Features may change after each run (`refeature`: a proxy recalibrated on
+the runs); each run keeps the features it was chosen with. The loop stops when the budget is spent or when no
 candidate's expected improvement reaches `stop_ratio` x the fitted noise of one run.
 
 After every run the recommendation is the trained mixture with the best posterior mean: the trajectory
